@@ -1,0 +1,60 @@
+"""The one place for APIs that differ between the supported Home Assistant releases.
+
+Supported: 2025.4 (minimum) to 2026.10 (latest). Each shim names the release
+that made it necessary, so it can be deleted when that release is the minimum.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import TYPE_CHECKING, Any
+
+from homeassistant import config_entries
+from homeassistant.helpers import service as service_helper
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant, ServiceCall
+
+__all__ = [
+    "HAS_OPTIONS_FLOW_WITH_RELOAD",
+    "OptionsFlowWithReload",
+    "async_extract_entity_ids",
+    "vol",
+]
+
+# 2026.9 validates with probatio, voluptuous-compatible; `import voluptuous` is
+# aliased to it at run time, but its types are what Home Assistant's signatures
+# expect, so the integration builds its schemas with this `vol`.
+# Home Assistant 2026.9+ needs Python 3.14, which is what mypy can see.
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 14):
+        import probatio as vol
+    else:
+        import voluptuous as vol
+else:
+    try:
+        import probatio as vol
+    except ImportError:
+        import voluptuous as vol
+
+# 2025.8 added OptionsFlowWithReload (the entry reloads when options change);
+# before it, the integration reloads from an update listener instead.
+HAS_OPTIONS_FLOW_WITH_RELOAD: bool = hasattr(config_entries, "OptionsFlowWithReload")
+if TYPE_CHECKING or not HAS_OPTIONS_FLOW_WITH_RELOAD:
+    OptionsFlowWithReload = config_entries.OptionsFlow
+else:
+    OptionsFlowWithReload = config_entries.OptionsFlowWithReload
+
+# 2026.10 removed the `hass` argument of the service target helpers.
+_EXTRACT_TAKES_HASS: bool = (
+    "hass" in inspect.signature(service_helper.async_extract_entity_ids).parameters
+)
+
+
+async def async_extract_entity_ids(hass: HomeAssistant, call: ServiceCall) -> set[str]:
+    """Return the entity ids a service call targets, expanding devices and areas."""
+    extract: Any = service_helper.async_extract_entity_ids
+    if _EXTRACT_TAKES_HASS:
+        return set(await extract(hass, call))
+    return set(await extract(call))

@@ -1,0 +1,35 @@
+"""Errors raised by the miningsite library."""
+
+from __future__ import annotations
+
+
+class MiningSiteError(Exception):
+    """Base of every error this library raises."""
+
+
+class DeviceConnectionError(MiningSiteError):
+    """A device could not be reached, or the connection dropped."""
+
+
+class DeviceTimeoutError(DeviceConnectionError):
+    """A device did not answer in time."""
+
+
+class DeviceAuthError(MiningSiteError):
+    """A device refused our credentials or write access."""
+
+
+class DeviceProtocolError(MiningSiteError):
+    """A device answered with something that does not parse or makes no sense."""
+
+
+class CommandRejectedError(MiningSiteError):
+    """A device understood a command and refused it."""
+
+
+class CommandNotConfirmedError(MiningSiteError):
+    """A command was sent but reading back did not show the requested state."""
+
+
+class UnsupportedError(MiningSiteError):
+    """The firmware cannot do what was asked."""

@@ -1,0 +1,1 @@
+"""Miner drivers, one module per firmware family, and the fleet fan-out."""

@@ -1,0 +1,121 @@
+# shellcheck shell=bash
+# Shared by scripts/setup, test, develop and simulate: where the two test
+# lanes live and how to run a command inside one.
+#
+#   min     Home Assistant 2025.4.4 on Python 3.13 (a venv on this machine)
+#   latest  Home Assistant 2026.10.4 on Python >= 3.14.2: a venv when such a
+#           Python is on PATH, otherwise a Debian forky root (debootstrap)
+#           entered with chroot in a private mount namespace.
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LANES_DIR="$REPO_DIR/.lanes"
+FORKY_ROOT="$LANES_DIR/latest/forky"
+# Bump when the way a lane is built changes, so old lanes are rebuilt.
+LANE_LAYOUT_VERSION=1
+
+die() { echo "error: $*" >&2; exit 1; }
+say() { echo "==> $*" >&2; }
+
+# Print the path of a Python whose version is >= $1 and < $2 (both X.Y.Z).
+_python_in_range() {
+    local low=$1 high=$2 candidate
+    local candidates=()
+    for name in python3.14 python3.13 python3; do
+        command -v "$name" >/dev/null 2>&1 && candidates+=("$(command -v "$name")")
+    done
+    local pyenv_root
+    pyenv_root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
+    for candidate in "$pyenv_root"/versions/3.1[34]*/bin/python3; do
+        [ -x "$candidate" ] && candidates+=("$candidate")
+    done
+    for candidate in "${candidates[@]}"; do
+        if "$candidate" - "$low" "$high" <<'PY' 2>/dev/null; then
+import sys
+low, high = (tuple(int(p) for p in v.split(".")) for v in sys.argv[1:3])
+sys.exit(0 if low <= sys.version_info[:3] < high else 1)
+PY
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+min_python() { _python_in_range 3.13.0 3.14.0; }
+host_latest_python() { _python_in_range 3.14.2 3.15.0; }
+
+# How the latest lane runs on this machine: "venv" or "forky".
+latest_lane_kind() {
+    if [ -f "$LANES_DIR/latest/kind" ]; then
+        cat "$LANES_DIR/latest/kind"
+    elif host_latest_python >/dev/null; then
+        echo venv
+    else
+        echo forky
+    fi
+}
+
+lane_venv() {
+    case "$1" in
+        min) echo "$LANES_DIR/min/venv" ;;
+        latest)
+            if [ "$(latest_lane_kind)" = forky ]; then echo /opt/venv; else echo "$LANES_DIR/latest/venv"; fi ;;
+        *) die "unknown lane '$1' (expected min or latest)" ;;
+    esac
+}
+
+lane_ready() { [ -f "$LANES_DIR/$1/ready" ] && [ "$(cat "$LANES_DIR/$1/ready")" = "$(lane_fingerprint)" ]; }
+
+# What a ready lane was built from: the layout and the pinned requirements.
+lane_fingerprint() {
+    { echo "$LANE_LAYOUT_VERSION"; cat "$REPO_DIR/requirements_test.txt"; } | sha256sum | cut -c1-16
+}
+
+# Run a command in a lane with the repository as working directory.
+# The venv's bin comes first on PATH, so `python`, `pytest`, `mypy` are the lane's.
+lane_exec() {
+    local lane=$1; shift
+    local venv
+    venv=$(lane_venv "$lane")
+    if [ "$lane" = latest ] && [ "$(latest_lane_kind)" = forky ]; then
+        _forky_exec "$venv" "$@"
+    else
+        (cd "$REPO_DIR" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" "$@")
+    fi
+}
+
+# Enter the forky root in a private mount namespace: the mounts vanish with
+# the process, so an interrupted run leaves nothing mounted behind.
+# The repository is bound at the same path inside, so paths in coverage
+# reports and tracebacks read the same in both lanes.
+_forky_exec() {
+    local venv=$1; shift
+    [ "$(id -u)" = 0 ] || die "the forky lane needs root (chroot); run as root or put Python >= 3.14.2 on PATH"
+    # bash -c (not a here-document) keeps the caller's stdin for the command.
+    unshare --mount --propagation private -- bash -c "$_FORKY_ENTER" forky-enter "$FORKY_ROOT" "$REPO_DIR" "$venv" "$@"
+}
+
+_FORKY_ENTER=$(cat <<'INNER'
+set -e
+root=$1 repo=$2 venv=$3; shift 3
+mkdir -p "$root$repo" "$root/proc" "$root/dev" "$root/tmp"
+mount --bind "$repo" "$root$repo"
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+[ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+# Pass through the few variables a run may carry (coverage file, CI flag, extras).
+passthrough=()
+for name in COVERAGE_FILE CI TERM HYPOTHESIS_PROFILE BENCH_ARGS; do
+    [ -n "${!name:-}" ] && passthrough+=("$name=${!name}")
+done
+exec chroot "$root" /usr/bin/env -i "${passthrough[@]}" \
+    HOME=/root LANG=C.UTF-8 \
+    PATH="$venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    VIRTUAL_ENV="$venv" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    BITCOIN_MINING_LANE=latest \
+    /bin/sh -c 'cd "$0" && exec "$@"' "$repo" "$@"
+INNER
+)

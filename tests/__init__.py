@@ -1,0 +1,1 @@
+"""Tests for the bitcoin_mining integration, its library and the site simulator."""
