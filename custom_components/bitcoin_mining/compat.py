@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HAS_OPTIONS_FLOW_WITH_RELOAD",
+    "BinarySensorDeviceClass",
     "OptionsFlowWithReload",
     "async_extract_entity_ids",
     "vol",
@@ -37,6 +38,16 @@ else:
         import probatio as vol
     except ImportError:
         import voluptuous as vol
+
+# 2026 moved BinarySensorDeviceClass to binary_sensor.const (the package re-exports
+# it without declaring it, which strict typing rejects).
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 14):
+        from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
+    else:
+        from homeassistant.components.binary_sensor import BinarySensorDeviceClass
+else:
+    from homeassistant.components.binary_sensor import BinarySensorDeviceClass
 
 # 2025.8 added OptionsFlowWithReload (the entry reloads when options change);
 # before it, the integration reloads from an update listener instead.

@@ -2,8 +2,71 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 DOMAIN: Final = "bitcoin_mining"
+LOGGER = logging.getLogger(__package__)
 
+# Config entry data: the site and its connections.
 CONF_SITE_NAME: Final = "site_name"
+CONF_NOMINAL_FREQUENCY: Final = "nominal_frequency"
+CONF_METER_HOST: Final = "meter_host"
+CONF_METER_PORT: Final = "meter_port"
+CONF_METER_UNIT_ID: Final = "meter_unit_id"
+CONF_REGISTER_PRESET: Final = "register_preset"
+CONF_FREQUENCY_REGISTER: Final = "frequency_register"
+CONF_SUPPLY_POWER_ENTITIES: Final = "supply_power_entities"
+CONF_SUPPLY_VOLTAGE_ENTITY: Final = "supply_voltage_entity"
+CONF_SUPPLY_CURRENT_ENTITY: Final = "supply_current_entity"
+CONF_POOL_HOST: Final = "pool_host"
+CONF_POOL_PORT: Final = "pool_port"
+CONF_PROBE_HOST: Final = "probe_host"
+CONF_PROBE_PORT: Final = "probe_port"
+
+# A custom frequency register, as the operator describes it.
+CONF_ADDRESS: Final = "address"
+CONF_ADDRESS_BASE: Final = "address_base"
+CONF_REGISTER_TYPE: Final = "register_type"
+CONF_DATA_TYPE: Final = "data_type"
+CONF_WORD_ORDER: Final = "word_order"
+CONF_BYTE_ORDER: Final = "byte_order"
+CONF_SCALE: Final = "scale"
+
+PRESET_SEL735: Final = "sel735"
+PRESET_CUSTOM: Final = "custom"
+
+# Options: cadence, thresholds and the power budget.
+CONF_GRID_INTERVAL: Final = "grid_interval"
+CONF_FLEET_INTERVAL: Final = "fleet_interval"
+CONF_UNDER_FREQUENCY: Final = "under_frequency_hz"
+CONF_OVERHEAD_KW: Final = "overhead_kw"
+CONF_MARGIN_KW: Final = "margin_kw"
+CONF_SUPPLY_STALE_S: Final = "supply_stale_s"
+
+DEFAULT_METER_PORT: Final = 502
+DEFAULT_METER_UNIT_ID: Final = 1
+DEFAULT_POOL_PORT: Final = 3333
+DEFAULT_GRID_INTERVAL: Final = 1.0
+MIN_GRID_INTERVAL: Final = 0.25
+DEFAULT_FLEET_INTERVAL: Final = 10.0
+MIN_FLEET_INTERVAL: Final = 2.0
+DEFAULT_OVERHEAD_KW: Final = 10.0
+DEFAULT_MARGIN_KW: Final = 5.0
+DEFAULT_SUPPLY_STALE_S: Final = 120.0
+# Shed everything at -1 % of nominal: 49.5 Hz on a 50 Hz grid (the seed's threshold).
+UNDER_FREQUENCY_FRACTION: Final = 0.99
+
+METER_TIMEOUT_S: Final = 2.0
+PROBE_TIMEOUT_S: Final = 3.0
+# A meter that decodes nonsense this many polls running gets a repair issue.
+IMPLAUSIBLE_READINGS_FOR_REPAIR: Final = 10
+
+# Names of the network probes.
+PROBE_UPSTREAM_POOL: Final = "upstream_pool"
+PROBE_EXTRA: Final = "extra_target"
+
+
+def default_under_frequency(nominal_hz: float) -> float:
+    """The default under-frequency threshold for a grid's nominal frequency."""
+    return round(nominal_hz * UNDER_FREQUENCY_FRACTION, 2)

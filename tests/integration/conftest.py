@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 import logging
+from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.bitcoin_mining.const import (
+    CONF_FLEET_INTERVAL,
+    CONF_GRID_INTERVAL,
+    CONF_MARGIN_KW,
+    CONF_METER_HOST,
+    CONF_METER_PORT,
+    CONF_METER_UNIT_ID,
+    CONF_NOMINAL_FREQUENCY,
+    CONF_OVERHEAD_KW,
+    CONF_POOL_HOST,
+    CONF_POOL_PORT,
+    CONF_REGISTER_PRESET,
+    CONF_SITE_NAME,
+    CONF_SUPPLY_POWER_ENTITIES,
+    DOMAIN,
+    PRESET_SEL735,
+)
+from tests.support.modbus_meter import MeterServer, free_port
 
 # Log lines Home Assistant writes when an integration uses an API on its way out.
 DEPRECATION_MARKERS = ("is deprecated", "report_usage", "will stop working", "which is deprecated")
+SUPPLY_ENTITY = "sensor.supply_power"
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +53,107 @@ def fail_on_deprecation_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[N
         and any(marker in record.getMessage() for marker in DEPRECATION_MARKERS)
     ]
     assert not offending, f"deprecated Home Assistant API used: {offending}"
+
+
+@pytest.fixture
+async def meter_server(loopback_network: None) -> AsyncIterator[MeterServer]:
+    """A real Modbus TCP meter reading 50.00 Hz."""
+    server = MeterServer()
+    server.set_frequency(50.0)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def pool_port(loopback_network: None) -> AsyncIterator[int]:
+    """A TCP listener standing in for the upstream pool (the probes only connect)."""
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    yield int(server.sockets[0].getsockname()[1])
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nobody listens on."""
+    return free_port()
+
+
+def set_supply(
+    hass: HomeAssistant, value: str | float, unit: str | None = "kW", entity_id: str = SUPPLY_ENTITY
+) -> None:
+    """Set a supply power sensor the way an MQTT sensor reports."""
+    attributes: dict[str, Any] = {"device_class": "power", "state_class": "measurement"}
+    if unit is not None:
+        attributes["unit_of_measurement"] = unit
+    hass.states.async_set(entity_id, str(value), attributes, force_update=True)
+
+
+def site_data(meter: MeterServer, pool_port: int) -> dict[str, Any]:
+    """Entry data for a site on the test meter and pool."""
+    return {
+        CONF_SITE_NAME: "Test site",
+        CONF_NOMINAL_FREQUENCY: "50",
+        CONF_METER_HOST: meter.host,
+        CONF_METER_PORT: meter.port,
+        CONF_METER_UNIT_ID: meter.unit_id,
+        CONF_REGISTER_PRESET: PRESET_SEL735,
+        CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY],
+        CONF_POOL_HOST: "127.0.0.1",
+        CONF_POOL_PORT: pool_port,
+    }
+
+
+@pytest.fixture
+def config_entry(meter_server: MeterServer, pool_port: int) -> MockConfigEntry:
+    """A site on the test meter, with a fast grid loop."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Test site",
+        unique_id="test_site",
+        data=site_data(meter_server, pool_port),
+        options={
+            CONF_GRID_INTERVAL: 0.25,
+            CONF_FLEET_INTERVAL: 10.0,
+            CONF_OVERHEAD_KW: 10.0,
+            CONF_MARGIN_KW: 5.0,
+        },
+    )
+
+
+@pytest.fixture
+async def loaded_entry(
+    hass: HomeAssistant, config_entry: MockConfigEntry
+) -> AsyncIterator[MockConfigEntry]:
+    """The site set up, with 300 kW of supply."""
+    set_supply(hass, 300)
+    config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(config_entry.entry_id)
+    await hass.async_block_till_done()
+    yield config_entry
+    await hass.async_block_till_done()
+    if config_entry.state is ConfigEntryState.LOADED:
+        await hass.config_entries.async_unload(config_entry.entry_id)
+        await hass.async_block_till_done()
+
+
+async def wait_for_state(
+    hass: HomeAssistant, entity_id: str, expected: str, timeout: float = 3.0
+) -> None:
+    """Wait (real time: the grid loop runs on the event loop's clock) for a state."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        state = hass.states.get(entity_id)
+        if state is not None and state.state == expected:
+            return
+        await asyncio.sleep(0.05)
+    state = hass.states.get(entity_id)
+    raise AssertionError(
+        f"{entity_id} is {state.state if state else None!r}, expected {expected!r}"
+    )

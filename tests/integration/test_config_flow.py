@@ -1,51 +1,395 @@
-"""Tests of the config flow."""
+"""The config, options and reconfigure flows, through every error and recovery."""
 
 from __future__ import annotations
 
-from homeassistant.config_entries import SOURCE_USER
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.bitcoin_mining.const import CONF_SITE_NAME, DOMAIN
+from custom_components.bitcoin_mining.const import (
+    CONF_ADDRESS,
+    CONF_ADDRESS_BASE,
+    CONF_BYTE_ORDER,
+    CONF_DATA_TYPE,
+    CONF_FLEET_INTERVAL,
+    CONF_FREQUENCY_REGISTER,
+    CONF_GRID_INTERVAL,
+    CONF_MARGIN_KW,
+    CONF_METER_HOST,
+    CONF_METER_PORT,
+    CONF_METER_UNIT_ID,
+    CONF_NOMINAL_FREQUENCY,
+    CONF_OVERHEAD_KW,
+    CONF_POOL_HOST,
+    CONF_POOL_PORT,
+    CONF_PROBE_HOST,
+    CONF_PROBE_PORT,
+    CONF_REGISTER_PRESET,
+    CONF_REGISTER_TYPE,
+    CONF_SCALE,
+    CONF_SITE_NAME,
+    CONF_SUPPLY_CURRENT_ENTITY,
+    CONF_SUPPLY_POWER_ENTITIES,
+    CONF_SUPPLY_STALE_S,
+    CONF_SUPPLY_VOLTAGE_ENTITY,
+    CONF_UNDER_FREQUENCY,
+    CONF_WORD_ORDER,
+    DOMAIN,
+    PRESET_CUSTOM,
+    PRESET_SEL735,
+)
+from tests.support.modbus_meter import MeterServer, float32_high_first
+
+from .conftest import SUPPLY_ENTITY, set_supply
 
 
-async def test_user_step_creates_the_site(hass: HomeAssistant) -> None:
+def user_input(meter: MeterServer, **overrides: Any) -> dict[str, Any]:
+    """The first step, filled in for the test meter."""
+    return {
+        CONF_SITE_NAME: "Kariba container 1",
+        CONF_NOMINAL_FREQUENCY: "50",
+        CONF_METER_HOST: meter.host,
+        CONF_METER_PORT: meter.port,
+        CONF_METER_UNIT_ID: meter.unit_id,
+        CONF_REGISTER_PRESET: PRESET_SEL735,
+    } | overrides
+
+
+SUPPLY_INPUT = {
+    CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY],
+    CONF_OVERHEAD_KW: 12.5,
+    CONF_MARGIN_KW: 4,
+}
+
+
+async def start_flow(hass: HomeAssistant) -> dict[str, Any]:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
-    assert result["errors"] == {}
+    return dict(result)
 
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_SITE_NAME: "  Kariba container 1 "}
+
+async def configure(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    return dict(await hass.config_entries.flow.async_configure(flow_id, data))
+
+
+@pytest.fixture
+def supply_sensor(hass: HomeAssistant) -> None:
+    set_supply(hass, 250)
+
+
+@pytest.mark.usefixtures("supply_sensor")
+async def test_full_flow_creates_the_site(
+    hass: HomeAssistant, meter_server: MeterServer, pool_port: int
+) -> None:
+    result = await start_flow(hass)
+    result = await configure(
+        hass,
+        result["flow_id"],
+        user_input(meter_server, **{CONF_SITE_NAME: " Kariba container 1 "}),
+    )
+    assert result["step_id"] == "supply"
+    result = await configure(hass, result["flow_id"], SUPPLY_INPUT)
+    assert result["step_id"] == "network"
+    result = await configure(
+        hass,
+        result["flow_id"],
+        {
+            CONF_POOL_HOST: " 127.0.0.1 ",
+            CONF_POOL_PORT: pool_port,
+            CONF_PROBE_HOST: "127.0.0.1",
+            CONF_PROBE_PORT: 53,
+        },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Kariba container 1"
-    assert result["data"] == {CONF_SITE_NAME: "Kariba container 1"}
-    assert result["result"].unique_id == "kariba_container_1"
+    assert result["data"] == {
+        CONF_SITE_NAME: "Kariba container 1",
+        CONF_NOMINAL_FREQUENCY: "50",
+        CONF_METER_HOST: meter_server.host,
+        CONF_METER_PORT: meter_server.port,
+        CONF_METER_UNIT_ID: 1,
+        CONF_REGISTER_PRESET: PRESET_SEL735,
+        CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY],
+        CONF_POOL_HOST: "127.0.0.1",
+        CONF_POOL_PORT: pool_port,
+        CONF_PROBE_HOST: "127.0.0.1",
+        CONF_PROBE_PORT: 53,
+    }
+    assert result["options"] == {CONF_OVERHEAD_KW: 12.5, CONF_MARGIN_KW: 4.0}
+    entry = result["result"]
+    assert entry.unique_id == "kariba_container_1"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
 
 
-async def test_blank_name_is_refused_then_recovers(hass: HomeAssistant) -> None:
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_SITE_NAME: "   "}
+async def test_blank_name_is_refused_then_recovers(
+    hass: HomeAssistant, meter_server: MeterServer
+) -> None:
+    result = await start_flow(hass)
+    result = await configure(
+        hass, result["flow_id"], user_input(meter_server, **{CONF_SITE_NAME: "   "})
     )
-    assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {CONF_SITE_NAME: "name_required"}
-
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_SITE_NAME: "Site A"}
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["step_id"] == "supply"
 
 
-async def test_same_site_twice_is_aborted(hass: HomeAssistant) -> None:
-    MockConfigEntry(domain=DOMAIN, unique_id="site_a", data={CONF_SITE_NAME: "Site A"}).add_to_hass(
-        hass
-    )
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_SITE_NAME: "site a"}
+async def test_same_site_twice_is_aborted(hass: HomeAssistant, meter_server: MeterServer) -> None:
+    MockConfigEntry(domain=DOMAIN, unique_id="kariba_container_1", data={}).add_to_hass(hass)
+    result = await start_flow(hass)
+    result = await configure(
+        hass, result["flow_id"], user_input(meter_server, **{CONF_SITE_NAME: "KARIBA container 1"})
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+
+
+async def test_meter_down_then_up(hass: HomeAssistant, loopback_network: None) -> None:
+    meter = MeterServer()
+    meter.set_frequency(50.02)
+    result = await start_flow(hass)
+    result = await configure(hass, result["flow_id"], user_input(meter))
+    assert result["errors"] == {"base": "cannot_connect"}
+    await meter.start()
+    try:
+        result = await configure(hass, result["flow_id"], user_input(meter))
+        assert result["step_id"] == "supply"
+    finally:
+        await meter.stop()
+
+
+@pytest.fixture
+async def silent_port(loopback_network: None) -> AsyncIterator[int]:
+    """A server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield int(server.sockets[0].getsockname()[1])
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_meter_that_never_answers_times_out(
+    hass: HomeAssistant, meter_server: MeterServer, silent_port: int
+) -> None:
+    result = await start_flow(hass)
+    result = await configure(
+        hass, result["flow_id"], user_input(meter_server, **{CONF_METER_PORT: silent_port})
+    )
+    assert result["errors"] == {"base": "timeout"}
+    result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["step_id"] == "supply"
+
+
+@pytest.mark.parametrize("reading_hz", [0.0, 655.35, 5.0])
+async def test_nonsense_frequency_is_refused(
+    hass: HomeAssistant, meter_server: MeterServer, reading_hz: float
+) -> None:
+    meter_server.set_frequency(reading_hz)
+    result = await start_flow(hass)
+    result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["errors"] == {"base": "frequency_out_of_range"}
+    meter_server.set_frequency(49.98)
+    result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["step_id"] == "supply"
+
+
+async def test_wrong_unit_id_gets_no_answer(hass: HomeAssistant, meter_server: MeterServer) -> None:
+    result = await start_flow(hass)
+    result = await configure(
+        hass, result["flow_id"], user_input(meter_server, **{CONF_METER_UNIT_ID: 7})
+    )
+    assert result["errors"] == {"base": "timeout"}
+    result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["step_id"] == "supply"
+
+
+CUSTOM_FLOAT_REGISTER = {
+    CONF_ADDRESS: 101,
+    CONF_ADDRESS_BASE: "1",
+    CONF_REGISTER_TYPE: "input",
+    CONF_DATA_TYPE: "float32",
+    CONF_WORD_ORDER: "high_first",
+    CONF_BYTE_ORDER: "big",
+    CONF_SCALE: 1.0,
+}
+
+
+async def test_custom_register_errors_and_recovery(
+    hass: HomeAssistant, meter_server: MeterServer
+) -> None:
+    meter_server.set_input(100, float32_high_first(59.97))
+    result = await start_flow(hass)
+    result = await configure(
+        hass,
+        result["flow_id"],
+        user_input(
+            meter_server, **{CONF_REGISTER_PRESET: PRESET_CUSTOM, CONF_NOMINAL_FREQUENCY: "60"}
+        ),
+    )
+    assert result["step_id"] == "custom_register"
+    assert result["errors"] == {}
+
+    result = await configure(hass, result["flow_id"], CUSTOM_FLOAT_REGISTER | {CONF_SCALE: 0})
+    assert result["errors"] == {"base": "invalid_register_definition"}
+    result = await configure(hass, result["flow_id"], CUSTOM_FLOAT_REGISTER | {CONF_ADDRESS: 0})
+    assert result["errors"] == {"base": "invalid_register_definition"}
+    # Register 5000 does not exist on this meter: the device answers with an exception.
+    result = await configure(hass, result["flow_id"], CUSTOM_FLOAT_REGISTER | {CONF_ADDRESS: 5000})
+    assert result["errors"] == {"base": "invalid_register"}
+    result = await configure(
+        hass, result["flow_id"], CUSTOM_FLOAT_REGISTER | {CONF_WORD_ORDER: "low_first"}
+    )
+    assert result["errors"] == {"base": "frequency_out_of_range"}
+    result = await configure(hass, result["flow_id"], CUSTOM_FLOAT_REGISTER)
+    assert result["step_id"] == "supply"
+
+    set_supply(hass, 100)
+    result = await configure(hass, result["flow_id"], SUPPLY_INPUT)
+    result = await configure(
+        hass, result["flow_id"], {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_FREQUENCY_REGISTER]["register_type"] == "input"
+    assert result["data"][CONF_FREQUENCY_REGISTER]["data_type"] == "float32"
+
+
+async def _at_supply_step(hass: HomeAssistant, meter: MeterServer) -> str:
+    result = await start_flow(hass)
+    result = await configure(hass, result["flow_id"], user_input(meter))
+    assert result["step_id"] == "supply"
+    return str(result["flow_id"])
+
+
+async def test_supply_errors_and_recovery(hass: HomeAssistant, meter_server: MeterServer) -> None:
+    flow_id = await _at_supply_step(hass, meter_server)
+    result = await configure(hass, flow_id, {CONF_OVERHEAD_KW: 10, CONF_MARGIN_KW: 5})
+    assert result["errors"] == {"base": "supply_required"}
+    result = await configure(
+        hass,
+        flow_id,
+        {CONF_SUPPLY_VOLTAGE_ENTITY: "sensor.v", CONF_OVERHEAD_KW: 10, CONF_MARGIN_KW: 5},
+    )
+    assert result["errors"] == {"base": "voltage_needs_current"}
+    result = await configure(
+        hass, flow_id, SUPPLY_INPUT | {CONF_SUPPLY_POWER_ENTITIES: ["sensor.nowhere"]}
+    )
+    assert result["errors"] == {"base": "entity_not_found"}
+
+    hass.states.async_set(
+        "sensor.v", "230", {"unit_of_measurement": "V", "device_class": "voltage"}
+    )
+    hass.states.async_set(
+        "sensor.i", "400", {"unit_of_measurement": "A", "device_class": "current"}
+    )
+    result = await configure(
+        hass,
+        flow_id,
+        {
+            CONF_SUPPLY_VOLTAGE_ENTITY: "sensor.v",
+            CONF_SUPPLY_CURRENT_ENTITY: "sensor.i",
+            CONF_OVERHEAD_KW: 0,
+            CONF_MARGIN_KW: 0,
+        },
+    )
+    assert result["step_id"] == "network"
+    result = await configure(hass, flow_id, {CONF_POOL_HOST: "  ", CONF_POOL_PORT: 3333})
+    assert result["errors"] == {CONF_POOL_HOST: "host_required"}
+    result = await configure(
+        hass,
+        flow_id,
+        {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333, CONF_PROBE_HOST: "1.1.1.1"},
+    )
+    assert result["errors"] == {"base": "probe_needs_host_and_port"}
+    result = await configure(
+        hass, flow_id, {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333, CONF_PROBE_PORT: 53}
+    )
+    assert result["errors"] == {"base": "probe_needs_host_and_port"}
+    result = await configure(hass, flow_id, {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"][CONF_SUPPLY_VOLTAGE_ENTITY] == "sensor.v"
+    assert CONF_SUPPLY_POWER_ENTITIES not in result["data"]
+
+
+async def test_options_flow_saves_and_reloads(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "init"
+    new_options = {
+        CONF_GRID_INTERVAL: 0.5,
+        CONF_FLEET_INTERVAL: 15,
+        CONF_UNDER_FREQUENCY: 49.6,
+        CONF_OVERHEAD_KW: 20,
+        CONF_MARGIN_KW: 2,
+        CONF_SUPPLY_STALE_S: 60,
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], new_options)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.options == {key: float(value) for key, value in new_options.items()}
+    assert loaded_entry.state is ConfigEntryState.LOADED
+    # The reloaded coordinators run with the new settings.
+    assert loaded_entry.runtime_data.grid.under_frequency_hz == 49.6
+    assert loaded_entry.runtime_data.grid.interval == 0.5
+
+
+async def test_reconfigure_moves_the_meter(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    meter_server: MeterServer,
+    closed_port: int,
+    pool_port: int,
+) -> None:
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    connection = {
+        CONF_METER_HOST: meter_server.host,
+        CONF_METER_PORT: closed_port,
+        CONF_METER_UNIT_ID: 1,
+        CONF_POOL_HOST: "127.0.0.1",
+        CONF_POOL_PORT: pool_port,
+    }
+    result = await configure(hass, result["flow_id"], connection)
+    assert result["errors"] == {"base": "cannot_connect"}
+    result = await configure(hass, result["flow_id"], connection | {CONF_PROBE_HOST: "127.0.0.1"})
+    assert result["errors"] == {"base": "probe_needs_host_and_port"}
+
+    moved = MeterServer(port=closed_port)
+    moved.set_frequency(50.01)
+    await moved.start()
+    try:
+        result = await configure(
+            hass,
+            result["flow_id"],
+            connection | {CONF_PROBE_HOST: "127.0.0.1", CONF_PROBE_PORT: 53},
+        )
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "reconfigure_successful"
+        await hass.async_block_till_done()
+        assert loaded_entry.data[CONF_METER_PORT] == closed_port
+        assert loaded_entry.data[CONF_PROBE_PORT] == 53
+        assert loaded_entry.data[CONF_SUPPLY_POWER_ENTITIES] == [SUPPLY_ENTITY]
+
+        # Dropping the extra probe removes it from the entry.
+        result = await loaded_entry.start_reconfigure_flow(hass)
+        result = await configure(hass, result["flow_id"], connection)
+        assert result["reason"] == "reconfigure_successful"
+        await hass.async_block_till_done()
+        assert CONF_PROBE_HOST not in loaded_entry.data
+    finally:
+        await hass.config_entries.async_unload(loaded_entry.entry_id)
+        await moved.stop()

@@ -321,7 +321,8 @@ def check_forbidden_imports(
             where = f"{path.relative_to(package_dir.parent)}:{line}"
             if level == 0 and module.split(".")[0] in forbidden:
                 problems.append(f"{where}: imports '{module}'")
-            if level > depth + max_relative_depth:
+            # A module `depth` folders down may climb depth + 1 levels (to the package itself).
+            if level > depth + 1 + max_relative_depth:
                 problems.append(f"{where}: relative import reaches outside {package_dir.name}/")
     return problems
 

@@ -1,0 +1,235 @@
+"""Coordinators: the fast grid loop and the site poll (supply, network, fleet)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+import math
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from .const import (
+    CONF_FLEET_INTERVAL,
+    CONF_GRID_INTERVAL,
+    CONF_MARGIN_KW,
+    CONF_NOMINAL_FREQUENCY,
+    CONF_OVERHEAD_KW,
+    CONF_SUPPLY_STALE_S,
+    CONF_UNDER_FREQUENCY,
+    DEFAULT_FLEET_INTERVAL,
+    DEFAULT_GRID_INTERVAL,
+    DEFAULT_MARGIN_KW,
+    DEFAULT_OVERHEAD_KW,
+    DEFAULT_SUPPLY_STALE_S,
+    DOMAIN,
+    IMPLAUSIBLE_READINGS_FOR_REPAIR,
+    LOGGER,
+    PROBE_TIMEOUT_S,
+    default_under_frequency,
+)
+from .miningsite.exceptions import DeviceConnectionError, DeviceProtocolError
+from .miningsite.meter import GridMeter, GridReading, validate_frequency
+from .miningsite.network import ProbeResult, ProbeTarget, internet_up, probe_all
+from .supply import SupplyReading, SupplySensors
+
+# Samples kept for the allocation core's frequency history (minutes at 1 s).
+FREQUENCY_HISTORY = 600
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencySample:
+    """One plausible frequency reading at a monotonic time."""
+
+    monotonic: float
+    hz: float
+
+
+@dataclass(frozen=True, slots=True)
+class GridData:
+    """The latest plausible meter reading and what it means for the site."""
+
+    reading: GridReading
+    under_frequency: bool
+
+
+class GridCoordinator(DataUpdateCoordinator[GridData]):
+    """Reads the grid meter on a fast cadence of its own (sub-second capable).
+
+    Home Assistant's scheduler rounds to whole seconds, so this coordinator runs
+    its own loop and only uses the coordinator for state, listeners and logging.
+    """
+
+    config_entry: ConfigEntry
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, meter: GridMeter) -> None:
+        """Set up the grid loop for one site."""
+        super().__init__(
+            hass, LOGGER, config_entry=entry, name=f"{entry.title} grid", update_interval=None
+        )
+        self.meter = meter
+        self.nominal_hz = float(entry.data[CONF_NOMINAL_FREQUENCY])
+        self.interval = float(entry.options.get(CONF_GRID_INTERVAL, DEFAULT_GRID_INTERVAL))
+        self.under_frequency_hz = float(
+            entry.options.get(CONF_UNDER_FREQUENCY, default_under_frequency(self.nominal_hz))
+        )
+        self.samples: deque[FrequencySample] = deque(maxlen=FREQUENCY_HISTORY)
+        self._implausible_in_a_row = 0
+
+    def start(self) -> None:
+        """Poll the meter until the entry unloads."""
+        self.config_entry.async_create_background_task(
+            self.hass, self._async_poll_forever(), f"{DOMAIN} grid loop {self.config_entry.title}"
+        )
+
+    async def _async_poll_forever(self) -> None:
+        """Refresh every interval, measured from start to start."""
+        loop = self.hass.loop
+        while True:
+            started = loop.time()
+            await self.async_refresh()
+            await asyncio.sleep(max(self.interval - (loop.time() - started), 0.01))
+
+    async def _async_update_data(self) -> GridData:
+        """Read the meter; confirm a low sample at once with a second read."""
+        reading = await self._async_read_plausible()
+        low = reading.frequency_hz < self.under_frequency_hz
+        if low and not (self.data and self.data.under_frequency):
+            # One low sample may be noise: re-read now rather than wait a poll,
+            # so a real dip is confirmed within milliseconds.
+            reading = await self._async_read_plausible()
+            low = reading.frequency_hz < self.under_frequency_hz
+        return GridData(reading=reading, under_frequency=low)
+
+    async def _async_read_plausible(self) -> GridReading:
+        """One meter read that decodes to a plausible frequency, recorded in the history."""
+        try:
+            reading = await self.meter.read()
+        except DeviceConnectionError as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="meter_unreachable",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        except DeviceProtocolError as err:
+            self._note_implausible(str(err))
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="meter_unreadable",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        try:
+            validate_frequency(reading.frequency_hz, self.nominal_hz)
+        except DeviceProtocolError as err:
+            shown = (
+                f"{reading.frequency_hz}" if math.isfinite(reading.frequency_hz) else "not a number"
+            )
+            self._note_implausible(shown)
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="implausible_frequency",
+                translation_placeholders={"value": shown},
+            ) from err
+        if self._implausible_in_a_row >= IMPLAUSIBLE_READINGS_FOR_REPAIR:
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+        self._implausible_in_a_row = 0
+        self.samples.append(FrequencySample(reading.read_at_monotonic, reading.frequency_hz))
+        return reading
+
+    @property
+    def _issue_id(self) -> str:
+        return f"implausible_frequency_{self.config_entry.entry_id}"
+
+    def _note_implausible(self, value: str) -> None:
+        """Raise a repair issue once nonsense readings persist."""
+        self._implausible_in_a_row += 1
+        if self._implausible_in_a_row == IMPLAUSIBLE_READINGS_FOR_REPAIR:
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key="implausible_frequency",
+                translation_placeholders={"site": self.config_entry.title, "value": value},
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteData:
+    """Supply, available power and network health of a site."""
+
+    supply: SupplyReading
+    available_power_w: float | None
+    probes: dict[str, ProbeResult]
+    internet_up: bool | None
+    site_power_w: float
+
+
+class SiteCoordinator(DataUpdateCoordinator[SiteData]):
+    """Polls the supply sensors and network probes (and, later, the fleet) every few seconds."""
+
+    config_entry: ConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        supply: SupplySensors,
+        probes: tuple[ProbeTarget, ...],
+    ) -> None:
+        """Set up the site poll."""
+        interval = float(entry.options.get(CONF_FLEET_INTERVAL, DEFAULT_FLEET_INTERVAL))
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=f"{entry.title} site",
+            update_interval=timedelta(seconds=interval),
+        )
+        self.supply = supply
+        self.probe_targets = probes
+        self.overhead_w = float(entry.options.get(CONF_OVERHEAD_KW, DEFAULT_OVERHEAD_KW)) * 1000
+        self.margin_w = float(entry.options.get(CONF_MARGIN_KW, DEFAULT_MARGIN_KW)) * 1000
+        self.supply_stale_s = float(entry.options.get(CONF_SUPPLY_STALE_S, DEFAULT_SUPPLY_STALE_S))
+        self._last_supply_problem: str | None = None
+
+    async def _async_update_data(self) -> SiteData:
+        """Read the supply and probe the network, never failing as a whole."""
+        supply = self.supply.read(self.hass, self.supply_stale_s)
+        if supply.problem != self._last_supply_problem:
+            # Logged on change, not per poll.
+            if supply.problem:
+                LOGGER.warning(
+                    "Supply power unknown (%s): no miner will be started", supply.problem
+                )
+            elif self._last_supply_problem:
+                LOGGER.info("Supply power readable again")
+            self._last_supply_problem = supply.problem
+        available = None
+        if supply.power_w is not None:
+            available = max(supply.power_w - self.overhead_w - self.margin_w, 0.0)
+        results = await probe_all(self.probe_targets, PROBE_TIMEOUT_S) if self.probe_targets else []
+        probes = {result.target.name: result for result in results}
+        return SiteData(
+            supply=supply,
+            available_power_w=available,
+            probes=probes,
+            internet_up=internet_up(results) if results else None,
+            site_power_w=self.overhead_w,
+        )
+
+
+@dataclass(slots=True)
+class BitcoinMiningData:
+    """What a loaded site keeps at run time."""
+
+    grid: GridCoordinator
+    site: SiteCoordinator
+
+
+type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

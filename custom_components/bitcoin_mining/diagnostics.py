@@ -1,0 +1,64 @@
+"""Diagnostics for a site, with secrets and public addresses redacted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+import ipaddress
+from typing import Any
+
+from homeassistant.components.diagnostics import REDACTED, async_redact_data
+from homeassistant.core import HomeAssistant
+
+from .const import CONF_METER_HOST, CONF_POOL_HOST, CONF_PROBE_HOST
+from .coordinator import BitcoinMiningConfigEntry
+
+# Secrets are always redacted; hosts only when they are not on a private network.
+SECRETS = {"password", "miner_password", "username", "miner_username", "token", "worker", "user"}
+HOST_KEYS = (CONF_METER_HOST, CONF_POOL_HOST, CONF_PROBE_HOST)
+
+
+def _redact_public_host(value: Any) -> Any:
+    """Keep private and loopback addresses (useful to debug); hide anything public."""
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        return REDACTED  # a host name may identify the operator
+    return value if address.is_private or address.is_loopback else REDACTED
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry
+) -> dict[str, Any]:
+    """What a maintainer needs to see why a site misbehaves."""
+    data = dict(entry.data)
+    for key in HOST_KEYS:
+        if key in data:
+            data[key] = _redact_public_host(data[key])
+    grid = entry.runtime_data.grid
+    site = entry.runtime_data.site
+    return {
+        "entry": {
+            "title": entry.title,
+            "data": async_redact_data(data, SECRETS),
+            "options": dict(entry.options),
+        },
+        "grid": {
+            "last_update_success": grid.last_update_success,
+            "interval_s": grid.interval,
+            "under_frequency_hz": grid.under_frequency_hz,
+            "data": asdict(grid.data) if grid.data else None,
+            "recent_samples": [asdict(s) for s in list(grid.samples)[-20:]],
+        },
+        "site": {
+            "last_update_success": site.last_update_success,
+            "data": async_redact_data(_site_data(site.data), SECRETS) if site.data else None,
+        },
+    }
+
+
+def _site_data(data: Any) -> dict[str, Any]:
+    """The site poll as plain data, probe hosts redacted like the entry's."""
+    plain = asdict(data)
+    for probe in plain["probes"].values():
+        probe["target"]["host"] = _redact_public_host(probe["target"]["host"])
+    return plain

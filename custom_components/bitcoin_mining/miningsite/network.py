@@ -1,0 +1,66 @@
+"""Uplink and pool reachability: TCP connect probes that never block the loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+import contextlib
+from dataclasses import dataclass
+import errno
+import socket
+import time
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """A host and port to connect to."""
+
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one probe found: reachable with a connect time, or why not."""
+
+    target: ProbeTarget
+    reachable: bool
+    latency_ms: float | None
+    error: str | None
+    checked_at_monotonic: float
+
+
+async def probe_tcp(target: ProbeTarget, timeout: float) -> ProbeResult:
+    """Time a TCP connect; network errors become an unreachable result, never an exception."""
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(target.host, target.port)
+    except TimeoutError:
+        error = "timeout"
+    except socket.gaierror:
+        error = "dns"
+    except ConnectionRefusedError:
+        error = "refused"
+    except OSError as err:
+        error = "unreachable" if err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) else "error"
+    else:
+        latency_ms = (time.monotonic() - started) * 1000
+        writer.close()
+        # The peer may reset a connection it never wanted.
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return ProbeResult(target, True, round(latency_ms, 2), None, time.monotonic())
+    return ProbeResult(target, False, None, error, time.monotonic())
+
+
+async def probe_all(targets: Sequence[ProbeTarget], timeout: float) -> list[ProbeResult]:
+    """Probe every target concurrently, in the targets' order."""
+    return list(await asyncio.gather(*(probe_tcp(target, timeout) for target in targets)))
+
+
+def internet_up(results: Sequence[ProbeResult]) -> bool:
+    """The internet is up when any probe got through."""
+    return any(result.reachable for result in results)
