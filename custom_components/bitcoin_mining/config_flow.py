@@ -84,9 +84,7 @@ def _select(options: list[str], translation_key: str) -> selector.SelectSelector
     )
 
 
-def _box(
-    minimum: float, maximum: float, step: float, unit: str | None = None
-) -> selector.NumberSelector:
+def _box(minimum: float, maximum: float, step: float, unit: str) -> selector.NumberSelector:
     """A number entry box."""
     return selector.NumberSelector(
         selector.NumberSelectorConfig(

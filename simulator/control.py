@@ -1,0 +1,120 @@
+"""The control API: HTTP JSON to read the whole site and change it at once."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .site import Site
+
+SITE_KEY: web.AppKey[Site] = web.AppKey("site")
+
+
+def _number(body: dict[str, Any], key: str, low: float, high: float) -> float:
+    """A finite number within [low, high] from the request body, or a 400 naming the problem."""
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise web.HTTPBadRequest(text=f'"{key}" must be a number')
+    if not low <= value <= high:
+        raise web.HTTPBadRequest(text=f'"{key}" must be between {low} and {high}')
+    return float(value)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+async def get_state(request: web.Request) -> web.Response:
+    """GET /api/state: the whole site."""
+    return web.json_response(request.app[SITE_KEY].snapshot())
+
+
+async def post_grid(request: web.Request) -> web.Response:
+    """POST /api/grid {"frequency_hz": 49.3, "voltage_v": 400}."""
+    site, body = request.app[SITE_KEY], await _body(request)
+    if "frequency_hz" in body:
+        # 0 Hz and absurd values are allowed on purpose: they test the integration's guards.
+        site.state.grid.frequency_hz = _number(body, "frequency_hz", 0, 1000)
+    if "voltage_v" in body:
+        site.state.grid.voltage_v = _number(body, "voltage_v", 1, 100000)
+    return web.json_response(site.snapshot()["grid"])
+
+
+async def post_supply(request: web.Request) -> web.Response:
+    """POST /api/supply {"power_kw": 300}."""
+    site, body = request.app[SITE_KEY], await _body(request)
+    site.state.supply.power_kw = _number(body, "power_kw", 0, 1_000_000)
+    if site.publisher is not None:
+        await site.publish_supply()
+    return web.json_response(site.snapshot()["supply"])
+
+
+async def post_internet(request: web.Request) -> web.Response:
+    """POST /api/internet {"up": false}."""
+    site, body = request.app[SITE_KEY], await _body(request)
+    if not isinstance(body.get("up"), bool):
+        raise web.HTTPBadRequest(text='"up" must be true or false')
+    await site.set_internet(body["up"])
+    return web.json_response(site.snapshot()["internet"])
+
+
+async def post_ambient(request: web.Request) -> web.Response:
+    """POST /api/ambient {"temperature_c": 45}."""
+    site, body = request.app[SITE_KEY], await _body(request)
+    site.state.ambient_c = _number(body, "temperature_c", -40, 70)
+    return web.json_response(site.snapshot()["ambient"])
+
+
+async def post_faults(request: web.Request) -> web.Response:
+    """POST /api/faults {"fault": "meter_offline", "active": true}, or {"clear": true}."""
+    site, body = request.app[SITE_KEY], await _body(request)
+    if body.get("clear") is True:
+        faults = {"meter_offline": False, "broker_offline": False}
+    else:
+        fault, active = body.get("fault"), body.get("active", True)
+        if fault not in ("meter_offline", "broker_offline"):
+            raise web.HTTPBadRequest(
+                text='"fault" must be meter_offline or broker_offline'
+                " (miner faults come with the miners)"
+            )
+        if not isinstance(active, bool):
+            raise web.HTTPBadRequest(text='"active" must be true or false')
+        faults = {fault: active}
+    if "meter_offline" in faults and site.meter is not None:
+        await site.meter.set_offline(faults["meter_offline"])
+    if "broker_offline" in faults:
+        site.state.supply.broker_offline = faults["broker_offline"]
+    return web.json_response(site.snapshot())
+
+
+async def start_control_api(site: Site, address: str) -> tuple[web.AppRunner, tuple[str, int]]:
+    """Serve the control API; return the runner and the bound address."""
+    from .site import parse_address
+
+    host, port = parse_address(address, "control")
+    app = web.Application(client_max_size=64 * 1024)
+    app[SITE_KEY] = site
+    app.router.add_get("/api/state", get_state)
+    app.router.add_post("/api/grid", post_grid)
+    app.router.add_post("/api/supply", post_supply)
+    app.router.add_post("/api/internet", post_internet)
+    app.router.add_post("/api/ambient", post_ambient)
+    app.router.add_post("/api/faults", post_faults)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    tcp = web.TCPSite(runner, host, port)
+    await tcp.start()
+    server: Any = tcp._server  # noqa: SLF001 - the only way to learn an ephemeral port
+    bound = (
+        server.sockets[0].getsockname() if server is not None and server.sockets else (host, port)
+    )
+    return runner, (str(bound[0]), int(bound[1]))

@@ -1,0 +1,279 @@
+"""The simulator over real sockets: meter registers, control API, MQTT supply, pool outage, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+import json
+import shutil
+
+import aiohttp
+from pymodbus.client import AsyncModbusTcpClient
+import pytest
+
+from simulator import Site, SiteConfig
+from simulator.cli import config_from_args
+from simulator.mqtt import connect_packet
+from tests.support.modbus_meter import free_port
+
+FAST = {"meter": "127.0.0.1:0", "control": "127.0.0.1:0", "pool": "127.0.0.1:0"}
+
+
+@pytest.fixture
+async def site(loopback_network: None) -> AsyncIterator[Site]:
+    async with Site(SiteConfig(**FAST)) as running:
+        yield running
+
+
+async def read_meter(site: Site, address: int) -> list[int]:
+    assert site.meter_address is not None
+    host, port = site.meter_address
+    client = AsyncModbusTcpClient(host, port=port, timeout=2, reconnect_delay=0)
+    await client.connect()
+    try:
+        # The unit-id keyword differs between pymodbus releases; unit 1 is the default of both.
+        response = await client.read_holding_registers(address, count=2)
+    finally:
+        client.close()
+    assert not response.isError()
+    return list(response.registers)
+
+
+def uint32(registers: list[int]) -> int:
+    return (registers[0] << 16) | registers[1]
+
+
+def int32(registers: list[int]) -> int:
+    value = uint32(registers)
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+async def control(site: Site, method: str, path: str, body: object = None) -> tuple[int, object]:
+    assert site.control_address is not None
+    host, port = site.control_address
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method,
+            f"http://{host}:{port}{path}",
+            data=json.dumps(body) if body is not None else None,
+        ) as response,
+    ):
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
+
+async def test_meter_registers_follow_the_control_api(site: Site) -> None:
+    assert abs(uint32(await read_meter(site, 900)) / 100 - 50.0) <= 0.021
+    status, grid = await control(site, "POST", "/api/grid", {"frequency_hz": 49.3})
+    assert status == 200
+    assert grid["frequency_hz"] == 49.3  # type: ignore[index]
+    assert abs(uint32(await read_meter(site, 900)) / 100 - 49.3) <= 0.021
+    # Physics adds up: P = √3·V·I·PF and the power equals the site draw.
+    power_w = int32(await read_meter(site, 370))
+    voltage = int32(await read_meter(site, 364)) / 100
+    current = int32(await read_meter(site, 350)) / 100
+    assert power_w == 12000
+    assert voltage == 400.0
+    assert abs(3**0.5 * voltage * current * 0.98 - power_w) < 5
+
+
+async def test_state_shape(site: Site) -> None:
+    status, state = await control(site, "GET", "/api/state")
+    assert status == 200
+    assert isinstance(state, dict)
+    assert set(state) >= {"miners", "grid", "supply", "internet"}
+    assert state["grid"]["frequency_hz"] == 50.0
+    assert state["supply"]["power_kw"] == 600.0
+    assert state["internet"]["up"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/api/grid", {"frequency_hz": "fast"}, '"frequency_hz" must be a number'),
+        ("/api/grid", {"frequency_hz": float("inf")}, None),
+        ("/api/grid", {"frequency_hz": 2000}, "between"),
+        ("/api/supply", {"power_kw": -1}, "between"),
+        ("/api/supply", {}, '"power_kw" must be a number'),
+        ("/api/internet", {"up": "no"}, '"up" must be true or false'),
+        ("/api/ambient", {"temperature_c": True}, "must be a number"),
+        ("/api/faults", {"fault": "lightning"}, '"fault" must be'),
+        ("/api/grid", [1, 2], "JSON object"),
+    ],
+)
+async def test_bad_control_requests_are_refused_and_change_nothing(
+    site: Site, path: str, body: object, message: str | None
+) -> None:
+    before = site.snapshot()
+    status, text = await control(site, "POST", path, body)
+    assert status == 400
+    if message:
+        assert message in str(text)
+    assert site.snapshot() == before
+
+
+async def test_malformed_json_is_refused(site: Site) -> None:
+    assert site.control_address is not None
+    host, port = site.control_address
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://{host}:{port}/api/grid", data="{") as response,
+    ):
+        assert response.status == 400
+
+
+async def test_meter_offline_fault_and_recovery(site: Site) -> None:
+    status, _ = await control(site, "POST", "/api/faults", {"fault": "meter_offline"})
+    assert status == 200
+    assert site.meter_address is not None
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(*site.meter_address)
+    status, state = await control(site, "POST", "/api/faults", {"clear": True})
+    assert state["grid"]["meter_online"] is True  # type: ignore[index]
+    assert abs(uint32(await read_meter(site, 900)) / 100 - 50.0) <= 0.021
+
+
+async def stratum(host: str, port: int, *lines: dict[str, object]) -> list[dict[str, object]]:
+    reader, writer = await asyncio.open_connection(host, port)
+    replies = []
+    try:
+        for line in lines:
+            writer.write(json.dumps(line).encode() + b"\n")
+            await writer.drain()
+            replies.append(json.loads(await asyncio.wait_for(reader.readline(), 2)))
+            if line["method"] == "mining.authorize":
+                replies.append(json.loads(await asyncio.wait_for(reader.readline(), 2)))
+                replies.append(json.loads(await asyncio.wait_for(reader.readline(), 2)))
+    finally:
+        writer.close()
+    return replies
+
+
+async def test_pool_speaks_stratum_and_goes_away_in_an_outage(site: Site) -> None:
+    assert site.pool is not None
+    host, port = site.pool.host, site.pool.port
+    replies = await stratum(
+        host,
+        port,
+        {"id": 1, "method": "mining.subscribe", "params": []},
+        {"id": 2, "method": "mining.authorize", "params": ["worker", "x"]},
+        {"id": 3, "method": "mining.submit", "params": ["worker", "1", "00", "65f0c8a0", "00"]},
+        {"id": 4, "method": "mining.teleport", "params": []},
+    )
+    assert replies[0]["id"] == 1
+    assert replies[1] == {"id": 2, "result": True, "error": None}
+    assert replies[2]["method"] == "mining.set_difficulty"
+    assert replies[3]["method"] == "mining.notify"
+    assert replies[4] == {"id": 3, "result": True, "error": None}
+    assert replies[5]["error"][0] == 20  # type: ignore[index]
+    assert site.pool.accepted_shares == 1
+
+    status, internet = await control(site, "POST", "/api/internet", {"up": False})
+    assert internet == {"up": False, "pool": f"{host}:{port}"}
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(host, port)
+    await control(site, "POST", "/api/internet", {"up": True})
+    assert (await stratum(host, port, {"id": 9, "method": "mining.subscribe", "params": []}))[0][
+        "id"
+    ] == 9
+
+
+async def test_pool_survives_garbage(site: Site) -> None:
+    assert site.pool is not None
+    reader, writer = await asyncio.open_connection(site.pool.host, site.pool.port)
+    writer.write(b"this is not json\n")
+    await writer.drain()
+    reply = json.loads(await asyncio.wait_for(reader.readline(), 2))
+    assert reply["error"][0] == 20
+    writer.write(b"x" * 70000 + b"\n")
+    await writer.drain()
+    try:
+        rest = await asyncio.wait_for(reader.read(), 2)
+    except ConnectionResetError:
+        rest = b""
+    assert rest == b"", "an oversized line closes the session"
+    writer.close()
+
+
+async def read_mqtt_messages(host: str, port: int, topic: str, count: int) -> dict[str, str]:
+    """Subscribe with raw MQTT packets and collect `count` publishes."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(connect_packet("test-subscriber"))
+    topic_bytes = topic.encode()
+    body = b"\x00\x01" + len(topic_bytes).to_bytes(2, "big") + topic_bytes + b"\x00"
+    writer.write(b"\x82" + bytes([len(body)]) + body)
+    await writer.drain()
+    assert (await reader.readexactly(4))[0] == 0x20  # CONNACK
+    await reader.readexactly(5)  # SUBACK
+    messages: dict[str, str] = {}
+    try:
+        while len(messages) < count:
+            header = await asyncio.wait_for(reader.readexactly(1), 5)
+            length, shift = 0, 0
+            while True:
+                byte = (await reader.readexactly(1))[0]
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            packet = await reader.readexactly(length)
+            if header[0] & 0xF0 == 0x30:
+                size = int.from_bytes(packet[:2], "big")
+                messages[packet[2 : 2 + size].decode()] = packet[2 + size :].decode()
+    finally:
+        writer.close()
+    return messages
+
+
+@pytest.mark.skipif(
+    not (shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")),
+    reason="mosquitto missing",
+)
+async def test_supply_sensors_over_a_real_broker(loopback_network: None) -> None:
+    port = free_port()
+    async with Site(
+        SiteConfig(
+            meter=None, control="127.0.0.1:0", pool=None, mqtt=f"127.0.0.1:{port}", supply_kw=321
+        )
+    ) as site:
+        discovery = await read_mqtt_messages("127.0.0.1", port, "homeassistant/sensor/#", 3)
+        power = json.loads(discovery["homeassistant/sensor/bitcoin_mining_sim_power_w/config"])
+        assert power["device_class"] == "power"
+        assert power["unit_of_measurement"] == "W"
+        await control(site, "POST", "/api/supply", {"power_kw": 250})
+        values = await read_mqtt_messages("127.0.0.1", port, "bitcoin_mining_sim/supply/#", 3)
+        assert float(values["bitcoin_mining_sim/supply/power_w"]) in (321000.0, 250000.0)
+        values = await read_mqtt_messages("127.0.0.1", port, "bitcoin_mining_sim/supply/power_w", 1)
+        assert float(values["bitcoin_mining_sim/supply/power_w"]) == 250000.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--nominal-hz", "55"], "must be 50 or 60"),
+        (["--meter", "nowhere"], "meter: expected HOST:PORT"),
+        (["--supply-kw", "-5"], "supply must be >= 0"),
+        (["--miners", "160"], "not simulated yet"),
+        (["--miners", "many"], "invalid int value"),
+    ],
+)
+def test_bad_cli_values_fail_at_start(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        config_from_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_defaults() -> None:
+    config = config_from_args([])
+    assert (config.meter, config.control, config.mqtt) == (
+        "127.0.0.1:15020",
+        "127.0.0.1:18780",
+        None,
+    )
