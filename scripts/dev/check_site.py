@@ -65,6 +65,7 @@ async def wait_for(
 
 def near(target: float) -> Any:
     """A check that a state is within 0.05 of target."""
+
     def check(state: str) -> bool:
         try:
             return abs(float(state) - target) <= 0.05
