@@ -1,0 +1,338 @@
+"""The allocation core: which ASICs run, from the power budget and the grid frequency.
+
+Pure: an immutable snapshot in, a plan out. No I/O, no clock reads, no randomness;
+the same snapshot always gives the same plan, whatever the order of its ASICs.
+
+Rules, in the order they bind:
+- The budget is the smallest of: available power (supply after overhead and margin),
+  the operator's power target, a curtailment cap, and the cap of an active
+  under-frequency stage. Unknown or stale supply means no starts, never a guess.
+- Grid frequency: a sample outside the plausible range (40-70 Hz) is discarded, so a
+  0 Hz or 655 Hz glitch never sheds on its own. A stage triggers only when the last
+  `confirm_samples` valid samples are all below its threshold (the grid coordinator
+  re-reads the meter at once after a first low sample, so confirmation costs
+  milliseconds). A triggered stage caps mining at (1 - shed_fraction) of what ran when
+  it began; emergency stages ignore minimum on-times. The event ends only after the
+  frequency has stayed at or above `restore_hz` (hysteresis) for `restore_hold_s`;
+  the fleet then comes back in ramp-limited batches.
+- Stops for a shortfall: least efficient first, among those past their minimum on-time.
+- Starts: fewest cycles first, then the oldest last-off (never stopped counts as oldest),
+  ties to the more efficient, then the id; past their minimum off-time; at most
+  `max_starts_per_batch` per `batch_interval_s`; only what fits the budget with
+  `start_hysteresis_w` to spare, so noise on the supply never flaps the fleet.
+- Locked and maintenance ASICs are never touched (their draw still counts); offline
+  ASICs are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+import math
+from typing import Literal
+
+LockState = Literal["none", "locked", "maintenance"]
+Action = Literal["stop", "start"]
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyStage:
+    """Shed `shed_fraction` of mining power while the frequency is below `below_hz`."""
+
+    below_hz: float
+    shed_fraction: float
+    emergency: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationSettings:
+    """How the allocation behaves; defaults suit a 50 Hz weak grid."""
+
+    nominal_hz: float = 50.0
+    min_on_s: float = 600.0
+    min_off_s: float = 300.0
+    max_starts_per_batch: int = 10
+    batch_interval_s: float = 30.0
+    # Empty means the default: everything shed at -1 % of nominal (49.5 Hz on 50 Hz).
+    stages: tuple[FrequencyStage, ...] = ()
+    restore_hz: float | None = None  # default: nominal - 0.4 %, 49.8 Hz on 50 Hz
+    restore_hold_s: float = 300.0
+    confirm_samples: int = 2
+    valid_range_hz: tuple[float, float] = (40.0, 70.0)
+    supply_stale_s: float = 120.0
+    # Starts leave this much of the budget free, so supply noise cannot make the
+    # fleet stop one miner and start another on every poll.
+    start_hysteresis_w: float = 3500.0
+    # Efficiencies this close count as equal when choosing what to stop, so wear
+    # (the longest running stops first) decides between near-identical miners.
+    efficiency_band_j_per_th: float = 2.0
+
+    @property
+    def effective_stages(self) -> tuple[FrequencyStage, ...]:
+        """The stages, most severe (lowest threshold) last."""
+        stages = self.stages or (
+            FrequencyStage(round(self.nominal_hz * 0.99, 2), 1.0, emergency=True),
+        )
+        return tuple(sorted(stages, key=lambda stage: -stage.below_hz))
+
+    @property
+    def effective_restore_hz(self) -> float:
+        """Frequency the grid must hold before load comes back."""
+        return self.restore_hz if self.restore_hz is not None else round(self.nominal_hz * 0.996, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class AsicState:
+    """One ASIC as the coordinator last saw it."""
+
+    id: str
+    online: bool
+    mining: bool
+    power_w: float  # draw when running (measured, or estimated from the model)
+    efficiency_j_per_th: float
+    cycles: int = 0
+    last_on: float | None = None
+    last_off: float | None = None
+    lock: LockState = "none"
+    starting: bool = False
+    power_estimated: bool = False
+    temperature_c: float | None = None
+
+    @property
+    def running(self) -> bool:
+        """Drawing mining power (or about to)."""
+        return self.online and (self.mining or self.starting)
+
+    @property
+    def movable(self) -> bool:
+        """The allocation may start or stop it."""
+        return self.online and self.lock == "none"
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencySample:
+    """A meter reading at a time (seconds, same clock as `now`)."""
+
+    t: float
+    hz: float
+
+
+@dataclass(frozen=True, slots=True)
+class Curtailment:
+    """Mining capped at `cap_w` (0 = everything off) until `until`."""
+
+    cap_w: float
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationMemory:
+    """What a plan hands to the next one (the coordinator feeds it back)."""
+
+    stage: int | None = None  # index into effective_stages
+    stage_cap_w: float | None = None
+    restore_above_since: float | None = None
+    last_start_batch_at: float | None = None
+    restoring: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSnapshot:
+    """Everything the allocation needs, frozen at one moment."""
+
+    now: float
+    available_power_w: float | None
+    supply_updated_at: float | None
+    asics: tuple[AsicState, ...]
+    frequency_samples: tuple[FrequencySample, ...] = ()
+    power_target_w: float | None = None
+    curtailment: Curtailment | None = None
+    memory: AllocationMemory = field(default_factory=AllocationMemory)
+    settings: AllocationSettings = field(default_factory=AllocationSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    """Start or stop one ASIC, and why."""
+
+    asic_id: str
+    action: Action
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationPlan:
+    """What to do now, what it leads to, and why."""
+
+    stops: tuple[PlannedAction, ...]
+    starts: tuple[PlannedAction, ...]
+    expected_power_w: float
+    budget_w: float | None
+    frequency_stage: int | None
+    curtailed: bool
+    notes: tuple[str, ...]
+    memory: AllocationMemory
+
+
+def _valid_samples(snapshot: SiteSnapshot) -> list[FrequencySample]:
+    low, high = snapshot.settings.valid_range_hz
+    return [s for s in snapshot.frequency_samples if math.isfinite(s.hz) and low <= s.hz <= high]
+
+
+def _confirmed_stage(samples: list[FrequencySample], settings: AllocationSettings) -> int | None:
+    """The most severe stage every one of the last `confirm_samples` samples is below."""
+    recent = samples[-settings.confirm_samples :]
+    if len(recent) < settings.confirm_samples:
+        return None
+    highest = max(sample.hz for sample in recent)
+    confirmed = None
+    for index, stage in enumerate(settings.effective_stages):
+        if highest < stage.below_hz:
+            confirmed = index
+    return confirmed
+
+
+def _frequency_memory(
+    snapshot: SiteSnapshot, running_w: float, notes: list[str]
+) -> AllocationMemory:
+    """Enter, hold or end an under-frequency event."""
+    settings, memory = snapshot.settings, snapshot.memory
+    stages = settings.effective_stages
+    samples = _valid_samples(snapshot)
+    if len(samples) < len(snapshot.frequency_samples):
+        notes.append("implausible frequency samples discarded")
+    confirmed = _confirmed_stage(samples, settings)
+    if confirmed is not None and (memory.stage is None or confirmed > memory.stage):
+        cap = running_w * (1 - stages[confirmed].shed_fraction)
+        if memory.stage_cap_w is not None:
+            cap = min(cap, memory.stage_cap_w)
+        return replace(
+            memory,
+            stage=confirmed,
+            stage_cap_w=max(cap, 0.0),
+            restore_above_since=None,
+            restoring=False,
+        )
+    if memory.stage is None:
+        return memory
+    if confirmed is not None or not samples or samples[-1].hz < settings.effective_restore_hz:
+        # Still low, or no trustworthy reading: hold the event.
+        return replace(memory, restore_above_since=None)
+    since = memory.restore_above_since if memory.restore_above_since is not None else samples[-1].t
+    if snapshot.now - since >= settings.restore_hold_s:
+        notes.append("grid frequency restored: load returns in batches")
+        return replace(
+            memory, stage=None, stage_cap_w=None, restore_above_since=None, restoring=True
+        )
+    return replace(memory, restore_above_since=since)
+
+
+def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
+    """Decide which ASICs to stop and start now."""
+    settings, now = snapshot.settings, snapshot.now
+    notes: list[str] = []
+    asics = snapshot.asics
+    # fsum is exact, so the total does not depend on the order of the ASICs.
+    running_w = math.fsum(a.power_w for a in asics if a.online and (a.mining or a.starting))
+    memory = _frequency_memory(snapshot, running_w, notes)
+
+    supply_known = (
+        snapshot.available_power_w is not None
+        and snapshot.supply_updated_at is not None
+        and now - snapshot.supply_updated_at <= settings.supply_stale_s
+    )
+    if not supply_known:
+        notes.append("supply unknown or stale: no starts")
+    caps: list[tuple[float, str]] = []
+    if supply_known:
+        caps.append((max(snapshot.available_power_w or 0.0, 0.0), "over_budget"))
+    if snapshot.power_target_w is not None:
+        caps.append((max(snapshot.power_target_w, 0.0), "power_target"))
+        if supply_known and snapshot.power_target_w > (snapshot.available_power_w or 0.0):
+            notes.append("power target above available supply: capped to the supply")
+    curtailed = snapshot.curtailment is not None and now < snapshot.curtailment.until
+    if curtailed and snapshot.curtailment is not None:
+        caps.append((max(snapshot.curtailment.cap_w, 0.0), "curtailment"))
+    if memory.stage is not None and memory.stage_cap_w is not None:
+        caps.append((memory.stage_cap_w, "under_frequency"))
+        if curtailed:
+            notes.append("curtailment during an under-frequency event: the lower cap applies")
+    budget, binding = min(caps, default=(None, ""), key=lambda cap: cap[0])
+    emergency = memory.stage is not None and settings.effective_stages[memory.stage].emergency
+
+    stops: list[PlannedAction] = []
+    expected_w = running_w
+    if budget is not None and expected_w > budget:
+        min_on_before = math.inf if emergency else now - settings.min_on_s
+        candidates = [
+            a
+            for a in asics
+            if a.online
+            and (a.mining or a.starting)
+            and a.lock == "none"
+            and (a.last_on is None or a.last_on <= min_on_before)
+        ]
+        band = settings.efficiency_band_j_per_th or 1e-9
+        # Least efficient first; within an efficiency band, the one that has run longest.
+        candidates.sort(
+            key=lambda a: (
+                -math.floor(a.efficiency_j_per_th / band),
+                a.last_on if a.last_on is not None else -math.inf,
+                a.id,
+            )
+        )
+        detail = f"{expected_w / 1000:.1f} kW running over a budget of {budget / 1000:.1f} kW"
+        for a in candidates:
+            if expected_w <= budget:
+                break
+            stops.append(PlannedAction(a.id, "stop", binding, detail))
+            expected_w -= a.power_w
+        if expected_w > budget:
+            notes.append("shortfall remains: the rest are locked or within their minimum on-time")
+
+    starts: list[PlannedAction] = []
+    batch_due = (
+        memory.last_start_batch_at is None
+        or now - memory.last_start_batch_at >= settings.batch_interval_s
+    )
+    if supply_known and budget is not None and memory.stage is None and batch_due and not stops:
+        min_off_before = now - settings.min_off_s
+        candidates = [
+            a
+            for a in asics
+            if a.online
+            and a.lock == "none"
+            and not (a.mining or a.starting)
+            and (a.last_off is None or a.last_off <= min_off_before)
+        ]
+        candidates.sort(
+            key=lambda a: (
+                a.cycles,
+                a.last_off if a.last_off is not None else -math.inf,
+                a.efficiency_j_per_th,
+                a.id,
+            )
+        )
+        reason = "restore_after_frequency_event" if memory.restoring else "available_power"
+        detail = f"fits a budget of {budget / 1000:.1f} kW"
+        for a in candidates:
+            if len(starts) >= settings.max_starts_per_batch:
+                break
+            if expected_w + a.power_w + settings.start_hysteresis_w <= budget:
+                starts.append(PlannedAction(a.id, "start", reason, detail))
+                expected_w += a.power_w
+        if starts:
+            memory = replace(memory, last_start_batch_at=now)
+        elif memory.restoring:
+            memory = replace(memory, restoring=False)
+
+    return AllocationPlan(
+        stops=tuple(stops),
+        starts=tuple(starts),
+        expected_power_w=expected_w,
+        budget_w=budget,
+        frequency_stage=memory.stage,
+        curtailed=curtailed,
+        notes=tuple(notes),
+        memory=memory,
+    )
