@@ -227,3 +227,8 @@ def test_broken_blueprint_is_caught(tmp_path: Path) -> None:
     wrong_domain = tmp_path / "script.yaml"
     wrong_domain.write_text(source.replace("domain: automation", "domain: script"))
     assert checks.check_blueprint(wrong_domain)
+
+
+def test_manifest_claims_the_tier_the_rules_reach() -> None:
+    data = yaml.safe_load((INTEGRATION / "quality_scale.yaml").read_text())
+    assert _manifest().get("quality_scale") == checks.quality_scale_tier(data)
