@@ -273,14 +273,19 @@ def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
             and (a.last_on is None or a.last_on <= min_on_before)
         ]
         band = settings.efficiency_band_j_per_th or 1e-9
-        # Least efficient first; within an efficiency band, the one that has run longest.
-        candidates.sort(
-            key=lambda a: (
-                -math.floor(a.efficiency_j_per_th / band),
-                a.last_on if a.last_on is not None else -math.inf,
-                a.id,
+        if expected_w - math.fsum(a.power_w for a in candidates) >= budget:
+            # Every candidate must stop (a full shed): the order does not matter, only
+            # that it is deterministic, and the id alone sorts several times faster.
+            candidates.sort(key=lambda a: a.id)
+        else:
+            # Least efficient first; within an efficiency band, the one that has run longest.
+            candidates.sort(
+                key=lambda a: (
+                    -math.floor(a.efficiency_j_per_th / band),
+                    a.last_on if a.last_on is not None else -math.inf,
+                    a.id,
+                )
             )
-        )
         detail = f"{expected_w / 1000:.1f} kW running over a budget of {budget / 1000:.1f} kW"
         for a in candidates:
             if expected_w <= budget:
