@@ -1,6 +1,6 @@
 """Plan time of the allocation core for 160, 1000 and 10,000 ASICs (target: <= 5 ms at 10,000).
 
-Run: scripts/bench allocation   (or, in a lane: python bench/allocation.py)
+Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/allocation.py"
 """
 
 from __future__ import annotations
