@@ -32,6 +32,7 @@ from .const import (
     PROBE_TIMEOUT_S,
     default_under_frequency,
 )
+from .miningsite.allocation import FrequencySample
 from .miningsite.exceptions import DeviceConnectionError, DeviceProtocolError
 from .miningsite.meter import GridMeter, GridReading, validate_frequency
 from .miningsite.network import ProbeResult, ProbeTarget, internet_up, probe_all
@@ -39,14 +40,6 @@ from .supply import SupplyReading, SupplySensors
 
 # Samples kept for the allocation core's frequency history (minutes at 1 s).
 FREQUENCY_HISTORY = 600
-
-
-@dataclass(frozen=True, slots=True)
-class FrequencySample:
-    """One plausible frequency reading at a monotonic time."""
-
-    monotonic: float
-    hz: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +70,7 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
         self.under_frequency_hz = float(
             entry.options.get(CONF_UNDER_FREQUENCY, default_under_frequency(self.nominal_hz))
         )
+        # Plausible samples on the monotonic clock, for the allocation core.
         self.samples: deque[FrequencySample] = deque(maxlen=FREQUENCY_HISTORY)
         self._implausible_in_a_row = 0
 

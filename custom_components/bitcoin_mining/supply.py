@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 import math
 
@@ -93,11 +92,3 @@ def _value(
     if unit not in converter.VALID_UNITS:
         return f"{entity_id}: unexpected unit {unit!r}"
     return converter.convert(value, unit, target_unit)
-
-
-def entity_ids(sensors: SupplySensors) -> Sequence[str]:
-    """Every entity the supply depends on."""
-    return [
-        *sensors.power_entities,
-        *(e for e in (sensors.voltage_entity, sensors.current_entity) if e),
-    ]
