@@ -1,7 +1,7 @@
 """An accelerated month of the allocation: solar swings, sensor noise and grid dips.
 
 Prints the spread of start/stop cycles across 160 ASICs and the number of flaps.
-Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/simulated_month.py [days]"
+Run: bash -c "source scripts/lanes.sh; lane_exec min python bench/simulated_month.py [days]"
 """
 
 from __future__ import annotations

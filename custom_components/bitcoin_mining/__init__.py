@@ -8,7 +8,7 @@ from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
-from .config_flow import frequency_register
+from .config_flow import meter_map
 from .const import (
     CONF_METER_HOST,
     CONF_METER_PORT,
@@ -32,7 +32,7 @@ from .coordinator import (
     SiteCoordinator,
 )
 from .entity import site_device_info
-from .miningsite.meter import GridMeter, MeterMap
+from .miningsite.meter import GridMeter
 from .miningsite.network import ProbeTarget
 from .supply import SupplySensors
 
@@ -52,7 +52,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         data[CONF_METER_HOST],
         int(data[CONF_METER_PORT]),
         int(data[CONF_METER_UNIT_ID]),
-        MeterMap(frequency=frequency_register(data)),
+        meter_map(data),
         timeout=METER_TIMEOUT_S,
     )
     entry.async_on_unload(meter.close)

@@ -62,6 +62,7 @@ from .miningsite.exceptions import (
 )
 from .miningsite.meter import (
     SEL735_FREQUENCY,
+    SEL735_PRESET,
     ByteOrder,
     DataType,
     GridMeter,
@@ -177,6 +178,13 @@ def frequency_register(data: Mapping[str, Any]) -> RegisterSpec:
     if CONF_FREQUENCY_REGISTER in data:
         return RegisterSpec.from_dict(data[CONF_FREQUENCY_REGISTER])
     return SEL735_FREQUENCY
+
+
+def meter_map(data: Mapping[str, Any]) -> MeterMap:
+    """What to read from the meter: the SEL-735 preset maps voltage, current and power too."""
+    if CONF_FREQUENCY_REGISTER in data:
+        return MeterMap(frequency=frequency_register(data))
+    return SEL735_PRESET
 
 
 async def async_test_meter(

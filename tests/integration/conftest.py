@@ -94,14 +94,14 @@ def set_supply(
     hass.states.async_set(entity_id, str(value), attributes, force_update=True)
 
 
-def site_data(meter: MeterServer, pool_port: int) -> dict[str, Any]:
-    """Entry data for a site on the test meter and pool."""
+def site_data(meter_host: str, meter_port: int, pool_port: int) -> dict[str, Any]:
+    """Entry data for a site on a meter (unit 1) and a pool on loopback."""
     return {
         CONF_SITE_NAME: "Test site",
         CONF_NOMINAL_FREQUENCY: "50",
-        CONF_METER_HOST: meter.host,
-        CONF_METER_PORT: meter.port,
-        CONF_METER_UNIT_ID: meter.unit_id,
+        CONF_METER_HOST: meter_host,
+        CONF_METER_PORT: meter_port,
+        CONF_METER_UNIT_ID: 1,
         CONF_REGISTER_PRESET: PRESET_SEL735,
         CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY],
         CONF_POOL_HOST: "127.0.0.1",
@@ -116,7 +116,7 @@ def config_entry(meter_server: MeterServer, pool_port: int) -> MockConfigEntry:
         domain=DOMAIN,
         title="Test site",
         unique_id="test_site",
-        data=site_data(meter_server, pool_port),
+        data=site_data(meter_server.host, meter_server.port, pool_port),
         options={
             CONF_GRID_INTERVAL: 0.25,
             CONF_FLEET_INTERVAL: 10.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 import logging
 
@@ -77,6 +78,10 @@ async def test_a_lone_low_sample_is_confirmed_before_it_counts(
     hass: HomeAssistant, loaded_entry: MockConfigEntry, meter_server: MeterServer
 ) -> None:
     grid = loaded_entry.runtime_data.grid
+    # Park the background loop (it finishes its current sleep, reads once, then waits an
+    # hour), so only the reads below consume the scripted values.
+    grid.interval = 3600
+    await asyncio.sleep(0.6)
     # The next read is a lone 48 Hz glitch; the confirmation read sees 50 Hz.
     meter_server.script_frequencies([48.0, 50.0])
     await grid.async_refresh()

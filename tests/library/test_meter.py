@@ -241,3 +241,16 @@ async def test_far_apart_registers_take_separate_requests(server: MeterServer) -
     finally:
         await meter.close()
     assert (reading.frequency_hz, reading.power_w) == (pytest.approx(50.5), 4242)
+
+
+async def test_optional_quantities_the_meter_lacks_read_as_none(server: MeterServer) -> None:
+    server.set_frequency(50.02)
+    meter_map = MeterMap(SEL735_FREQUENCY, power=RegisterSpec(5000, data_type=DataType.INT32))
+    meter = GridMeter(server.host, server.port, meter_map=meter_map)
+    try:
+        reading = await meter.read()
+    finally:
+        await meter.close()
+    assert reading.frequency_hz == pytest.approx(50.02)
+    assert reading.power_w is None
+    assert meter.unavailable_quantities == {"power"}

@@ -226,6 +226,8 @@ class GridMeter:
         self.unit_id = unit_id
         self.meter_map = meter_map
         self.timeout = timeout
+        # Optional quantities the meter refused; they read as None.
+        self.unavailable_quantities: set[str] = set()
         self._client: AsyncModbusTcpClient | None = None
 
     async def read(self) -> GridReading:
@@ -312,6 +314,11 @@ class GridMeter:
                     else client.read_input_registers
                 )
                 response = await read(start, count=count, **unit)
+                if response.isError() and all(name != "frequency" for name, _ in block):
+                    # Voltage, current and power are optional: a meter without them
+                    # (or a map that is wrong about them) must not cost the frequency.
+                    self.unavailable_quantities.update(name for name, _ in block)
+                    continue
                 if response.isError():
                     raise DeviceProtocolError(
                         f"meter {self.host}:{self.port} refused {register_type} registers"
