@@ -5,6 +5,7 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
 
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
@@ -73,6 +74,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     await site.async_config_entry_first_refresh()
     entry.runtime_data = BitcoinMiningData(grid=grid, site=site)
     grid.start()
+    entry.async_on_unload(
+        async_track_state_change_event(hass, supply.entity_ids, site.async_supply_changed)
+    )
 
     dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id, **site_device_info(entry)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 import math
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
@@ -192,11 +192,10 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
         self.supply_stale_s = float(entry.options.get(CONF_SUPPLY_STALE_S, DEFAULT_SUPPLY_STALE_S))
         self._last_supply_problem: str | None = None
 
-    async def _async_update_data(self) -> SiteData:
-        """Read the supply and probe the network, never failing as a whole."""
+    def _read_supply(self) -> tuple[SupplyReading, float | None]:
+        """The supply and the power left for mining; a new problem is logged once."""
         supply = self.supply.read(self.hass, self.supply_stale_s)
         if supply.problem != self._last_supply_problem:
-            # Logged on change, not per poll.
             if supply.problem:
                 LOGGER.warning(
                     "Supply power unknown (%s): no miner will be started", supply.problem
@@ -204,9 +203,25 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
             elif self._last_supply_problem:
                 LOGGER.info("Supply power readable again")
             self._last_supply_problem = supply.problem
-        available = None
-        if supply.power_w is not None:
-            available = max(supply.power_w - self.overhead_w - self.margin_w, 0.0)
+        if supply.power_w is None:
+            return supply, None
+        return supply, max(supply.power_w - self.overhead_w - self.margin_w, 0.0)
+
+    @callback
+    def async_supply_changed(self, event: Event[EventStateChangedData]) -> None:
+        """Follow a supply sensor at once instead of waiting for the next poll.
+
+        Subscribed after the first refresh, so there is always data to update.
+        """
+        supply, available = self._read_supply()
+        if supply != self.data.supply:
+            self.async_set_updated_data(
+                replace(self.data, supply=supply, available_power_w=available)
+            )
+
+    async def _async_update_data(self) -> SiteData:
+        """Read the supply and probe the network, never failing as a whole."""
+        supply, available = self._read_supply()
         results = await probe_all(self.probe_targets, PROBE_TIMEOUT_S) if self.probe_targets else []
         probes = {result.target.name: result for result in results}
         return SiteData(

@@ -31,6 +31,12 @@ class SupplySensors:
     voltage_entity: str | None = None
     current_entity: str | None = None
 
+    @property
+    def entity_ids(self) -> list[str]:
+        """Every entity the supply is computed from."""
+        pair = [e for e in (self.voltage_entity, self.current_entity) if e]
+        return [*self.power_entities, *pair]
+
     def read(self, hass: HomeAssistant, stale_after_s: float) -> SupplyReading:
         """Sum the supply; unknown when any sensor is unavailable, stale or not a number.
 
