@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
 
+from .balancer import LoadBalancer
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
 from .config_flow import meter_map
 from .const import (
     CONF_METER_HOST,
     CONF_METER_PORT,
     CONF_METER_UNIT_ID,
+    CONF_MINER_PASSWORD,
+    CONF_MINER_USERNAME,
+    CONF_MINERS,
     CONF_POOL_HOST,
     CONF_POOL_PORT,
     CONF_PROBE_HOST,
@@ -32,18 +38,43 @@ from .coordinator import (
     GridCoordinator,
     SiteCoordinator,
 )
-from .entity import site_device_info
+from .entity import site_device_info, site_identifier
+from .fleet import FleetCoordinator
+from .miningsite.addresses import AddressListError, MinerAddress, parse_fleet
 from .miningsite.meter import GridMeter
+from .miningsite.miners.base import FAMILIES, Credentials, Family
 from .miningsite.network import ProbeTarget
+from .services import async_setup_services
+from .storage import SiteStore
 from .supply import SupplySensors
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.NUMBER,
+    Platform.SELECT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Set up the integration (its actions live here, not per entry)."""
+    async_setup_services(hass)
     return True
+
+
+def configured_miners(entry: BitcoinMiningConfigEntry) -> list[tuple[MinerAddress, Family | None]]:
+    """The miner list of a site's options (validated by the flows; re-checked here)."""
+    try:
+        parsed = parse_fleet(str(entry.options.get(CONF_MINERS) or ""), FAMILIES)
+    except AddressListError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_miner_list",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    return [(address, family) for address, family in parsed]  # type: ignore[misc]
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> bool:
@@ -65,23 +96,44 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         voltage_entity=data.get(CONF_SUPPLY_VOLTAGE_ENTITY),
         current_entity=data.get(CONF_SUPPLY_CURRENT_ENTITY),
     )
+    miners = configured_miners(entry)
+    store = SiteStore(hass, entry.entry_id)
+    await store.async_load()
+    # Miners no longer listed are forgotten (their cycle counts stay, keyed by MAC).
+    listed = {str(address) for address, _ in miners}
+    for address in [a for a in store.identities if a not in listed]:
+        del store.identities[address]
     grid = GridCoordinator(hass, entry, meter)
     site = SiteCoordinator(hass, entry, supply, tuple(probes))
+    fleet = FleetCoordinator(
+        hass,
+        entry,
+        miners,
+        Credentials(entry.data.get(CONF_MINER_USERNAME), entry.data.get(CONF_MINER_PASSWORD)),
+        async_get_clientsession(hass),
+        store,
+    )
+    site.fleet_power_w = lambda: fleet.data.power_w if fleet.data else 0.0
+    balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
 
     # A meter that is down at start leaves its entities unavailable but does not
-    # hold the site back: supply limits and the fleet must keep working.
+    # hold the site back: supply limits and the fleet must keep working. Miners
+    # that do not answer are retried every poll; they never fail the setup.
     await grid.async_refresh()
+    await fleet.async_config_entry_first_refresh()
     await site.async_config_entry_first_refresh()
-    entry.runtime_data = BitcoinMiningData(grid=grid, site=site)
+    entry.runtime_data = BitcoinMiningData(grid=grid, site=site, fleet=fleet, balancer=balancer)
+    entry.async_on_unload(store.async_save)
     grid.start()
     entry.async_on_unload(
         async_track_state_change_event(hass, supply.entity_ids, site.async_supply_changed)
     )
 
-    dr.async_get(hass).async_get_or_create(
-        config_entry_id=entry.entry_id, **site_device_info(entry)
-    )
+    registry = dr.async_get(hass)
+    registry.async_get_or_create(config_entry_id=entry.entry_id, **site_device_info(entry))
+    _remove_stale_devices(hass, entry, {i.mac for i in store.identities.values()})
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    balancer.attach()
     if not HAS_OPTIONS_FLOW_WITH_RELOAD:
         entry.async_on_unload(entry.add_update_listener(_async_reload_on_options_change))
     return True
@@ -94,6 +146,32 @@ async def _async_reload_on_options_change(
     await hass.config_entries.async_reload(entry.entry_id)
 
 
+def _remove_stale_devices(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry, macs: set[str]
+) -> None:
+    """Remove the devices of miners that are no longer part of the site."""
+    registry = dr.async_get(hass)
+    keep = {(DOMAIN, site_identifier(entry))} | {(DOMAIN, mac) for mac in macs}
+    for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+        if not device.identifiers & keep:
+            registry.async_remove_device(device.id)
+
+
 async def async_unload_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> bool:
     """Unload a mining site."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> None:
+    """Delete the site's stored cycle counts when the site itself is deleted."""
+    await SiteStore(hass, entry.entry_id).async_remove()
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """A miner's device may be deleted once the miner has left the site's list."""
+    if (DOMAIN, site_identifier(entry)) in device.identifiers:
+        return False
+    fleet = entry.runtime_data.fleet
+    return not any((DOMAIN, mac) in device.identifiers for mac in fleet.data.miners)

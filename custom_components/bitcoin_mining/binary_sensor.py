@@ -10,13 +10,15 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntityDescription,
 )
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .balancer import LoadBalancer
 from .compat import BinarySensorDeviceClass
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import BitcoinMiningConfigEntry, GridCoordinator, SiteCoordinator, SiteData
-from .entity import SiteEntity
+from .entity import MinerEntity, SiteEntity
+from .fleet import FleetCoordinator
 
 PARALLEL_UPDATES = 0
 
@@ -36,6 +38,19 @@ def _reachable(probe: str) -> Callable[[SiteData], bool | None]:
 
     return value
 
+
+CURTAILED = BinarySensorEntityDescription(key="curtailed", translation_key="curtailed")
+MINER_ONLINE = BinarySensorEntityDescription(
+    key="online",
+    translation_key="online",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+    entity_category=EntityCategory.DIAGNOSTIC,
+)
+MINER_PROBLEM = BinarySensorEntityDescription(
+    key="problem",
+    translation_key="problem",
+    device_class=BinarySensorDeviceClass.PROBLEM,
+)
 
 UNDER_FREQUENCY = BinarySensorEntityDescription(
     key="under_frequency",
@@ -79,7 +94,27 @@ async def async_setup_entry(
         UnderFrequencySensor(entry.runtime_data.grid, UNDER_FREQUENCY)
     ]
     entities += [SiteBinarySensor(site, d) for d in SITE_BINARY_SENSORS if d.exists_fn(site)]
+    entities.append(CurtailedSensor(entry.runtime_data.balancer, CURTAILED))
     async_add_entities(entities)
+
+    fleet = entry.runtime_data.fleet
+    known: set[str] = set()
+
+    @callback
+    def add_new_miners() -> None:
+        new = [mac for mac in fleet.data.miners if mac not in known]
+        known.update(new)
+        async_add_entities(
+            entity
+            for mac in new
+            for entity in (
+                MinerOnlineSensor(fleet, mac, MINER_ONLINE),
+                MinerProblemSensor(fleet, mac, MINER_PROBLEM),
+            )
+        )
+
+    add_new_miners()
+    entry.async_on_unload(fleet.async_add_listener(add_new_miners))
 
 
 class UnderFrequencySensor(SiteEntity[GridCoordinator], BinarySensorEntity):
@@ -105,3 +140,53 @@ class SiteBinarySensor(SiteEntity[SiteCoordinator], BinarySensorEntity):
     def is_on(self) -> bool | None:
         """The value from the latest site poll."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+
+class CurtailedSensor(SiteEntity[LoadBalancer], BinarySensorEntity):
+    """On while mining is capped by a curtailment, a frequency event or its restore."""
+
+    @property
+    def is_on(self) -> bool:
+        """Whether the last plan ran under a curtailment or a frequency stage."""
+        return self.coordinator.data.curtailed
+
+
+class MinerOnlineSensor(MinerEntity, BinarySensorEntity):
+    """Whether the miner answered the last poll (always available itself)."""
+
+    coordinator: FleetCoordinator
+
+    @property
+    def available(self) -> bool:
+        """Known miners always have an online state."""
+        return self.view is not None
+
+    @property
+    def is_on(self) -> bool:
+        """Answered the last poll."""
+        view = self.view
+        return view is not None and view.online
+
+    @property
+    def extra_state_attributes(self) -> dict[str, str | None]:
+        """Why it does not answer, and where it is."""
+        view = self.view
+        return {"address": view.address if view else None, "error": view.error if view else None}
+
+
+class MinerProblemSensor(MinerEntity, BinarySensorEntity):
+    """On while the firmware reports errors."""
+
+    coordinator: FleetCoordinator
+
+    @property
+    def is_on(self) -> bool | None:
+        """Whether the firmware reports errors."""
+        view = self.view
+        return None if view is None or view.status is None else bool(view.status.errors)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, list[str]]:
+        """The errors as the firmware words them."""
+        view = self.view
+        return {"errors": list(view.status.errors[:20]) if view and view.status else []}

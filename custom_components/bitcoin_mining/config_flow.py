@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,6 +10,7 @@ from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.core import callback
 from homeassistant.helpers import selector
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.util import slugify
 
 from .compat import OptionsFlowWithReload, vol
@@ -21,9 +23,15 @@ from .const import (
     CONF_FREQUENCY_REGISTER,
     CONF_GRID_INTERVAL,
     CONF_MARGIN_KW,
+    CONF_MAX_STARTS,
     CONF_METER_HOST,
     CONF_METER_PORT,
     CONF_METER_UNIT_ID,
+    CONF_MIN_OFF_S,
+    CONF_MIN_ON_S,
+    CONF_MINER_PASSWORD,
+    CONF_MINER_USERNAME,
+    CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
     CONF_OVERHEAD_KW,
     CONF_POOL_HOST,
@@ -32,6 +40,7 @@ from .const import (
     CONF_PROBE_PORT,
     CONF_REGISTER_PRESET,
     CONF_REGISTER_TYPE,
+    CONF_RESTORE_HOLD_S,
     CONF_SCALE,
     CONF_SITE_NAME,
     CONF_SUPPLY_CURRENT_ENTITY,
@@ -43,22 +52,30 @@ from .const import (
     DEFAULT_FLEET_INTERVAL,
     DEFAULT_GRID_INTERVAL,
     DEFAULT_MARGIN_KW,
+    DEFAULT_MAX_STARTS,
     DEFAULT_METER_PORT,
     DEFAULT_METER_UNIT_ID,
+    DEFAULT_MIN_OFF_S,
+    DEFAULT_MIN_ON_S,
     DEFAULT_OVERHEAD_KW,
     DEFAULT_POOL_PORT,
+    DEFAULT_RESTORE_HOLD_S,
     DEFAULT_SUPPLY_STALE_S,
     DOMAIN,
     MIN_FLEET_INTERVAL,
     MIN_GRID_INTERVAL,
+    MINER_TIMEOUT_S,
     PRESET_CUSTOM,
     PRESET_SEL735,
     default_under_frequency,
 )
+from .miningsite.addresses import AddressListError, MinerAddress, parse_fleet
 from .miningsite.exceptions import (
+    DeviceAuthError,
     DeviceConnectionError,
     DeviceProtocolError,
     DeviceTimeoutError,
+    MiningSiteError,
 )
 from .miningsite.meter import (
     SEL735_FREQUENCY,
@@ -72,6 +89,9 @@ from .miningsite.meter import (
     WordOrder,
     validate_frequency,
 )
+from .miningsite.miners.base import FAMILIES, Credentials, MinerEndpoint
+from .miningsite.miners.detect import detect_family
+from .miningsite.miners.fleet import driver_for
 
 
 def _select(options: list[str], translation_key: str) -> selector.SelectSelector:
@@ -171,6 +191,70 @@ NETWORK_SCHEMA = vol.Schema(
 )
 
 RECONFIGURE_SCHEMA = vol.Schema({**METER_CONNECTION_FIELDS, **NETWORK_SCHEMA.schema})
+
+MINER_LIST = selector.TextSelector(selector.TextSelectorConfig(multiline=True))
+PASSWORD = selector.TextSelector(
+    selector.TextSelectorConfig(type=selector.TextSelectorType.PASSWORD)
+)
+MINERS_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_MINERS, default=""): MINER_LIST,
+        vol.Optional(CONF_MINER_USERNAME): str,
+        vol.Optional(CONF_MINER_PASSWORD): PASSWORD,
+    }
+)
+CREDENTIALS_SCHEMA = vol.Schema(
+    {vol.Optional(CONF_MINER_USERNAME): str, vol.Optional(CONF_MINER_PASSWORD): PASSWORD}
+)
+# Probing a whole site at once: bounded so 1000 addresses do not open 3000 sockets.
+PROBE_CONCURRENCY = 128
+
+
+def check_miner_list(
+    text: str,
+) -> tuple[list[tuple[MinerAddress, str | None]], dict[str, str], str]:
+    """Parse a miner list; return it, form errors and the offending item."""
+    try:
+        return parse_fleet(text, FAMILIES), {}, ""
+    except AddressListError as err:
+        return [], {CONF_MINERS: err.reason}, err.item
+
+
+async def async_probe_miners(
+    hass: Any,
+    miners: list[tuple[MinerAddress, str | None]],
+    credentials: Credentials,
+) -> dict[str, str]:
+    """Reach every miner once (identify, or detect the family); errors when none answers."""
+    if not miners:
+        return {}
+    session = async_get_clientsession(hass)
+    semaphore = asyncio.Semaphore(PROBE_CONCURRENCY)
+
+    async def probe(address: MinerAddress, family: str | None) -> str | None:
+        endpoint = MinerEndpoint(address.host, address.port)
+        async with semaphore:
+            try:
+                if family is None:
+                    await detect_family(endpoint, session, MINER_TIMEOUT_S)
+                else:
+                    driver = driver_for(family, endpoint, credentials, session, MINER_TIMEOUT_S)
+                    try:
+                        await driver.identify()
+                    finally:
+                        await driver.close()
+            except DeviceAuthError:
+                return "invalid_auth"
+            except MiningSiteError:
+                return "unreachable"
+        return None
+
+    results = await asyncio.gather(*(probe(a, f) for a, f in miners))
+    if "invalid_auth" in results:
+        return {"base": "invalid_auth"}
+    if all(result is not None for result in results):
+        return {"base": "no_miner_answered"}
+    return {}
 
 
 def frequency_register(data: Mapping[str, Any]) -> RegisterSpec:
@@ -317,13 +401,59 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
             errors = _check_network(user_input)
             if not errors:
                 self._data.update(_network_data(user_input))
-                return self.async_create_entry(
-                    title=self._data[CONF_SITE_NAME], data=self._data, options=self._options
-                )
+                return await self.async_step_miners()
         return self.async_show_form(
             step_id="network",
             data_schema=self.add_suggested_values_to_schema(NETWORK_SCHEMA, user_input or {}),
             errors=errors,
+        )
+
+    async def async_step_miners(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """List the ASICs: addresses, ranges or subnets, a family per line, and their login."""
+        errors: dict[str, str] = {}
+        item = ""
+        if user_input is not None:
+            miners, errors, item = check_miner_list(user_input.get(CONF_MINERS, ""))
+            credentials = _credentials(user_input)
+            if not errors:
+                errors = await async_probe_miners(self.hass, miners, credentials)
+            if not errors:
+                self._data.update(_credentials_data(user_input))
+                self._options[CONF_MINERS] = user_input.get(CONF_MINERS, "").strip()
+                return self.async_create_entry(
+                    title=self._data[CONF_SITE_NAME], data=self._data, options=self._options
+                )
+        return self.async_show_form(
+            step_id="miners",
+            data_schema=self.add_suggested_values_to_schema(MINERS_SCHEMA, user_input or {}),
+            errors=errors,
+            description_placeholders={"item": item},
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The miners refuse the login: ask for the new one."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Enter the miners' new login; it is tried on the site's miners before it is saved."""
+        entry = self._get_reauth_entry()
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            miners, _, _ = check_miner_list(str(entry.options.get(CONF_MINERS, "")))
+            errors = await async_probe_miners(self.hass, miners, _credentials(user_input))
+            if not errors:
+                data = {
+                    k: v
+                    for k, v in entry.data.items()
+                    if k not in (CONF_MINER_USERNAME, CONF_MINER_PASSWORD)
+                }
+                return self.async_update_reload_and_abort(
+                    entry, data={**data, **_credentials_data(user_input)}
+                )
+        return self.async_show_form(
+            step_id="reauth_confirm", data_schema=CREDENTIALS_SCHEMA, errors=errors
         )
 
     async def async_step_reconfigure(
@@ -406,15 +536,42 @@ def _network_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _credentials(user_input: Mapping[str, Any]) -> Credentials:
+    """The miners' login from a form; blanks mean each family's factory default."""
+    return Credentials(
+        str(user_input.get(CONF_MINER_USERNAME) or "").strip() or None,
+        str(user_input.get(CONF_MINER_PASSWORD) or "") or None,
+    )
+
+
+def _credentials_data(user_input: Mapping[str, Any]) -> dict[str, str]:
+    """The login as entry data, blanks left out."""
+    credentials = _credentials(user_input)
+    data = {}
+    if credentials.username:
+        data[CONF_MINER_USERNAME] = credentials.username
+    if credentials.password:
+        data[CONF_MINER_PASSWORD] = credentials.password
+    return data
+
+
 class BitcoinMiningOptionsFlow(OptionsFlowWithReload):
-    """Tune cadence, thresholds and the power budget of a site."""
+    """Tune the fleet, cadence, thresholds, budget and allocation of a site."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show the options form."""
+        errors: dict[str, str] = {}
+        item = ""
         if user_input is not None:
-            return self.async_create_entry(
-                data={key: float(value) for key, value in user_input.items()}
-            )
+            miners_text = str(user_input.get(CONF_MINERS, "")).strip()
+            _, errors, item = check_miner_list(miners_text)
+            if not errors:
+                options: dict[str, Any] = {
+                    key: float(value) for key, value in user_input.items() if key != CONF_MINERS
+                }
+                options[CONF_MAX_STARTS] = int(options[CONF_MAX_STARTS])
+                options[CONF_MINERS] = miners_text
+                return self.async_create_entry(data=options)
         nominal = float(self.config_entry.data[CONF_NOMINAL_FREQUENCY])
         schema = vol.Schema(
             {
@@ -434,9 +591,22 @@ class BitcoinMiningOptionsFlow(OptionsFlowWithReload):
                 vol.Required(CONF_SUPPLY_STALE_S, default=DEFAULT_SUPPLY_STALE_S): _box(
                     5, 3600, 1, "s"
                 ),
+                vol.Optional(CONF_MINERS, default=""): MINER_LIST,
+                vol.Required(CONF_MIN_ON_S, default=DEFAULT_MIN_ON_S): _box(0, 86400, 1, "s"),
+                vol.Required(CONF_MIN_OFF_S, default=DEFAULT_MIN_OFF_S): _box(0, 86400, 1, "s"),
+                vol.Required(CONF_MAX_STARTS, default=DEFAULT_MAX_STARTS): _box(
+                    1, 1000, 1, "miners"
+                ),
+                vol.Required(CONF_RESTORE_HOLD_S, default=DEFAULT_RESTORE_HOLD_S): _box(
+                    0, 86400, 1, "s"
+                ),
             }
         )
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, self.config_entry.options),
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or self.config_entry.options
+            ),
+            errors=errors,
+            description_placeholders={"item": item},
         )

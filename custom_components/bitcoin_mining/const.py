@@ -62,6 +62,29 @@ PROBE_TIMEOUT_S: Final = 3.0
 # A meter that decodes nonsense this many polls running gets a repair issue.
 IMPLAUSIBLE_READINGS_FOR_REPAIR: Final = 10
 
+# The fleet: miner addresses (options, so the list can change) and their login (data).
+CONF_MINERS: Final = "miners"
+CONF_MINER_USERNAME: Final = "miner_username"
+CONF_MINER_PASSWORD: Final = "miner_password"  # noqa: S105 - a config key, not a secret
+
+# Options: how the allocation behaves.
+CONF_MIN_ON_S: Final = "min_on_s"
+CONF_MIN_OFF_S: Final = "min_off_s"
+CONF_MAX_STARTS: Final = "max_starts_per_batch"
+CONF_RESTORE_HOLD_S: Final = "restore_hold_s"
+
+DEFAULT_MIN_ON_S: Final = 600.0
+DEFAULT_MIN_OFF_S: Final = 300.0
+DEFAULT_MAX_STARTS: Final = 10
+DEFAULT_RESTORE_HOLD_S: Final = 300.0
+
+# One miner gets this long per read; the fleet poll never waits longer for it.
+MINER_TIMEOUT_S: Final = 3.0
+# Miners talked to at once: enough to reach 1000 within a poll, few enough for the host.
+POLL_CONCURRENCY: Final = 128
+# Commands go to every miner at once: shedding on under-frequency must not queue.
+COMMAND_CONCURRENCY: Final = 1000
+
 # Names of the network probes.
 PROBE_UPSTREAM_POOL: Final = "upstream_pool"
 PROBE_EXTRA: Final = "extra_target"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 import math
+from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
@@ -37,6 +39,10 @@ from .miningsite.exceptions import DeviceConnectionError, DeviceProtocolError
 from .miningsite.meter import GridMeter, GridReading, validate_frequency
 from .miningsite.network import ProbeResult, ProbeTarget, internet_up, probe_all
 from .supply import SupplyReading, SupplySensors
+
+if TYPE_CHECKING:
+    from .balancer import LoadBalancer
+    from .fleet import FleetCoordinator
 
 # Samples kept for the allocation core's frequency history (minutes at 1 s).
 FREQUENCY_HISTORY = 600
@@ -165,7 +171,7 @@ class SiteData:
 
 
 class SiteCoordinator(DataUpdateCoordinator[SiteData]):
-    """Polls the supply sensors and network probes (and, later, the fleet) every few seconds."""
+    """Polls the supply sensors and network probes every few seconds."""
 
     config_entry: ConfigEntry
 
@@ -191,6 +197,8 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
         self.margin_w = float(entry.options.get(CONF_MARGIN_KW, DEFAULT_MARGIN_KW)) * 1000
         self.supply_stale_s = float(entry.options.get(CONF_SUPPLY_STALE_S, DEFAULT_SUPPLY_STALE_S))
         self._last_supply_problem: str | None = None
+        # Set once the fleet exists: what the miners draw, for the site's power draw.
+        self.fleet_power_w: Callable[[], float] = lambda: 0.0
 
     def _read_supply(self) -> tuple[SupplyReading, float | None]:
         """The supply and the power left for mining; a new problem is logged once."""
@@ -229,7 +237,7 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
             available_power_w=available,
             probes=probes,
             internet_up=internet_up(results) if results else None,
-            site_power_w=self.overhead_w,
+            site_power_w=self.overhead_w + self.fleet_power_w(),
         )
 
 
@@ -239,6 +247,8 @@ class BitcoinMiningData:
 
     grid: GridCoordinator
     site: SiteCoordinator
+    fleet: FleetCoordinator
+    balancer: LoadBalancer
 
 
 type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

@@ -5,11 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC, DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity, DataUpdateCoordinator
 
 from .const import DOMAIN
+from .fleet import FleetCoordinator, MinerView
+from .miningsite.miners.base import MinerIdentity
+
+FAMILY_MANUFACTURERS = {
+    "whatsminer": "MicroBT",
+    "whatsminer_v3": "MicroBT",
+    "antminer": "Bitmain",
+    "luxos": "Luxor (LuxOS)",
+    "braiins": "Braiins (Braiins OS)",
+    "cgminer": "CGMiner",
+}
 
 
 def site_identifier(entry: ConfigEntry) -> str:
@@ -40,3 +51,50 @@ class SiteEntity[CoordinatorT: DataUpdateCoordinator[Any]](CoordinatorEntity[Coo
         self.entity_description = description
         self._attr_unique_id = f"{site_identifier(entry)}_{description.key}"
         self._attr_device_info = site_device_info(entry)
+
+
+def miner_device_info(entry: ConfigEntry, identity: MinerIdentity, address: str) -> DeviceInfo:
+    """One device per ASIC, under the site device, identified by its MAC (never its IP)."""
+    info = DeviceInfo(
+        identifiers={(DOMAIN, identity.mac)},
+        connections={(CONNECTION_NETWORK_MAC, identity.mac.lower())},
+        name=f"{identity.model} {address}",
+        manufacturer=FAMILY_MANUFACTURERS.get(identity.family, "Unknown"),
+        model=identity.model,
+        sw_version=identity.firmware,
+        via_device=(DOMAIN, site_identifier(entry)),
+    )
+    if identity.serial:
+        # Home Assistant 2026.12 refuses non-string device info values.
+        info["serial_number"] = identity.serial
+    return info
+
+
+class MinerEntity(CoordinatorEntity[FleetCoordinator]):
+    """An entity of one ASIC's device; unavailable while the miner does not answer."""
+
+    _attr_has_entity_name = True
+
+    def __init__(
+        self, coordinator: FleetCoordinator, mac: str, description: EntityDescription
+    ) -> None:
+        """Attach the entity to the fleet and the miner's device."""
+        super().__init__(coordinator)
+        self.mac = mac
+        self.entity_description = description
+        view = coordinator.data.miners[mac]
+        self._attr_unique_id = f"{mac}_{description.key}"
+        self._attr_device_info = miner_device_info(
+            coordinator.config_entry, view.identity, view.address
+        )
+
+    @property
+    def view(self) -> MinerView | None:
+        """The miner in the latest poll (None once it left the fleet)."""
+        return self.coordinator.data.miners.get(self.mac)
+
+    @property
+    def available(self) -> bool:
+        """Available while the miner answers."""
+        view = self.view
+        return super().available and view is not None and view.online

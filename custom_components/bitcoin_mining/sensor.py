@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from homeassistant.components.sensor import (
+    RestoreSensor,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
     SensorStateClass,
 )
 from homeassistant.const import (
+    REVOLUTIONS_PER_MINUTE,
     EntityCategory,
     UnitOfElectricCurrent,
     UnitOfElectricPotential,
+    UnitOfEnergy,
     UnitOfFrequency,
     UnitOfPower,
+    UnitOfTemperature,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
 
+from .balancer import BalancerState, LoadBalancer
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import (
     BitcoinMiningConfigEntry,
@@ -31,7 +38,11 @@ from .coordinator import (
     SiteCoordinator,
     SiteData,
 )
-from .entity import SiteEntity
+from .entity import MinerEntity, SiteEntity
+from .fleet import FleetCoordinator, FleetData, MinerView
+from .miningsite.cycles import CycleRecord
+
+HASHRATE_UNIT = "TH/s"
 
 # Coordinators do the polling; entities only read their data.
 PARALLEL_UPDATES = 0
@@ -158,6 +169,179 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class FleetSensorDescription(SensorEntityDescription):
+    """A site-wide figure of the fleet."""
+
+    value_fn: Callable[[FleetData], StateType]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalancerSensorDescription(SensorEntityDescription):
+    """What the load balancer last did."""
+
+    value_fn: Callable[[BalancerState], StateType]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinerSensorDescription(SensorEntityDescription):
+    """A figure of one ASIC: from its last reading, or from its cycle record."""
+
+    value_fn: Callable[[MinerView, CycleRecord], StateType | datetime]
+
+
+def _efficiency(data: FleetData) -> float | None:
+    hashrate = data.hashrate_ths
+    return round(data.power_w / hashrate, 1) if hashrate > 0 else None
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return None if value is None else dt_util.utc_from_timestamp(value)
+
+
+def _status_value(
+    read: Callable[[MinerView], StateType],
+) -> Callable[[MinerView, CycleRecord], StateType]:
+    def value(view: MinerView, record: CycleRecord) -> StateType:
+        return None if view.status is None else read(view)
+
+    return value
+
+
+FLEET_SENSORS: tuple[FleetSensorDescription, ...] = (
+    FleetSensorDescription(
+        key="fleet_hashrate",
+        translation_key="fleet_hashrate",
+        native_unit_of_measurement=HASHRATE_UNIT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda data: round(data.hashrate_ths, 3),
+    ),
+    FleetSensorDescription(
+        key="fleet_power",
+        translation_key="fleet_power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.KILO_WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=lambda data: round(data.power_w / 1000, 3),
+    ),
+    FleetSensorDescription(
+        key="miners_running",
+        translation_key="miners_running",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda data: data.running,
+    ),
+    FleetSensorDescription(
+        key="miners_total",
+        translation_key="miners_total",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda data: data.total,
+    ),
+    FleetSensorDescription(
+        key="fleet_efficiency",
+        translation_key="fleet_efficiency",
+        native_unit_of_measurement="J/TH",
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=_efficiency,
+    ),
+)
+
+BALANCER_SENSORS: tuple[BalancerSensorDescription, ...] = (
+    BalancerSensorDescription(
+        key="last_allocation_action",
+        translation_key="last_allocation_action",
+        value_fn=lambda state: state.last_action,
+    ),
+    BalancerSensorDescription(
+        key="planned_running",
+        translation_key="planned_running",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda state: state.planned_running,
+    ),
+)
+
+MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
+    MinerSensorDescription(
+        key="hashrate",
+        translation_key="hashrate",
+        native_unit_of_measurement=HASHRATE_UNIT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=_status_value(lambda view: view.status.hashrate_ths if view.status else None),
+    ),
+    MinerSensorDescription(
+        key="power",
+        translation_key="power",
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=_status_value(lambda view: view.status.power_w if view.status else None),
+    ),
+    MinerSensorDescription(
+        key="temperature",
+        translation_key="temperature",
+        device_class=SensorDeviceClass.TEMPERATURE,
+        native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        value_fn=_status_value(lambda view: view.status.temperature_c if view.status else None),
+    ),
+    MinerSensorDescription(
+        key="cycles",
+        translation_key="cycles",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        value_fn=lambda view, record: record.cycles,
+    ),
+    MinerSensorDescription(
+        key="last_off",
+        translation_key="last_off",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda view, record: _timestamp(record.last_off),
+    ),
+    MinerSensorDescription(
+        key="last_on",
+        translation_key="last_on",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda view, record: _timestamp(record.last_on),
+    ),
+    MinerSensorDescription(
+        key="fan_speed",
+        translation_key="fan_speed",
+        native_unit_of_measurement=REVOLUTIONS_PER_MINUTE,
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_status_value(
+            lambda view: max(view.status.fan_rpm) if view.status and view.status.fan_rpm else None
+        ),
+    ),
+    MinerSensorDescription(
+        key="uptime",
+        translation_key="uptime",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        suggested_unit_of_measurement=UnitOfTime.HOURS,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_status_value(lambda view: view.status.uptime_s if view.status else None),
+    ),
+    MinerSensorDescription(
+        key="active_pool",
+        translation_key="active_pool",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_status_value(
+            lambda view: pool.url if view.status and (pool := view.status.active_pool) else None
+        ),
+    ),
+)
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: BitcoinMiningConfigEntry,
@@ -168,7 +352,23 @@ async def async_setup_entry(
     site = entry.runtime_data.site
     entities: list[SensorEntity] = [GridSensor(grid, d) for d in GRID_SENSORS if d.exists_fn(grid)]
     entities += [SiteSensor(site, d) for d in SITE_SENSORS if d.exists_fn(site)]
+    fleet = entry.runtime_data.fleet
+    balancer = entry.runtime_data.balancer
+    entities += [FleetSensor(fleet, d) for d in FLEET_SENSORS]
+    entities.append(MiningEnergySensor(fleet, MINING_ENERGY))
+    entities += [BalancerSensor(balancer, d) for d in BALANCER_SENSORS]
     async_add_entities(entities)
+
+    known: set[str] = set()
+
+    @callback
+    def add_new_miners() -> None:
+        new = [mac for mac in fleet.data.miners if mac not in known]
+        known.update(new)
+        async_add_entities(MinerSensor(fleet, mac, d) for mac in new for d in MINER_SENSORS)
+
+    add_new_miners()
+    entry.async_on_unload(fleet.async_add_listener(add_new_miners))
 
 
 class GridSensor(SiteEntity[GridCoordinator], SensorEntity):
@@ -191,3 +391,109 @@ class SiteSensor(SiteEntity[SiteCoordinator], SensorEntity):
     def native_value(self) -> StateType:
         """The value from the latest site poll."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+
+class FleetSensor(SiteEntity[FleetCoordinator], SensorEntity):
+    """A site-wide figure of the fleet."""
+
+    entity_description: FleetSensorDescription
+
+    @property
+    def native_value(self) -> StateType:
+        """The value from the latest fleet poll."""
+        return self.entity_description.value_fn(self.coordinator.data)
+
+
+MINING_ENERGY = SensorEntityDescription(
+    key="mining_energy",
+    translation_key="mining_energy",
+    device_class=SensorDeviceClass.ENERGY,
+    native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+    state_class=SensorStateClass.TOTAL_INCREASING,
+    suggested_display_precision=2,
+)
+
+
+class MiningEnergySensor(SiteEntity[FleetCoordinator], RestoreSensor):
+    """Energy the fleet used, integrated from its power at every poll (Energy dashboard)."""
+
+    _total_kwh: float = 0.0
+    _last: tuple[float, float] | None = None  # (time, fleet W) of the previous poll
+
+    async def async_added_to_hass(self) -> None:
+        """Continue from the total before the restart."""
+        await super().async_added_to_hass()
+        if (last := await self.async_get_last_sensor_data()) is not None and isinstance(
+            last.native_value, int | float
+        ):
+            self._total_kwh = float(last.native_value)
+        self._integrate()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Add the energy since the previous poll, then write the state."""
+        self._integrate()
+        super()._handle_coordinator_update()
+
+    def _integrate(self) -> None:
+        data = self.coordinator.data
+        sample = (data.polled_at, data.power_w)
+        if self._last is not None and sample[0] > self._last[0]:
+            hours = (sample[0] - self._last[0]) / 3600
+            # Trapezoid: the mean of the two powers over the interval.
+            self._total_kwh += (self._last[1] + sample[1]) / 2 / 1000 * hours
+        self._last = sample
+
+    @property
+    def native_value(self) -> float:
+        """Total kWh since the sensor was created."""
+        return round(self._total_kwh, 4)
+
+
+class BalancerSensor(SiteEntity[LoadBalancer], SensorEntity):
+    """What the load balancer last did and plans."""
+
+    entity_description: BalancerSensorDescription
+
+    @property
+    def native_value(self) -> StateType:
+        """The value from the balancer's last run."""
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, object] | None:
+        """The reason and the plan's notes, for the dashboard and automations."""
+        if self.entity_description.key != "last_allocation_action":
+            return None
+        state = self.coordinator.data
+        plan = state.last_plan
+        return {
+            "reason": state.last_reason,
+            "mode": state.mode,
+            "notes": list(plan.notes) if plan else [],
+            "budget_kw": None
+            if plan is None or plan.budget_w is None
+            else round(plan.budget_w / 1000, 2),
+            "failures": list(state.failures[:10]),
+        }
+
+
+class MinerSensor(MinerEntity, SensorEntity):
+    """A figure of one ASIC."""
+
+    entity_description: MinerSensorDescription
+
+    @property
+    def native_value(self) -> StateType | datetime:
+        """From the miner's last reading, or its cycle record."""
+        view = self.view
+        if view is None:
+            return None
+        return self.entity_description.value_fn(view, self.coordinator.store.cycles.get(self.mac))
+
+    @property
+    def available(self) -> bool:
+        """Cycle counts stay readable while a miner is offline: they are ours, not its."""
+        if self.entity_description.key in ("cycles", "last_off", "last_on"):
+            return self.view is not None
+        return super().available

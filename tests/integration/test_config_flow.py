@@ -21,9 +21,13 @@ from custom_components.bitcoin_mining.const import (
     CONF_FREQUENCY_REGISTER,
     CONF_GRID_INTERVAL,
     CONF_MARGIN_KW,
+    CONF_MAX_STARTS,
     CONF_METER_HOST,
     CONF_METER_PORT,
     CONF_METER_UNIT_ID,
+    CONF_MIN_OFF_S,
+    CONF_MIN_ON_S,
+    CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
     CONF_OVERHEAD_KW,
     CONF_POOL_HOST,
@@ -32,6 +36,7 @@ from custom_components.bitcoin_mining.const import (
     CONF_PROBE_PORT,
     CONF_REGISTER_PRESET,
     CONF_REGISTER_TYPE,
+    CONF_RESTORE_HOLD_S,
     CONF_SCALE,
     CONF_SITE_NAME,
     CONF_SUPPLY_CURRENT_ENTITY,
@@ -107,6 +112,8 @@ async def test_full_flow_creates_the_site(
             CONF_PROBE_PORT: 53,
         },
     )
+    assert result["step_id"] == "miners"
+    result = await configure(hass, result["flow_id"], {CONF_MINERS: "  "})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Kariba container 1"
     assert result["data"] == {
@@ -122,7 +129,7 @@ async def test_full_flow_creates_the_site(
         CONF_PROBE_HOST: "127.0.0.1",
         CONF_PROBE_PORT: 53,
     }
-    assert result["options"] == {CONF_OVERHEAD_KW: 12.5, CONF_MARGIN_KW: 4.0}
+    assert result["options"] == {CONF_OVERHEAD_KW: 12.5, CONF_MARGIN_KW: 4.0, CONF_MINERS: ""}
     entry = result["result"]
     assert entry.unique_id == "kariba_container_1"
     await hass.async_block_till_done()
@@ -261,6 +268,7 @@ async def test_custom_register_errors_and_recovery(
     result = await configure(
         hass, result["flow_id"], {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333}
     )
+    result = await configure(hass, result["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_FREQUENCY_REGISTER]["register_type"] == "input"
     assert result["data"][CONF_FREQUENCY_REGISTER]["data_type"] == "float32"
@@ -318,6 +326,8 @@ async def test_supply_errors_and_recovery(hass: HomeAssistant, meter_server: Met
     )
     assert result["errors"] == {"base": "probe_needs_host_and_port"}
     result = await configure(hass, flow_id, {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333})
+    assert result["step_id"] == "miners"
+    result = await configure(hass, flow_id, {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"][CONF_SUPPLY_VOLTAGE_ENTITY] == "sensor.v"
     assert CONF_SUPPLY_POWER_ENTITIES not in result["data"]
@@ -336,11 +346,19 @@ async def test_options_flow_saves_and_reloads(
         CONF_OVERHEAD_KW: 20,
         CONF_MARGIN_KW: 2,
         CONF_SUPPLY_STALE_S: 60,
+        CONF_MIN_ON_S: 120,
+        CONF_MIN_OFF_S: 60,
+        CONF_MAX_STARTS: 20,
+        CONF_RESTORE_HOLD_S: 30,
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], new_options)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
-    assert loaded_entry.options == {key: float(value) for key, value in new_options.items()}
+    assert loaded_entry.options == {
+        **{key: float(value) for key, value in new_options.items()},
+        CONF_MAX_STARTS: 20,
+        CONF_MINERS: "",
+    }
     assert loaded_entry.state is ConfigEntryState.LOADED
     # The reloaded coordinators run with the new settings.
     assert loaded_entry.runtime_data.grid.under_frequency_hz == 49.6

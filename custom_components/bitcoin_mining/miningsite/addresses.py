@@ -117,3 +117,41 @@ def _expand_range(item: str, limit: int) -> list[MinerAddress]:
             "too_many_addresses", item, f"{item} holds {count} addresses, more than {limit}"
         )
     return [MinerAddress(str(first + offset)) for offset in range(count)]
+
+
+def parse_fleet(
+    text: str, families: tuple[str, ...], limit: int = MAX_ADDRESSES
+) -> list[tuple[MinerAddress, str | None]]:
+    """Lines of addresses, each line optionally ending in a family name (or `auto`).
+
+    `10.0.1.1-10.0.1.100 whatsminer` gives 100 Whatsminers; a line without a family
+    (or with `auto`) is detected by probing. Duplicates across lines are refused too.
+    An empty text is an empty fleet.
+    """
+    fleet: list[tuple[MinerAddress, str | None]] = []
+    seen: set[MinerAddress] = set()
+    for raw_line in text.splitlines():
+        line = raw_line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        family: str | None = None
+        if words[-1].lower() in (*families, "auto"):
+            family = None if words[-1].lower() == "auto" else words[-1].lower()
+            words = words[:-1]
+            if not words:
+                raise AddressListError("no_addresses", line, f"{line}: a family needs addresses")
+        elif words[-1].isalpha() and "." not in words[-1]:
+            raise AddressListError(
+                "unknown_family", words[-1], f"{words[-1]} is not a known firmware family"
+            )
+        for address in parse_addresses(" ".join(words), limit):
+            if address in seen:
+                raise AddressListError(
+                    "duplicate_address", str(address), f"{address} is listed twice"
+                )
+            seen.add(address)
+            fleet.append((address, family))
+            if len(fleet) > limit:
+                raise AddressListError("too_many_addresses", line, f"more than {limit} addresses")
+    return fleet

@@ -1,0 +1,328 @@
+"""The fleet coordinator: every ASIC polled together, commands confirmed, cycles counted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+import time
+from typing import Literal
+
+import aiohttp
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+
+from .const import (
+    COMMAND_CONCURRENCY,
+    CONF_FLEET_INTERVAL,
+    DEFAULT_FLEET_INTERVAL,
+    LOGGER,
+    MINER_TIMEOUT_S,
+    POLL_CONCURRENCY,
+)
+from .miningsite.addresses import MinerAddress
+from .miningsite.allocation import AsicState
+from .miningsite.exceptions import DeviceAuthError, MiningSiteError
+from .miningsite.miners.base import (
+    Credentials,
+    Family,
+    MinerEndpoint,
+    MinerIdentity,
+    MinerStatus,
+)
+from .miningsite.miners.detect import detect_family
+from .miningsite.miners.fleet import Fleet, driver_for
+from .miningsite.miners.models import model_spec
+from .storage import SiteStore
+
+Action = Literal["stop", "start"]
+# Efficiency assumed for a miner of a model we do not know (S19-class), so it sorts mid-pack.
+UNKNOWN_EFFICIENCY_J_PER_TH = 30.0
+UNKNOWN_POWER_W = 3250.0
+
+
+@dataclass(frozen=True, slots=True)
+class MinerView:
+    """One ASIC as the last poll saw it (keyed by MAC)."""
+
+    address: str
+    identity: MinerIdentity
+    status: MinerStatus | None
+    error: str | None
+
+    @property
+    def online(self) -> bool:
+        """Answered the last poll."""
+        return self.status is not None
+
+    @property
+    def mining(self) -> bool | None:
+        """Hashing (or ramping up), as the firmware reports it."""
+        return None if self.status is None else self.status.mining
+
+
+@dataclass(frozen=True, slots=True)
+class FleetData:
+    """The fleet after a poll."""
+
+    miners: dict[str, MinerView]
+    unidentified: tuple[str, ...]
+    polled_at: float
+
+    @property
+    def hashrate_ths(self) -> float:
+        """Fleet hashrate."""
+        return sum(
+            (v.status.hashrate_ths or 0.0) for v in self.miners.values() if v.status is not None
+        )
+
+    @property
+    def power_w(self) -> float:
+        """Fleet draw (measured where reported, else estimated), sleeping miners included."""
+        return sum((v.status.power_w or 0.0) for v in self.miners.values() if v.status is not None)
+
+    @property
+    def running(self) -> int:
+        """Miners hashing now."""
+        return sum(1 for v in self.miners.values() if v.mining)
+
+    @property
+    def total(self) -> int:
+        """Miners known to the site."""
+        return len(self.miners)
+
+
+class FleetCoordinator(DataUpdateCoordinator[FleetData]):
+    """Polls every miner concurrently; one slow or broken miner never holds up the rest.
+
+    Miners are keyed by their configured address in the library's fan-out and by
+    their MAC everywhere else (devices, cycles, locks): an IP may change hands.
+    """
+
+    config_entry: ConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        miners: Sequence[tuple[MinerAddress, Family | None]],
+        credentials: Credentials,
+        session: aiohttp.ClientSession,
+        store: SiteStore,
+    ) -> None:
+        """Describe the fleet; nothing is contacted until the first refresh."""
+        interval = float(entry.options.get(CONF_FLEET_INTERVAL, DEFAULT_FLEET_INTERVAL))
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=f"{entry.title} fleet",
+            update_interval=timedelta(seconds=interval),
+        )
+        self.addresses = [str(address) for address, _ in miners]
+        self.endpoints = {
+            str(address): MinerEndpoint(address.host, address.port) for address, _ in miners
+        }
+        self.credentials = credentials
+        self.session = session
+        self.store = store
+        self.families: dict[str, Family] = {
+            str(address): family for address, family in miners if family is not None
+        }
+        for address in self.addresses:
+            if address not in self.families and (known := store.identities.get(address)):
+                self.families[address] = known.family
+        self.fleet = Fleet(
+            concurrency=POLL_CONCURRENCY,
+            command_concurrency=COMMAND_CONCURRENCY,
+            timeout=MINER_TIMEOUT_S,
+        )
+        # The power and hashrate a miner last showed while hashing: what starting it costs.
+        self.running_power_w: dict[str, float] = {}
+        self.running_hashrate_ths: dict[str, float] = {}
+        self._last_errors: dict[str, str] = {}
+
+    async def async_shutdown(self) -> None:
+        """Close the drivers (sessions and tokens held on miners) when the site unloads."""
+        await super().async_shutdown()
+        await self.fleet.close()
+
+    def _add_drivers(self) -> None:
+        """Give every miner whose family is known a driver in the fan-out."""
+        members = set(self.fleet.keys)
+        for address in self.addresses:
+            if address not in members and (family := self.families.get(address)):
+                self.fleet.add(
+                    address,
+                    driver_for(
+                        family,
+                        self.endpoints[address],
+                        self.credentials,
+                        self.session,
+                        MINER_TIMEOUT_S,
+                    ),
+                )
+
+    async def _async_detect(self, addresses: Iterable[str]) -> None:
+        """Find the family of auto-detected miners that answer (the rest try again next poll)."""
+
+        async def one(address: str) -> None:
+            try:
+                family = await detect_family(self.endpoints[address], self.session, MINER_TIMEOUT_S)
+            except MiningSiteError as err:
+                self._note_error(address, f"family not detected: {err}")
+                return
+            self.families[address] = family
+
+        await asyncio.gather(*(one(a) for a in addresses))
+
+    async def _async_identify(self) -> None:
+        """Identify new members and those whose readings named another MAC."""
+        report = await self.fleet.identify_all()
+        for address, error in report.errors.items():
+            if address not in self.store.identities:
+                self._note_error(address, f"not identified: {error}")
+        for address, change in report.changed.items():
+            LOGGER.warning(
+                "Miner at %s is another machine now (%s, was %s)",
+                address,
+                change.seen_mac,
+                change.previous.mac,
+            )
+        for address, identity in report.identified.items():
+            self._set_identity(address, identity)
+
+    def _set_identity(self, address: str, identity: MinerIdentity) -> None:
+        for other, known in list(self.store.identities.items()):
+            if other != address and known.mac == identity.mac:
+                # The miner moved to another address: the old one no longer holds it.
+                del self.store.identities[other]
+        if self.store.identities.get(address) != identity:
+            self.store.identities[address] = identity
+            self.store.async_schedule_save()
+
+    def _note_error(self, address: str, error: str) -> None:
+        """Log a miner's problem once, not on every poll."""
+        if self._last_errors.get(address) != error:
+            LOGGER.info("Miner %s: %s", address, error)
+            self._last_errors[address] = error
+
+    async def _async_update_data(self) -> FleetData:
+        """Poll every miner; never fail as a whole."""
+        if undetected := [a for a in self.addresses if a not in self.families]:
+            await self._async_detect(undetected)
+        self._add_drivers()
+        known = self.fleet.identities
+        if any(a not in known for a in self.fleet.keys) or self.fleet.suspect_keys:
+            await self._async_identify()
+        results = await self.fleet.poll()
+        return self._fleet_data(results)
+
+    def _fleet_data(self, results: dict[str, MinerStatus | MiningSiteError]) -> FleetData:
+        now = time.time()
+        miners: dict[str, MinerView] = {}
+        changed = False
+        suspects = self.fleet.suspect_keys
+        for address in self.addresses:
+            identity = self.store.identities.get(address)
+            if identity is None:
+                continue
+            result = results.get(address)
+            status = result if isinstance(result, MinerStatus) else None
+            error = str(result) if isinstance(result, MiningSiteError) else None
+            if error:
+                self._note_error(address, error)
+            elif self._last_errors.pop(address, None) is not None:
+                LOGGER.info("Miner %s answers again", address)
+            if status is not None and address not in suspects:
+                changed |= self.store.cycles.observe(identity.mac, status.mining, now)
+                self._remember_running(identity.mac, status)
+            elif address in suspects:
+                # Another machine answers here: its readings are not this miner's.
+                status, error = None, "another miner answers at this address"
+            miners[identity.mac] = MinerView(address, identity, status, error)
+        if changed:
+            self.store.async_schedule_save()
+        unidentified = tuple(a for a in self.addresses if a not in self.store.identities)
+        return FleetData(miners=miners, unidentified=unidentified, polled_at=now)
+
+    def _remember_running(self, mac: str, status: MinerStatus) -> None:
+        if status.mining and status.power_w and status.hashrate_ths:
+            # Ramping miners draw and hash less than they will: keep the highest seen.
+            self.running_power_w[mac] = max(self.running_power_w.get(mac, 0.0), status.power_w)
+            self.running_hashrate_ths[mac] = max(
+                self.running_hashrate_ths.get(mac, 0.0), status.hashrate_ths
+            )
+
+    async def async_command(self, macs: Sequence[str], action: Action) -> dict[str, str | None]:
+        """Stop or start miners, confirmed by read-back; per MAC the error, or None when done."""
+        data = self.data
+        members = set(self.fleet.keys)
+        errors: dict[str, str | None] = {}
+        targets: dict[str, MinerView] = {}
+        for mac in macs:
+            view = data.miners.get(mac)
+            if view is None or view.address not in members:
+                errors[mac] = "not a miner of this site"
+            else:
+                targets[view.address] = view
+        outcomes = await self.fleet.command(list(targets), action) if targets else {}
+        now = time.time()
+        miners = dict(data.miners)
+        changed = False
+        auth_refused = False
+        for address, outcome in outcomes.items():
+            view = targets[address]
+            mac = view.identity.mac
+            if outcome.confirmed:
+                errors[mac] = None
+            else:
+                errors[mac] = str(
+                    outcome.error or f"still {'sleeping' if action == 'start' else 'mining'}"
+                )
+                auth_refused |= isinstance(outcome.error, DeviceAuthError)
+            if outcome.status is not None:
+                changed |= self.store.cycles.observe(mac, outcome.status.mining, now)
+                miners[mac] = MinerView(address, view.identity, outcome.status, None)
+        if changed:
+            self.store.async_schedule_save()
+        if auth_refused:
+            # The miners' login changed: ask the operator for the new one.
+            self.config_entry.async_start_reauth(self.hass)
+        self.async_set_updated_data(
+            FleetData(miners=miners, unidentified=data.unidentified, polled_at=data.polled_at)
+        )
+        return errors
+
+    def asic_states(self) -> tuple[AsicState, ...]:
+        """The fleet as the allocation core sees it."""
+        data: FleetData | None = self.data  # None until the first poll
+        if data is None:
+            return ()
+        states = []
+        for mac, view in data.miners.items():
+            status = view.status
+            record = self.store.cycles.get(mac)
+            spec = model_spec(view.identity.model)
+            power = self.running_power_w.get(mac) or (spec.power_w if spec else UNKNOWN_POWER_W)
+            hashrate = self.running_hashrate_ths.get(mac) or (
+                spec.hashrate_ths if spec else power / UNKNOWN_EFFICIENCY_J_PER_TH
+            )
+            states.append(
+                AsicState(
+                    id=mac,
+                    online=status is not None,
+                    mining=bool(status and status.mining),
+                    power_w=power,
+                    efficiency_j_per_th=power / hashrate,
+                    cycles=record.cycles,
+                    last_on=record.last_on,
+                    last_off=record.last_off,
+                    lock=self.store.locks.get(mac, "none"),
+                    power_estimated=bool(status and status.power_estimated),
+                    temperature_c=status.temperature_c if status else None,
+                )
+            )
+        return tuple(states)

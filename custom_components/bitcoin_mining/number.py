@@ -1,0 +1,54 @@
+"""The mining power target: a cap the load balancer never plans above."""
+
+from __future__ import annotations
+
+from homeassistant.components.number import (
+    NumberDeviceClass,
+    NumberEntity,
+    NumberEntityDescription,
+    NumberMode,
+)
+from homeassistant.const import EntityCategory, UnitOfPower
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .balancer import LoadBalancer
+from .coordinator import BitcoinMiningConfigEntry
+from .entity import SiteEntity
+
+PARALLEL_UPDATES = 0
+
+POWER_TARGET = NumberEntityDescription(
+    key="power_target",
+    translation_key="power_target",
+    device_class=NumberDeviceClass.POWER,
+    native_unit_of_measurement=UnitOfPower.KILO_WATT,
+    native_min_value=0,
+    native_max_value=10000,
+    native_step=0.5,
+    mode=NumberMode.BOX,
+    entity_category=EntityCategory.CONFIG,
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: BitcoinMiningConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add the power target number."""
+    async_add_entities([PowerTargetNumber(entry.runtime_data.balancer, POWER_TARGET)])
+
+
+class PowerTargetNumber(SiteEntity[LoadBalancer], NumberEntity):
+    """Cap on mining power in kW; unknown while no cap is set (the supply is the limit)."""
+
+    @property
+    def native_value(self) -> float | None:
+        """The cap in kW, or None."""
+        target = self.coordinator.data.power_target_w
+        return None if target is None else target / 1000
+
+    async def async_set_native_value(self, value: float) -> None:
+        """Set the cap and re-plan at once."""
+        await self.coordinator.async_set_power_target(value * 1000)
