@@ -11,7 +11,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity, DataUpda
 
 from .const import DOMAIN
 from .fleet import FleetCoordinator, MinerView
-from .miningsite.miners.base import MinerIdentity
+from .miningsite.miners.base import MinerIdentity, is_mac
 
 FAMILY_MANUFACTURERS = {
     "whatsminer": "MicroBT",
@@ -57,13 +57,14 @@ def miner_device_info(entry: ConfigEntry, identity: MinerIdentity, address: str)
     """One device per ASIC, under the site device, identified by its MAC (never its IP)."""
     info = DeviceInfo(
         identifiers={(DOMAIN, identity.mac)},
-        connections={(CONNECTION_NETWORK_MAC, identity.mac.lower())},
         name=f"{identity.model} {address}",
         manufacturer=FAMILY_MANUFACTURERS.get(identity.family, "Unknown"),
         model=identity.model,
         sw_version=identity.firmware,
         via_device=(DOMAIN, site_identifier(entry)),
     )
+    if is_mac(identity.mac):
+        info["connections"] = {(CONNECTION_NETWORK_MAC, identity.mac.lower())}
     if identity.serial:
         # Home Assistant 2026.12 refuses non-string device info values.
         info["serial_number"] = identity.serial

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 import time
 from typing import Literal
@@ -41,6 +41,8 @@ Action = Literal["stop", "start"]
 # Efficiency assumed for a miner of a model we do not know (S19-class), so it sorts mid-pack.
 UNKNOWN_EFFICIENCY_J_PER_TH = 30.0
 UNKNOWN_POWER_W = 3250.0
+# Key of a miner that reports no MAC: its configured address.
+ADDRESS_KEY_PREFIX = "address:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
             self._set_identity(address, identity)
 
     def _set_identity(self, address: str, identity: MinerIdentity) -> None:
+        if not identity.mac:
+            # Firmware without a MAC (plain CGMiner): its address is all that names it.
+            identity = replace(identity, mac=f"{ADDRESS_KEY_PREFIX}{address}")
         for other, known in list(self.store.identities.items()):
             if other != address and known.mac == identity.mac:
                 # The miner moved to another address: the old one no longer holds it.

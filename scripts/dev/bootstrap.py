@@ -180,6 +180,21 @@ async def wait_for_state(
     )
 
 
+async def simulated_miners(session: aiohttp.ClientSession, control: str) -> str:
+    """The simulator's miners as an operator lists them: one address and family a line."""
+    async with session.get(f"{control.rstrip('/')}/api/state") as response:
+        state = await response.json()
+    lines = []
+    for miner in state["miners"]:
+        # Port mode puts every miner on 127.0.0.1 with ports of its own; otherwise each
+        # miner owns an address and answers on its family's standard ports.
+        address = miner["ip"]
+        if address == "127.0.0.1":
+            address = f"{address}:{miner['api_port']}"
+        lines.append(f"{address} {miner['family']}")
+    return "\n".join(lines)
+
+
 async def main(args: argparse.Namespace) -> None:
     """Bring Home Assistant to a configured site."""
     base = args.url.rstrip("/")
@@ -216,6 +231,7 @@ async def main(args: argparse.Namespace) -> None:
                     "set_ca_cert": "off",
                 },
             )
+        miners = await simulated_miners(session, args.simulator)
         supply_entity = "sensor.simulated_supply_supply_power"
         await wait_for_state(session, base, headers, supply_entity, 30)
         if "bitcoin_mining" not in domains:
@@ -236,6 +252,7 @@ async def main(args: argparse.Namespace) -> None:
                     "margin_kw": 5,
                     "pool_host": "127.0.0.1",
                     "pool_port": 13333,
+                    "miners": miners,
                 },
             )
 
@@ -245,6 +262,7 @@ if __name__ == "__main__":
     parser.add_argument("--url", default="http://127.0.0.1:8123")
     parser.add_argument("--token-file", default=".dev/token")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--simulator", default="http://127.0.0.1:18780")
     try:
         asyncio.run(main(parser.parse_args()))
     except BootstrapError as err:

@@ -9,6 +9,7 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -19,16 +20,22 @@ from custom_components.bitcoin_mining.const import (
     CONF_METER_HOST,
     CONF_METER_PORT,
     CONF_METER_UNIT_ID,
+    CONF_MIN_OFF_S,
+    CONF_MIN_ON_S,
+    CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
     CONF_OVERHEAD_KW,
     CONF_POOL_HOST,
     CONF_POOL_PORT,
     CONF_REGISTER_PRESET,
+    CONF_RESTORE_HOLD_S,
     CONF_SITE_NAME,
     CONF_SUPPLY_POWER_ENTITIES,
     DOMAIN,
     PRESET_SEL735,
 )
+from simulator import Site, SiteConfig
+from simulator.miners import SimMiner
 from tests.support.modbus_meter import MeterServer, free_port
 
 # Log lines Home Assistant writes when an integration uses an API on its way out.
@@ -157,3 +164,58 @@ async def wait_for_state(
     raise AssertionError(
         f"{entity_id} is {state.state if state else None!r}, expected {expected!r}"
     )
+
+
+ALL_FAMILIES = "whatsminer=1,whatsminer_v3=1,antminer=1,luxos=1,braiins=1,cgminer=1"
+
+
+def miners_text(site: Site) -> str:
+    """The site's miners as an operator would list them (per-miner ports, family named)."""
+    return "\n".join(f"{m.host}:{m.api_port} {m.family}" for m in site.miners)
+
+
+@pytest.fixture
+async def simulated(loopback_network: None) -> AsyncIterator[Site]:
+    config = SiteConfig(
+        miners=6,
+        mix=ALL_FAMILIES,
+        base_port=0,
+        latency_ms=0,
+        wake_delay_s=0.2,
+        meter="127.0.0.1:0",
+        control=None,
+        pool="127.0.0.1:0",
+        seed=7,
+    )
+    async with Site(config) as site:
+        yield site
+
+
+def entry_for(site: Site, **options: object) -> MockConfigEntry:
+    assert site.meter is not None
+    assert site.pool is not None
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Test site",
+        unique_id="test_site",
+        data=site_data(site.meter.host, site.meter.port, site.pool.port),
+        options={
+            CONF_GRID_INTERVAL: 0.25,
+            CONF_MINERS: miners_text(site),
+            CONF_MIN_ON_S: 0,
+            CONF_MIN_OFF_S: 0,
+            CONF_RESTORE_HOLD_S: 1,
+            **options,
+        },
+    )
+
+
+def miner_key(miner: SimMiner) -> str:
+    """How the integration names a simulated miner: its MAC, or its address for plain cgminer."""
+    return f"address:{miner.host}:{miner.api_port}" if miner.family == "cgminer" else miner.mac
+
+
+def entity_id(hass: HomeAssistant, platform: str, mac: str, key: str) -> str:
+    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{mac}_{key}")
+    assert found is not None, f"no {platform} {key} for {mac}"
+    return found

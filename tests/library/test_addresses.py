@@ -8,6 +8,7 @@ from custom_components.bitcoin_mining.miningsite.addresses import (
     AddressListError,
     MinerAddress,
     parse_addresses,
+    parse_fleet,
 )
 
 
@@ -73,3 +74,48 @@ def test_same_host_on_different_ports_is_allowed() -> None:
         MinerAddress("127.0.0.1", 40000),
         MinerAddress("127.0.0.1", 40002),
     ]
+
+
+FAMILY_NAMES = ("whatsminer", "antminer", "braiins")
+
+
+def test_fleet_lines_carry_a_family_or_are_detected() -> None:
+    fleet = parse_fleet(
+        """
+        10.0.1.1-3 whatsminer   # the M50S row
+        10.0.2.0/30 Antminer
+        10.0.3.7:4028
+        10.0.3.8 auto
+        """,
+        FAMILY_NAMES,
+    )
+    assert fleet == [
+        (MinerAddress("10.0.1.1"), "whatsminer"),
+        (MinerAddress("10.0.1.2"), "whatsminer"),
+        (MinerAddress("10.0.1.3"), "whatsminer"),
+        (MinerAddress("10.0.2.1"), "antminer"),
+        (MinerAddress("10.0.2.2"), "antminer"),
+        (MinerAddress("10.0.3.7", 4028), None),
+        (MinerAddress("10.0.3.8"), None),
+    ]
+    assert parse_fleet("  \n# nothing yet\n", FAMILY_NAMES) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "reason", "item"),
+    [
+        ("10.0.0.1-5 whatsminer\n10.0.0.5 braiins", "duplicate_address", "10.0.0.5"),
+        ("10.0.0.1 avalon", "unknown_family", "avalon"),
+        ("whatsminer", "no_addresses", "whatsminer"),
+        (
+            "10.0.0.1-10.0.2.255 antminer\n10.0.3.1-10.0.3.250 antminer",
+            "too_many_addresses",
+            "10.0.3.1-10.0.3.250 antminer",
+        ),
+        ("10.0.0.300 antminer", "invalid_address", "10.0.0.300"),
+    ],
+)
+def test_bad_fleet_lines_name_the_problem(text: str, reason: str, item: str) -> None:
+    with pytest.raises(AddressListError) as err:
+        parse_fleet(text, FAMILY_NAMES)
+    assert (err.value.reason, err.value.item) == (reason, item)

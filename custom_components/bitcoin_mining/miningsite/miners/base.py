@@ -78,7 +78,11 @@ class Credentials:
 
 @dataclass(frozen=True, slots=True)
 class MinerIdentity:
-    """Who a miner is: stable across IP changes (keyed by MAC)."""
+    """Who a miner is: stable across IP changes (keyed by MAC).
+
+    `mac` is empty for firmware that reports none (plain CGMiner): such a miner
+    can only be keyed by its address.
+    """
 
     family: Family
     model: str

@@ -1,0 +1,367 @@
+"""Bitmain stock Antminer firmware: CGMiner RPC for readings, web CGI for the rest.
+
+Readings (`stats` and `pools`; `summary` repeats what those two hold, and every
+request costs CPU on a 1000-miner poll) come over RPC on 4028, which stock
+firmware keeps read-only. Identity, the sleep state and every write go through
+the web CGI (`/cgi-bin/*.cgi`, HTTP Digest, root/root by default):
+`get_miner_conf` → `bitmain-work-mode` ("1" = asleep), `set_miner_conf` with
+the whole conf and `miner-mode` (1 sleep, 0 normal, 2/3 low or high power).
+The firmware reports no power: it is estimated from the model (models.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+import json
+import time
+from typing import Any, TypeVar
+
+from ..exceptions import (
+    CommandRejectedError,
+    DeviceAuthError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+    MiningSiteError,
+)
+from .base import (
+    Credentials,
+    MinerDriver,
+    MinerIdentity,
+    MinerStatus,
+    PoolConfig,
+    PoolStatus,
+    normalize_mac,
+)
+from .digest import DigestAuth, HttpReply
+from .models import SLEEP_POWER_W, estimate_power
+from .rpc import rpc_command, section, status_of
+
+_T = TypeVar("_T")
+
+RPC_PORT = 4028
+WEB_PORT = 80
+DEFAULT_USER = "root"
+DEFAULT_PASSWORD = "root"  # noqa: S105 - the factory default, documented by Bitmain
+SLEEP_MODE = 1
+NORMAL_MODE = 0
+POOL_SLOTS = 3
+# A conf read by the last poll is reused for a write this young: shedding load
+# then costs one round trip instead of two. Pools change rarely and only via us.
+CONF_REUSE_S = 60.0
+# How each `rate_unit` of stats converts to TH/s.
+_TO_THS = {"MH": 1e-6, "GH": 1e-3, "TH": 1.0}
+
+
+def _number(value: Any) -> float | None:
+    """A float from a number or a numeric string; anything else is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _work_mode(conf: dict[str, Any]) -> int:
+    """The conf's work mode (`bitmain-work-mode`, a string on stock firmware)."""
+    raw = conf.get("bitmain-work-mode", conf.get("miner-mode"))
+    mode = _number(raw)
+    if mode is None:
+        raise DeviceProtocolError(f"miner conf has no usable work mode ({raw!r})")
+    return int(mode)
+
+
+def conf_pools(conf: dict[str, Any]) -> list[dict[str, str]]:
+    """The conf's pool slots, always three `{url, user, pass}` (empty strings when unused)."""
+    raw = conf.get("pools")
+    pools = [
+        {
+            "url": str(item.get("url", "")),
+            "user": str(item.get("user", "")),
+            "pass": str(item.get("pass", "")),
+        }
+        for item in (raw[:POOL_SLOTS] if isinstance(raw, list) else [])
+        if isinstance(item, dict)
+    ]
+    while len(pools) < POOL_SLOTS:
+        pools.append({"url": "", "user": "", "pass": ""})
+    return pools
+
+
+class AntminerDriver(MinerDriver):
+    """Stock Bitmain firmware (bmminer): S9, S19, S21 families."""
+
+    family = "antminer"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As MinerDriver; the digest login defaults to root/root."""
+        super().__init__(*args, **kwargs)
+        creds = self.credentials or Credentials()
+        self._auth = DigestAuth(creds.username or DEFAULT_USER, creds.password or DEFAULT_PASSWORD)
+        self._host = self.endpoint.host
+        self._rpc_port = self.endpoint.api_port(RPC_PORT)
+        self._web_base = f"http://{self._host}:{self.endpoint.web_port(WEB_PORT)}/cgi-bin/"
+        self._model: str | None = None
+        # The mode to wake into: the last non-sleep mode seen (HEM, LPM, normal).
+        self._wake_mode = NORMAL_MODE
+        self._conf: dict[str, Any] | None = None
+        self._conf_at = 0.0
+
+    # -- transport ---------------------------------------------------------
+
+    async def _timed(self, call: Awaitable[_T], what: str) -> _T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call
+        except TimeoutError as err:
+            raise DeviceTimeoutError(
+                f"{self.endpoint} did not answer {what} within {self.timeout} s"
+            ) from err
+
+    async def _web(self, name: str, payload: dict[str, Any] | None = None) -> Any:
+        """GET (or POST a JSON payload to) a CGI and decode its JSON reply."""
+        url = f"{self._web_base}{name}.cgi"
+        session = self._require_session()
+        if payload is None:
+            call = self._auth.request(session, "GET", url)
+        else:
+            body = json.dumps(payload).encode()
+            headers = {"Content-Type": "application/json"}
+            call = self._auth.request(session, "POST", url, body=body, headers=headers)
+        reply: HttpReply = await self._timed(call, name)
+        where = f"{self.endpoint} {name}"
+        if reply.status == 403:
+            raise DeviceAuthError(f"{where}: access denied (HTTP 403)")
+        if reply.status != 200:
+            raise DeviceProtocolError(f"{where}: HTTP {reply.status}")
+        if payload is not None and not reply.body.strip():
+            return None  # some firmware answers a write with an empty 200
+        return reply.json(where)
+
+    async def _rpc(self, command: str) -> dict[str, Any]:
+        """One RPC read; an E/F status is a protocol error (45 is access denied)."""
+        reply = await rpc_command(self._host, self._rpc_port, command, timeout=self.timeout)
+        status = status_of(reply)
+        if status.get("STATUS") in ("E", "F"):
+            message = f"{self.endpoint} {command}: {status.get('Msg', 'error')}"
+            if status.get("Code") == 45:
+                raise DeviceAuthError(message)
+            raise DeviceProtocolError(message)
+        return reply
+
+    async def _read_conf(self) -> dict[str, Any]:
+        conf = await self._web("get_miner_conf")
+        if not isinstance(conf, dict):
+            raise DeviceProtocolError(f"{self.endpoint} get_miner_conf is not a JSON object")
+        mode = _work_mode(conf)
+        if mode != SLEEP_MODE:
+            self._wake_mode = mode
+        self._conf, self._conf_at = conf, time.monotonic()
+        return conf
+
+    async def _current_conf(self) -> dict[str, Any]:
+        """The conf for a read-modify-write: the last poll's when young enough."""
+        if self._conf is not None and time.monotonic() - self._conf_at < CONF_REUSE_S:
+            return self._conf
+        return await self._read_conf()
+
+    async def _write_conf(
+        self, conf: dict[str, Any], mode: int, pools: list[dict[str, str]]
+    ) -> None:
+        """POST the conf as Bitmain's own web page does, with a new mode and pools."""
+        payload = {
+            "bitmain-fan-ctrl": conf.get("bitmain-fan-ctrl", False),
+            "bitmain-fan-pwm": conf.get("bitmain-fan-pwm", "100"),
+            "freq-level": conf.get("bitmain-freq-level", conf.get("freq-level", "100")),
+            "miner-mode": mode,
+            "pools": pools,
+        }
+        reply = await self._web("set_miner_conf", payload)
+        if isinstance(reply, dict):
+            verdict = str(reply.get("stats", reply.get("status", "success"))).lower()
+            if verdict not in ("success", "ok"):
+                raise CommandRejectedError(
+                    f"{self.endpoint} set_miner_conf: {reply.get('msg', verdict)}"
+                )
+        # The conf now holds what was written; the next poll reads it again anyway.
+        written = dict(conf)
+        written.update({"bitmain-work-mode": str(mode), "pools": pools})
+        self._conf, self._conf_at = written, time.monotonic()
+
+    # -- the driver contract -----------------------------------------------
+
+    async def identify(self) -> MinerIdentity:
+        """Model, firmware, MAC, serial and hostname from `get_system_info`."""
+        info = await self._web("get_system_info")
+        if not isinstance(info, dict):
+            raise DeviceProtocolError(f"{self.endpoint} get_system_info is not a JSON object")
+        mac = info.get("macaddr")
+        model = info.get("minertype")
+        if not isinstance(mac, str) or not mac.strip():
+            raise DeviceProtocolError(f"{self.endpoint} get_system_info has no MAC address")
+        if not isinstance(model, str) or not model.strip():
+            raise DeviceProtocolError(f"{self.endpoint} get_system_info has no miner type")
+        self._model = model.strip()
+        serial = info.get("serinum")
+        hostname = info.get("hostname")
+        return MinerIdentity(
+            family=self.family,
+            model=self._model,
+            firmware=str(info.get("system_filesystem_version") or "unknown"),
+            mac=normalize_mac(mac),
+            serial=serial if isinstance(serial, str) and serial else None,
+            hostname=hostname if isinstance(hostname, str) and hostname else None,
+        )
+
+    async def read_status(self) -> MinerStatus:
+        """Conf (sleep state) over the web, stats and pools over RPC, all at once."""
+        results: Sequence[dict[str, Any] | BaseException] = await asyncio.gather(
+            self._read_conf(),
+            self._rpc("stats"),
+            self._rpc("pools"),
+            return_exceptions=True,
+        )
+        conf = results[0]
+        if isinstance(conf, BaseException):
+            raise conf
+        mining = _work_mode(conf) != SLEEP_MODE
+        # While asleep bmminer answers with empty sections (or not at all): not an error.
+        replies: list[dict[str, Any]] = []
+        for reply in results[1:]:
+            if isinstance(reply, BaseException):
+                if mining or not isinstance(reply, MiningSiteError):
+                    raise reply
+                replies.append({})
+            else:
+                replies.append(reply)
+        return self._status(mining, *replies)
+
+    def _status(
+        self,
+        mining: bool,
+        stats_reply: dict[str, Any],
+        pools_reply: dict[str, Any],
+    ) -> MinerStatus:
+        stats_items = section(stats_reply, "STATS")
+        info = stats_items[0] if stats_items else {}
+        stats = stats_items[1] if len(stats_items) > 1 else {}
+        model = info.get("Type") if isinstance(info.get("Type"), str) else self._model
+
+        # `GHS 5s` is GH/s whatever `rate_unit` says; the ideal rate is in `rate_unit`.
+        rate = _number(stats.get("GHS 5s"))
+        hashrate = rate / 1000 if rate is not None else None
+        ideal = _number(stats.get("total_rateideal"))
+        unit = _TO_THS.get(str(stats.get("rate_unit", "GH")).upper(), 1e-3)
+        nominal = ideal * unit if ideal else None
+
+        boards, chips, fans, errors = _chains(stats)
+        temperature = max(chips or boards) if (chips or boards) else None
+        uptime = _number(stats.get("Elapsed"))
+
+        pools = tuple(_pool(item) for item in section(pools_reply, "POOLS"))
+        # The shares of the summary are the sums over the pools.
+        accepted = rejected = None
+        if pools:
+            accepted = sum(p.accepted or 0 for p in pools)
+            rejected = sum(p.rejected or 0 for p in pools)
+        if mining:
+            power = estimate_power(model, hashrate, nominal)
+        else:
+            power, hashrate = SLEEP_POWER_W, hashrate or 0.0
+        return MinerStatus(
+            mining=mining,
+            hashrate_ths=round(hashrate, 3) if hashrate is not None else None,
+            power_w=power,
+            power_estimated=power is not None,
+            temperature_c=temperature,
+            board_temperatures_c=boards,
+            fan_rpm=fans,
+            uptime_s=int(uptime) if uptime is not None else None,
+            pools=pools,
+            accepted_shares=accepted,
+            rejected_shares=rejected,
+            errors=errors,
+            nominal_hashrate_ths=nominal,
+        )
+
+    async def stop_mining(self) -> None:
+        """Sleep: write the conf back with `miner-mode` 1, remembering the mode to wake into."""
+        conf = await self._current_conf()
+        mode = _work_mode(conf)
+        if mode != SLEEP_MODE:
+            self._wake_mode = mode
+        await self._write_conf(conf, SLEEP_MODE, conf_pools(conf))
+
+    async def start_mining(self) -> None:
+        """Wake into the mode the miner had before sleeping (normal when never seen)."""
+        conf = await self._current_conf()
+        mode = _work_mode(conf)
+        await self._write_conf(
+            conf, mode if mode != SLEEP_MODE else self._wake_mode, conf_pools(conf)
+        )
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
+        """Write up to three pools (the rest of the slots emptied), keeping the mode."""
+        if not 1 <= len(pools) <= POOL_SLOTS:
+            raise ValueError(f"an Antminer takes 1 to {POOL_SLOTS} pools, not {len(pools)}")
+        slots = [{"url": p.url, "user": p.user, "pass": p.password} for p in pools]
+        slots += [{"url": "", "user": "", "pass": ""}] * (POOL_SLOTS - len(slots))
+        conf = await self._read_conf()
+        await self._write_conf(conf, _work_mode(conf), slots)
+
+    async def switch_pool(self, index: int) -> None:
+        """Move pool `index` to the first slot; the others keep their order."""
+        conf = await self._read_conf()
+        slots = conf_pools(conf)
+        if not 0 <= index < POOL_SLOTS or not slots[index]["url"]:
+            configured = sum(1 for slot in slots if slot["url"])
+            raise ValueError(f"pool {index} is not configured ({configured} pools on the miner)")
+        reordered = [slots[index]] + [slot for i, slot in enumerate(slots) if i != index]
+        await self._write_conf(conf, _work_mode(conf), reordered)
+
+
+def _pool(item: dict[str, Any]) -> PoolStatus:
+    priority = _number(item.get("Priority", item.get("POOL")))
+    accepted = _number(item.get("Accepted"))
+    rejected = _number(item.get("Rejected"))
+    return PoolStatus(
+        url=str(item.get("URL", "")),
+        user=str(item.get("User", "")),
+        alive=str(item.get("Status", "")).lower() == "alive",
+        active=item.get("Stratum Active") is True,
+        priority=int(priority) if priority is not None else 0,
+        accepted=int(accepted) if accepted is not None else None,
+        rejected=int(rejected) if rejected is not None else None,
+    )
+
+
+def _chains(
+    stats: dict[str, Any],
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...], tuple[str, ...]]:
+    """Board (PCB) temperatures, chip temperatures, fan speeds and failed-chip notes."""
+    boards: list[float] = []
+    chips: list[float] = []
+    errors: list[str] = []
+    for chain in range(1, 5):
+        board = _number(stats.get(f"temp{chain}"))
+        chip = _number(stats.get(f"temp2_{chain}"))
+        # Absent chains read 0; a real board is never at 0 °C while hashing.
+        if board:
+            boards.append(board)
+        if chip:
+            chips.append(chip)
+        states = stats.get(f"chain_acs{chain}")
+        if isinstance(states, str) and "x" in states:
+            errors.append(f"chain {chain}: {states.count('x')} chips not responding")
+    fan_count = _number(stats.get("fan_num"))
+    fans: list[int] = []
+    for fan in range(1, int(fan_count or 4) + 1):
+        rpm = _number(stats.get(f"fan{fan}"))
+        if rpm is not None and (fan_count or rpm > 0):
+            fans.append(int(rpm))
+    return tuple(boards), tuple(chips), tuple(fans), tuple(errors)

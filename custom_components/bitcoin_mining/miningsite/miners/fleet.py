@@ -1,0 +1,384 @@
+"""The fleet fan-out: every miner identified, polled and commanded concurrently.
+
+One miner's failure (slow, dead, garbage) never reaches another: every call
+runs in its own task under its own timeout and comes back as a value, the
+status or the library error. Identities are cached per member key (a stable
+name for a configured address) and re-read only when asked or when a reading
+names another MAC: a swapped miner is reported, never silently adopted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+import importlib
+import inspect
+import time
+from typing import Literal, TypeVar
+
+import aiohttp
+
+from ..exceptions import (
+    CommandRejectedError,
+    DeviceTimeoutError,
+    MiningSiteError,
+    UnsupportedError,
+)
+from .base import (
+    DEFAULT_TIMEOUT_S,
+    FAMILIES,
+    Credentials,
+    MinerDriver,
+    MinerEndpoint,
+    MinerIdentity,
+    MinerStatus,
+)
+from .models import SLEEP_POWER_W, estimate_power
+
+_T = TypeVar("_T")
+
+Action = Literal["stop", "start"]
+DEFAULT_CONCURRENCY = 64
+# Load shedding must reach every miner at once, not in waves.
+DEFAULT_COMMAND_CONCURRENCY = 512
+DEFAULT_CONFIRM_TIMEOUT_S = 5.0
+DEFAULT_CONFIRM_INTERVAL_S = 0.1
+
+# Families whose drivers live in modules named after them (written separately).
+_DRIVER_MODULES: dict[str, str] = {
+    "whatsminer": "whatsminer",
+    "whatsminer_v3": "whatsminer_v3",
+    "luxos": "luxos",
+    "cgminer": "cgminer",
+    "antminer": "antminer",
+    "braiins": "braiins",
+}
+
+
+def driver_class(family: str) -> type[MinerDriver]:
+    """The driver class of a family, importing its module on first use."""
+    if family not in FAMILIES:
+        raise UnsupportedError(f"unknown miner family {family!r}")
+    module_name = f"{__package__}.{_DRIVER_MODULES[family]}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != module_name:
+            raise
+        raise UnsupportedError(f"no driver for the {family} family yet") from err
+    found = [
+        cls
+        for cls in vars(module).values()
+        if inspect.isclass(cls)
+        and issubclass(cls, MinerDriver)
+        and cls.__module__ == module.__name__
+        and not inspect.isabstract(cls)
+        and getattr(cls, "family", None) == family
+    ]
+    if len(found) != 1:
+        raise UnsupportedError(f"module {module_name} has {len(found)} {family} drivers, not one")
+    return found[0]
+
+
+def driver_for(
+    family: str,
+    endpoint: MinerEndpoint,
+    credentials: Credentials | None = None,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> MinerDriver:
+    """A driver for one miner of a family."""
+    return driver_class(family)(endpoint, credentials, session=session, timeout=timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityChange:
+    """A member answered with another MAC than the one cached: probably another miner."""
+
+    key: str
+    previous: MinerIdentity
+    current: MinerIdentity | None
+    # The MAC that gave it away (from an identity or from a status reading).
+    seen_mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyReport:
+    """What identify_all learned: new identities, failures and MAC changes."""
+
+    identified: dict[str, MinerIdentity]
+    errors: dict[str, MiningSiteError]
+    changed: dict[str, IdentityChange]
+
+
+class CommandResult(StrEnum):
+    """How a command ended for one miner."""
+
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    NOT_CONFIRMED = "not_confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """One miner's command: result, the error if any, and the read-back that decided."""
+
+    key: str
+    result: CommandResult
+    error: MiningSiteError | None = None
+    attempts: int = 1
+    elapsed_s: float = 0.0
+    status: MinerStatus | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the read-back showed the requested state."""
+        return self.result is CommandResult.CONFIRMED
+
+
+def fill_power(status: MinerStatus, model: str | None) -> MinerStatus:
+    """The status with an estimated power when the firmware reports none."""
+    if status.power_w is not None:
+        return status
+    if not status.mining:
+        return replace(status, power_w=SLEEP_POWER_W, power_estimated=True)
+    power = estimate_power(model, status.hashrate_ths, status.nominal_hashrate_ths)
+    if power is None:
+        return status
+    return replace(status, power_w=power, power_estimated=True)
+
+
+class Fleet:
+    """Miners by key, each with its driver and cached identity."""
+
+    def __init__(
+        self,
+        drivers: Mapping[str, MinerDriver] | None = None,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        command_concurrency: int = DEFAULT_COMMAND_CONCURRENCY,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT_S,
+        confirm_interval: float = DEFAULT_CONFIRM_INTERVAL_S,
+    ) -> None:
+        """Members from key → driver; limits apply per fan-out."""
+        if concurrency < 1 or command_concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if timeout <= 0 or confirm_timeout <= 0 or confirm_interval < 0:
+            raise ValueError("timeouts must be positive")
+        self._drivers: dict[str, MinerDriver] = dict(drivers or {})
+        self._identities: dict[str, MinerIdentity] = {}
+        # Keys whose readings named another MAC: re-identified by the next identify_all.
+        self._suspect: dict[str, str] = {}
+        self.concurrency = concurrency
+        self.command_concurrency = command_concurrency
+        self.timeout = timeout
+        self.confirm_timeout = confirm_timeout
+        self.confirm_interval = confirm_interval
+
+    # -- membership ----------------------------------------------------------
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Member keys in the order they were added."""
+        return tuple(self._drivers)
+
+    @property
+    def identities(self) -> Mapping[str, MinerIdentity]:
+        """Cached identities by key."""
+        return dict(self._identities)
+
+    @property
+    def suspect_keys(self) -> frozenset[str]:
+        """Members whose last reading named another MAC than their cached identity."""
+        return frozenset(self._suspect)
+
+    def driver(self, key: str) -> MinerDriver:
+        """The driver of a member."""
+        return self._drivers[key]
+
+    def add(self, key: str, driver: MinerDriver) -> None:
+        """Add a member, or replace its driver (its cached identity is dropped then)."""
+        if key in self._drivers:
+            self._identities.pop(key, None)
+            self._suspect.pop(key, None)
+        self._drivers[key] = driver
+
+    async def remove(self, key: str) -> None:
+        """Drop a member and close its driver."""
+        driver = self._drivers.pop(key)
+        self._identities.pop(key, None)
+        self._suspect.pop(key, None)
+        await driver.close()
+
+    async def close(self) -> None:
+        """Close every driver."""
+        await asyncio.gather(*(d.close() for d in self._drivers.values()), return_exceptions=True)
+
+    # -- fan-out -------------------------------------------------------------
+
+    async def _bounded(
+        self,
+        keys: Iterable[str],
+        call: Callable[[str], Awaitable[_T]],
+        limit: int,
+    ) -> dict[str, _T | MiningSiteError]:
+        """Run `call(key)` for every key, at most `limit` at a time, errors as values."""
+        semaphore = asyncio.Semaphore(limit)
+        timeout = self.timeout
+
+        async def one(key: str) -> _T | MiningSiteError:
+            async with semaphore:
+                try:
+                    async with asyncio.timeout(timeout):
+                        return await call(key)
+                except TimeoutError:
+                    return DeviceTimeoutError(f"{key} did not answer within {timeout} s")
+                except MiningSiteError as err:
+                    return err
+
+        ordered = list(keys)
+        results = await asyncio.gather(*(one(key) for key in ordered))
+        return dict(zip(ordered, results, strict=True))
+
+    async def identify_all(self, *, refresh: bool = False) -> IdentifyReport:
+        """Identify members not yet known (all with refresh), reporting MAC changes."""
+        pending = [
+            key
+            for key in self._drivers
+            if refresh or key not in self._identities or key in self._suspect
+        ]
+        results = await self._bounded(
+            pending, lambda key: self._drivers[key].identify(), self.concurrency
+        )
+        identified: dict[str, MinerIdentity] = {}
+        errors: dict[str, MiningSiteError] = {}
+        changed: dict[str, IdentityChange] = {}
+        for key, result in results.items():
+            if isinstance(result, MiningSiteError):
+                errors[key] = result
+                continue
+            previous = self._identities.get(key)
+            if previous is not None and previous.mac != result.mac:
+                changed[key] = IdentityChange(key, previous, result, result.mac)
+            identified[key] = result
+            self._identities[key] = result
+            self._suspect.pop(key, None)
+        return IdentifyReport(identified, errors, changed)
+
+    async def poll(self) -> dict[str, MinerStatus | MiningSiteError]:
+        """Read every member's status; power filled in (estimated) where the firmware has none."""
+        drivers = self._drivers
+        results = await self._bounded(
+            drivers, lambda key: drivers[key].read_status(), self.concurrency
+        )
+        identities = self._identities
+        for key, result in results.items():
+            if isinstance(result, MiningSiteError):
+                continue
+            identity = identities.get(key)
+            if result.power_w is None:
+                results[key] = fill_power(result, identity.model if identity else None)
+            if identity is not None and result.mac is not None and result.mac != identity.mac:
+                self._suspect[key] = result.mac
+        return results
+
+    def identity_changes_seen(self) -> dict[str, IdentityChange]:
+        """Members whose readings named another MAC since their identity was cached."""
+        return {
+            key: IdentityChange(key, self._identities[key], None, mac)
+            for key, mac in self._suspect.items()
+            if key in self._identities
+        }
+
+    async def command(self, keys: Iterable[str], action: Action) -> dict[str, CommandOutcome]:
+        """Stop or start these members, each confirmed by reading its state back."""
+        if action not in ("stop", "start"):
+            raise ValueError(f"action must be 'stop' or 'start', not {action!r}")
+        wanted = action == "start"
+        chosen = list(dict.fromkeys(keys))
+        unknown = [key for key in chosen if key not in self._drivers]
+        if unknown:
+            raise KeyError(f"not fleet members: {', '.join(unknown)}")
+        semaphore = asyncio.Semaphore(self.command_concurrency)
+        outcomes = await asyncio.gather(
+            *(self._command_one(key, wanted, semaphore) for key in chosen)
+        )
+        return {outcome.key: outcome for outcome in outcomes}
+
+    async def _call(self, semaphore: asyncio.Semaphore, call: Awaitable[_T], key: str) -> _T:
+        """One bounded call under the fleet timeout; a timeout is a library error."""
+        async with semaphore:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await call
+            except TimeoutError as err:
+                raise DeviceTimeoutError(f"{key} did not answer within {self.timeout} s") from err
+
+    async def _command_one(
+        self, key: str, wanted: bool, semaphore: asyncio.Semaphore
+    ) -> CommandOutcome:
+        driver = self._drivers[key]
+        started = time.monotonic()
+        deadline = started + self.confirm_timeout
+        send = driver.start_mining if wanted else driver.stop_mining
+        attempts = 1
+        rejected: MiningSiteError | None = None
+        try:
+            await self._call(semaphore, send(), key)
+        except CommandRejectedError as err:
+            # Some firmware refuses a command that changes nothing (pausing a paused
+            # miner): the read-back decides.
+            rejected = err
+        except MiningSiteError as err:
+            return CommandOutcome(
+                key, CommandResult.FAILED, err, attempts, time.monotonic() - started
+            )
+        status: MinerStatus | None = None
+        last_error: MiningSiteError | None = rejected
+        while True:
+            try:
+                status = await self._call(semaphore, driver.read_status(), key)
+            except MiningSiteError as err:
+                last_error = err
+            else:
+                if status.mining is wanted:
+                    identity = self._identities.get(key)
+                    status = fill_power(status, identity.model if identity else None)
+                    return CommandOutcome(
+                        key,
+                        CommandResult.CONFIRMED,
+                        None,
+                        attempts,
+                        time.monotonic() - started,
+                        status,
+                    )
+                if rejected is not None:
+                    # Refused, and not already where we wanted it: a plain failure.
+                    return CommandOutcome(
+                        key,
+                        CommandResult.FAILED,
+                        rejected,
+                        attempts,
+                        time.monotonic() - started,
+                        status,
+                    )
+                if attempts == 1:
+                    # Drift: the miner is not where we put it. Send once more, at once.
+                    attempts += 1
+                    try:
+                        await self._call(semaphore, send(), key)
+                    except MiningSiteError as err:
+                        last_error = err
+                    continue
+            if time.monotonic() + self.confirm_interval >= deadline:
+                break
+            await asyncio.sleep(self.confirm_interval)
+        elapsed = time.monotonic() - started
+        if status is None and last_error is not None:
+            return CommandOutcome(key, CommandResult.FAILED, last_error, attempts, elapsed)
+        return CommandOutcome(
+            key, CommandResult.NOT_CONFIRMED, last_error, attempts, elapsed, status
+        )

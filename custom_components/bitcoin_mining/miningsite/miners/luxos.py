@@ -1,0 +1,202 @@
+"""LuxOS (Luxor firmware): cgminer-style JSON on TCP 4028, sessions for privileged commands.
+
+Sleep and wake are `curtail|<sid>,sleep` / `<sid>,wakeup` inside a logon session.
+LuxOS allows one session at a time: when logon answers "Another session is
+active" (402) the driver asks `session` for the active id and uses it, as
+pyasic does. That session is usually our own, left over from an interrupted
+call; it is not logged off (whoever opened it may still be using it), only
+sessions this driver opened are. Pool commands need no session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import logging
+from typing import Any, ClassVar
+
+from ..exceptions import CommandRejectedError, DeviceAuthError, DeviceProtocolError, MiningSiteError
+from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
+from .cgminer import (
+    CgminerRpc,
+    check_status,
+    device_temperatures,
+    first_entry,
+    hashrate_ths,
+    hottest,
+    integer,
+    number,
+    parse_pools,
+    replace_pools,
+    require_section,
+    status_code,
+    status_entry,
+    switch_pool,
+    text,
+)
+from .rpc import section
+
+LOGGER = logging.getLogger(__name__)
+
+API_PORT = 4028
+SESSION_ACTIVE = 402
+_TEMPS_META = ("ID", "TEMP")
+
+
+def _events(reply: dict[str, Any] | None) -> tuple[str, ...]:
+    """`events` entries as "CODE: description"."""
+    if reply is None:
+        return ()
+    errors = []
+    for event in section(reply, "EVENTS"):
+        code = text(event.get("Code"))
+        description = text(event.get("Description"))
+        if code or description:
+            errors.append(
+                f"{code}: {description}" if code and description else str(code or description)
+            )
+    return tuple(errors)
+
+
+def _sensor_readings(reply: dict[str, Any] | None) -> list[float | None]:
+    """Every sensor value of a `temps` reply (each board has several, named by position)."""
+    if reply is None:
+        return []
+    return [
+        number(value)
+        for entry in section(reply, "TEMPS")
+        for key, value in entry.items()
+        if key not in _TEMPS_META
+    ]
+
+
+class LuxosDriver(MinerDriver):
+    """An Antminer running LuxOS."""
+
+    family: ClassVar[Family] = "luxos"
+
+    @property
+    def rpc(self) -> CgminerRpc:
+        """The miner's API endpoint."""
+        return CgminerRpc(self.endpoint.host, self.endpoint.api_port(API_PORT), self.timeout)
+
+    async def query(self, command: str, parameter: str | None = None) -> dict[str, Any]:
+        """One command's status-checked reply (diagnostics, and reads no other method makes)."""
+        return await self.rpc.call(command, parameter)
+
+    async def identify(self) -> MinerIdentity:
+        """`config` (model, MAC, serial, hostname) and `version` (LUXminer build)."""
+        rpc = self.rpc
+        config = first_entry(
+            require_section(await rpc.call("config"), "CONFIG", rpc.where, "config")
+        )
+        mac = text(config.get("MACAddr"))
+        if mac is None:
+            raise DeviceProtocolError(f"{rpc.where} reported no MAC address in config")
+        version_reply = await rpc.optional("version")
+        version = first_entry(section(version_reply, "VERSION")) if version_reply else {}
+        return MinerIdentity(
+            family=self.family,
+            model=text(config.get("Model")) or text(version.get("Type")) or "LuxOS miner",
+            firmware=text(version.get("LUXminer")) or text(version.get("Miner")) or "unknown",
+            mac=normalize_mac(mac),
+            serial=text(config.get("SerialNumber")),
+            hostname=text(config.get("Hostname")),
+        )
+
+    async def read_status(self) -> MinerStatus:
+        """`config`, `summary`, `pools`; and `power`, `devs`, `temps`, `fans`, `events` if known."""
+        rpc = self.rpc
+        config = first_entry(
+            require_section(await rpc.call("config"), "CONFIG", rpc.where, "config")
+        )
+        summary = first_entry(
+            require_section(await rpc.call("summary"), "SUMMARY", rpc.where, "summary")
+        )
+        pools = require_section(await rpc.call("pools"), "POOLS", rpc.where, "pools")
+        power_reply = await rpc.optional("power")
+        devs_reply = await rpc.optional("devs")
+        temps_reply = await rpc.optional("temps")
+        fans_reply = await rpc.optional("fans")
+        events_reply = await rpc.optional("events")
+
+        hashrate = hashrate_ths(summary)
+        mode = text(config.get("CurtailMode"))
+        mining = mode.lower() != "sleep" if mode is not None else (hashrate or 0) > 0
+        boards = device_temperatures(section(devs_reply, "DEVS") if devs_reply else [])
+        power = first_entry(section(power_reply, "POWER")) if power_reply else {}
+        fans = (
+            integer(fan.get("RPM")) for fan in (section(fans_reply, "FANS") if fans_reply else [])
+        )
+        mac = text(config.get("MACAddr"))
+        return MinerStatus(
+            mining=mining,
+            hashrate_ths=hashrate,
+            power_w=number(power.get("Watts")),
+            temperature_c=hottest(boards, _sensor_readings(temps_reply)),
+            board_temperatures_c=boards,
+            fan_rpm=tuple(rpm for rpm in fans if rpm is not None),
+            uptime_s=integer(summary.get("Elapsed")),
+            pools=parse_pools(pools),
+            accepted_shares=integer(summary.get("Accepted")),
+            rejected_shares=integer(summary.get("Rejected")),
+            errors=_events(events_reply),
+            nominal_hashrate_ths=number(config.get("NameplateTHS")),
+            mac=normalize_mac(mac) if mac else None,
+        )
+
+    async def stop_mining(self) -> None:
+        """`curtail|<sid>,sleep`: hashboards and PSU off (persists across restarts)."""
+        await self._curtail("sleep")
+
+    async def start_mining(self) -> None:
+        """`curtail|<sid>,wakeup`: the boards ramp up as after a reboot."""
+        await self._curtail("wakeup")
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
+        """Replace the pools with addpool, switchpool and removepool (no session needed)."""
+        await replace_pools(self.rpc, pools)
+
+    async def switch_pool(self, index: int) -> None:
+        """`switchpool|index`."""
+        await switch_pool(self.rpc, index)
+
+    async def _curtail(self, action: str) -> None:
+        """Run one curtail action inside a session."""
+        rpc = self.rpc
+        session_id, opened = await self._session(rpc)
+        try:
+            await rpc.call("curtail", f"{session_id},{action}")
+        except CommandRejectedError as err:
+            if "session" in str(err).lower():
+                raise DeviceAuthError(str(err)) from err
+            raise
+        finally:
+            if opened:
+                try:
+                    await rpc.call("logoff", session_id)
+                except MiningSiteError as err:
+                    # The curtail went through (or failed on its own); an unclosed
+                    # session is taken over by the next call, so only report it.
+                    LOGGER.warning("%s: logoff failed: %s", rpc.where, err)
+
+    async def _session(self, rpc: CgminerRpc) -> tuple[str, bool]:
+        """A session id, and whether we opened it (True) or borrowed the active one."""
+        reply = await rpc.send({"command": "logon"})
+        entry = status_entry(reply) or {}
+        if (
+            status_code(reply) == SESSION_ACTIVE
+            or "another session" in str(entry.get("Msg")).lower()
+        ):
+            active = await rpc.call("session")
+            session_id = text(first_entry(section(active, "SESSION")).get("SessionID"))
+            if session_id is None:
+                raise DeviceAuthError(f"{rpc.where} has another session active and did not name it")
+            return session_id, False
+        try:
+            check_status(reply, rpc.where, "logon")
+        except CommandRejectedError as err:
+            raise DeviceAuthError(str(err)) from err
+        session_id = text(first_entry(section(reply, "SESSION")).get("SessionID"))
+        if session_id is None:
+            raise DeviceProtocolError(f"{rpc.where} answered logon without a SessionID")
+        return session_id, True

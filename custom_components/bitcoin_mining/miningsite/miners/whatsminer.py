@@ -1,0 +1,304 @@
+"""Whatsminer (MicroBT btminer) API v1/v2 on TCP 4028: cgminer-style reads, encrypted writes.
+
+Writes need a token: `get_token` gives {time, salt, newsalt}; the key is the hash
+part of md5-crypt(admin password, salt), the sign that of md5-crypt(key + time,
+newsalt); the command, carrying the sign, goes AES-256-ECB encrypted with
+SHA-256(key). A token is reused for 30 minutes, and fetched again once when the
+miner answers 135 (check-token error, e.g. after a reboot) or, for a cached
+token, 23 (the command no longer decrypts: the admin password was set again).
+Write access must have been enabled on the miner (WhatsMinerTool) beforehand.
+Reads go as {"cmd": ...}; API v1 (no `get_miner_info`, no `get_error_code`,
+"btmineroff") is read by the same driver.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+import hashlib
+import json
+import time
+from typing import Any, ClassVar
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ..exceptions import CommandRejectedError, DeviceProtocolError, UnsupportedError
+from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
+from .cgminer import (
+    ACCESS_DENIED,
+    MAX_POOLS,
+    CgminerRpc,
+    check_pools,
+    check_status,
+    device_temperatures,
+    first_entry,
+    flag,
+    hashrate_ths,
+    hottest,
+    integer,
+    mac_in,
+    number,
+    parse_pools,
+    require_section,
+    status_code,
+    text,
+)
+from .md5crypt import md5_crypt_hash
+from .rpc import section
+
+API_PORT = 4028
+DEFAULT_PASSWORD = "admin"  # noqa: S105 - the factory default, documented by MicroBT
+TOKEN_LIFETIME_S = 30 * 60
+CHECK_TOKEN_ERROR = 135
+INVALID_JSON = 23
+# 23: invalid JSON (what a command encrypted with the wrong key decrypts to), 24: wrong
+# admin password [pywhatsminer], 45: permission denied, 135: token refused.
+WRITE_AUTH_CODES = frozenset({INVALID_JSON, 24, ACCESS_DENIED, CHECK_TOKEN_ERROR})
+
+
+def aes_ecb(key: bytes, data: bytes, *, encrypt: bool) -> bytes:
+    """AES-256-ECB over whole blocks (both Whatsminer API versions use it)."""
+    cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305 - the firmware's protocol
+    worker = cipher.encryptor() if encrypt else cipher.decryptor()
+    return worker.update(data) + worker.finalize()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteToken:
+    """What a `get_token` reply lets us sign and encrypt with."""
+
+    aes_key: bytes
+    sign: str
+    fetched_at: float
+
+
+def derive_token(password: str, salt: str, newsalt: str, time_text: str) -> tuple[bytes, str]:
+    """The AES key and the sign for one `get_token` reply."""
+    key = md5_crypt_hash(password, salt)
+    sign = md5_crypt_hash(key + time_text, newsalt)
+    return hashlib.sha256(key.encode()).digest(), sign
+
+
+def encrypt_command(token: WriteToken, command: dict[str, Any]) -> dict[str, Any]:
+    """The `{"enc": 1, "data": ...}` request carrying a signed command."""
+    plain = json.dumps({**command, "token": token.sign}).encode()
+    # The firmware pads with NUL bytes, not PKCS7.
+    plain += b"\x00" * (-len(plain) % 16)
+    return {
+        "enc": 1,
+        "data": base64.b64encode(aes_ecb(token.aes_key, plain, encrypt=True)).decode(),
+    }
+
+
+def decrypt_reply(token: WriteToken, data: Any, where: str) -> dict[str, Any]:
+    """The JSON inside an `{"enc": "..."}` reply."""
+    if not isinstance(data, str):
+        raise DeviceProtocolError(f"{where} sent an encrypted reply that is not a string")
+    try:
+        cipher_text = base64.b64decode(data, validate=True)
+        plain = aes_ecb(token.aes_key, cipher_text, encrypt=False).rstrip(b"\x00")
+        decoded = json.loads(plain.decode())
+    except (binascii.Error, ValueError) as err:
+        raise DeviceProtocolError(f"{where} sent an encrypted reply that does not decrypt") from err
+    if not isinstance(decoded, dict):
+        raise DeviceProtocolError(f"{where} sent an encrypted reply that is not a JSON object")
+    return decoded
+
+
+def message(reply: dict[str, Any], where: str, command: str) -> dict[str, Any]:
+    """The `Msg` object of a Whatsminer-style reply."""
+    msg = reply.get("Msg")
+    if not isinstance(msg, dict):
+        raise DeviceProtocolError(f"{where} answered {command} without a Msg object")
+    return msg
+
+
+def _error_codes(summary: dict[str, Any], errors_reply: dict[str, Any] | None) -> tuple[str, ...]:
+    """Error codes from `get_error_code` (API >= 2.0.1) or, before that, from `summary`."""
+    if errors_reply is not None:
+        msg = errors_reply.get("Msg")
+        listed = msg.get("error_code") if isinstance(msg, dict) else None
+        codes: list[str] = []
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, dict):
+                codes += [str(code) for code in item]
+            elif text(item) is not None:
+                codes.append(str(text(item)))
+        return tuple(codes)
+    count = integer(summary.get("Error Code Count")) or 0
+    return tuple(
+        str(code)
+        for code in (integer(summary.get(f"Error Code {index}")) for index in range(count))
+        if code is not None
+    )
+
+
+class WhatsminerDriver(MinerDriver):
+    """A Whatsminer speaking btminer API v1 or v2."""
+
+    family: ClassVar[Family] = "whatsminer"
+    _token: WriteToken | None = None
+
+    @property
+    def rpc(self) -> CgminerRpc:
+        """The miner's API (commands go as {"cmd": ...})."""
+        return CgminerRpc(
+            self.endpoint.host, self.endpoint.api_port(API_PORT), self.timeout, command_key="cmd"
+        )
+
+    @property
+    def password(self) -> str:
+        """The admin password (factory default "admin")."""
+        return (
+            self.credentials.password if self.credentials.password is not None else DEFAULT_PASSWORD
+        )
+
+    async def query(self, command: str) -> dict[str, Any]:
+        """One read command's status-checked reply (diagnostics)."""
+        return await self.rpc.call(command)
+
+    async def identify(self) -> MinerIdentity:
+        """`get_version`, `get_miner_info` (MAC, hostname), `devdetails` for the model."""
+        rpc = self.rpc
+        version = message(await rpc.call("get_version"), rpc.where, "get_version")
+        info_reply = await rpc.optional("get_miner_info")
+        info = message(info_reply, rpc.where, "get_miner_info") if info_reply else {}
+        mac = text(info.get("mac"))
+        if mac is None:
+            # API v1 has no get_miner_info; its summary carries the MAC.
+            summary = await rpc.optional("summary")
+            mac = mac_in(section(summary, "SUMMARY")) if summary else None
+        if mac is None:
+            raise DeviceProtocolError(f"{rpc.where} reported no MAC address")
+        details = await rpc.optional("devdetails")
+        detail = first_entry(section(details, "DEVDETAILS")) if details else {}
+        return MinerIdentity(
+            family=self.family,
+            model=text(detail.get("Model")) or "Whatsminer",
+            firmware=text(version.get("fw_ver")) or "unknown",
+            mac=normalize_mac(mac),
+            hostname=text(info.get("hostname")),
+        )
+
+    async def read_status(self) -> MinerStatus:
+        """`status` (mining or powered off), `summary`, `devs`, `pools`, `get_error_code`."""
+        rpc = self.rpc
+        status_reply = await rpc.optional("status")
+        state = message(status_reply, rpc.where, "status") if status_reply else {}
+        # A powered-off btminer may refuse the reports: they are all optional then.
+        summary_reply = await rpc.optional("summary")
+        summary = (
+            first_entry(require_section(summary_reply, "SUMMARY", rpc.where, "summary"))
+            if summary_reply
+            else {}
+        )
+        devs_reply = await rpc.optional("devs")
+        devs = require_section(devs_reply, "DEVS", rpc.where, "devs") if devs_reply else []
+        pools_reply = await rpc.optional("pools")
+        pools = require_section(pools_reply, "POOLS", rpc.where, "pools") if pools_reply else []
+        errors_reply = await rpc.optional("get_error_code")
+
+        hashrate = hashrate_ths(summary)
+        # API v2 says "mineroff", v1 "btmineroff".
+        off = state.get("mineroff", state.get("btmineroff"))
+        if off is not None:
+            mining = not flag(off)
+        elif summary_reply is not None:
+            mining = (hashrate or 0) > 0
+        else:
+            raise DeviceProtocolError(f"{rpc.where} answered neither status nor summary")
+        boards = device_temperatures(devs)
+        fans = (integer(summary.get("Fan Speed In")), integer(summary.get("Fan Speed Out")))
+        factory_ghs = number(summary.get("Factory GHS"))
+        return MinerStatus(
+            mining=mining,
+            hashrate_ths=hashrate,
+            power_w=number(summary.get("Power")),
+            temperature_c=hottest(
+                boards, [number(summary.get("Chip Temp Max")), number(summary.get("Temperature"))]
+            ),
+            board_temperatures_c=boards,
+            fan_rpm=tuple(rpm for rpm in fans if rpm is not None),
+            uptime_s=integer(summary.get("Uptime", summary.get("Elapsed"))),
+            pools=parse_pools(pools),
+            accepted_shares=integer(summary.get("Accepted")),
+            rejected_shares=integer(summary.get("Rejected")),
+            errors=_error_codes(summary, errors_reply),
+            nominal_hashrate_ths=factory_ghs / 1000 if factory_ghs else None,
+            mac=mac_in([summary]),
+        )
+
+    async def stop_mining(self) -> None:
+        """`power_off`, answering before the hashboards go down."""
+        await self.privileged("power_off", respbefore="true")
+
+    async def start_mining(self) -> None:
+        """`power_on`."""
+        await self.privileged("power_on")
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
+        """`update_pools` with all three slots (unused ones empty)."""
+        check_pools(pools)
+        params: dict[str, str] = {}
+        for slot in range(1, MAX_POOLS + 1):
+            pool = pools[slot - 1] if slot <= len(pools) else PoolConfig("", "", "")
+            params |= {
+                f"pool{slot}": pool.url,
+                f"worker{slot}": pool.user,
+                f"passwd{slot}": pool.password,
+            }
+        await self.privileged("update_pools", **params)
+
+    async def switch_pool(self, index: int) -> None:
+        """API v2 has no command to switch pools (reorder them with set_pools)."""
+        raise UnsupportedError(
+            f"{self.rpc.where}: Whatsminer API v2 cannot switch pools; set the pool list instead"
+        )
+
+    async def close(self) -> None:
+        """Forget the write token."""
+        self._token = None
+
+    async def privileged(self, command: str, **params: str) -> dict[str, Any]:
+        """Send a signed, encrypted command; its decrypted, status-checked reply."""
+        rpc = self.rpc
+        request = {"cmd": command, **params}
+        cached = self._token is not None
+        reply = await self._send_encrypted(rpc, await self._write_token(rpc), request)
+        code = status_code(reply)
+        # 135: the miner forgot our token (reboot, too many tokens issued). 23 with a
+        # cached token: it no longer decrypts (admin password set again). One new token.
+        if code == CHECK_TOKEN_ERROR or (code == INVALID_JSON and cached):
+            self._token = None
+            reply = await self._send_encrypted(rpc, await self._write_token(rpc), request)
+        return check_status(reply, rpc.where, command, WRITE_AUTH_CODES)
+
+    @staticmethod
+    async def _send_encrypted(
+        rpc: CgminerRpc, token: WriteToken, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One encrypted exchange; errors come back in clear, successes encrypted."""
+        reply = await rpc.send(encrypt_command(token, request))
+        if "enc" in reply:
+            return decrypt_reply(token, reply["enc"], rpc.where)
+        return reply
+
+    async def _write_token(self, rpc: CgminerRpc) -> WriteToken:
+        """The cached token, or a fresh one from `get_token`."""
+        now = time.monotonic()
+        if self._token is not None and now - self._token.fetched_at < TOKEN_LIFETIME_S:
+            return self._token
+        reply = check_status(await rpc.send({"cmd": "get_token"}), rpc.where, "get_token")
+        if isinstance(reply.get("Msg"), str):
+            # e.g. "over max connect": the miner has handed out too many tokens.
+            raise CommandRejectedError(f"{rpc.where} refused get_token: {reply['Msg']}")
+        msg = message(reply, rpc.where, "get_token")
+        parts = [text(msg.get(key)) for key in ("salt", "newsalt", "time")]
+        salt, newsalt, time_text = parts
+        if salt is None or newsalt is None or time_text is None:
+            raise DeviceProtocolError(f"{rpc.where} sent a token without salt, newsalt and time")
+        aes_key, sign = derive_token(self.password, salt, newsalt, time_text)
+        self._token = WriteToken(aes_key, sign, now)
+        return self._token

@@ -1,0 +1,178 @@
+"""The fleet inside Home Assistant, against the simulator's miners over real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.bitcoin_mining.const import (
+    CONF_MINERS,
+    DOMAIN,
+)
+from simulator import Site
+from simulator.miners import Fleet as SimFleet
+
+from .conftest import entity_id, entry_for, miner_key, miners_text, set_supply
+
+
+@pytest.fixture
+async def site_entry(hass: HomeAssistant, simulated: Site) -> AsyncIterator[MockConfigEntry]:
+    """The site with six miners, balancer off so only the test moves miners."""
+    entry = entry_for(simulated)
+    set_supply(hass, 300)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await entry.runtime_data.balancer.async_set_mode("off")
+    yield entry
+    if entry.state is ConfigEntryState.LOADED:
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+
+
+def fleet_of(site: Site) -> SimFleet:
+    assert site.fleet is not None
+    return site.fleet
+
+
+async def refresh(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    await entry.runtime_data.fleet.async_refresh()
+    await hass.async_block_till_done()
+
+
+async def test_every_asic_is_a_device_with_a_switch_and_sensors(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    registry = dr.async_get(hass)
+    (site_device,) = [
+        d
+        for d in dr.async_entries_for_config_entry(registry, site_entry.entry_id)
+        if (DOMAIN, "test_site") in d.identifiers
+    ]
+    for miner in simulated.miners:
+        device = registry.async_get_device(identifiers={(DOMAIN, miner_key(miner))})
+        assert device is not None, miner.family
+        assert device.via_device_id == site_device.id
+        assert device.model
+        if miner.family != "cgminer":  # plain cgminer does not say what hardware it runs on
+            assert miner.model.split()[-1] in device.model, (device.model, miner.model)
+        key = miner_key(miner)
+        assert hass.states.get(entity_id(hass, "switch", key, "mining")).state == STATE_ON
+        hashrate = float(hass.states.get(entity_id(hass, "sensor", key, "hashrate")).state)
+        assert hashrate == pytest.approx(miner.hashrate_ths, rel=0.2), miner.family
+        power = hass.states.get(entity_id(hass, "sensor", key, "power")).state
+        if miner.family == "cgminer":
+            # No power reading and no model to estimate from: unknown, never a guess.
+            assert power == "unknown"
+        else:
+            assert float(power) == pytest.approx(miner.power_w, rel=0.25), miner.family
+        assert hass.states.get(entity_id(hass, "sensor", key, "cycles")).state == "0"
+    assert hass.states.get("sensor.test_site_miners_total").state == "6"
+    assert hass.states.get("sensor.test_site_miners_running").state == "6"
+    fleet_kw = float(hass.states.get("sensor.test_site_fleet_power").state)
+    assert fleet_kw == pytest.approx(sum(m.power_w for m in simulated.miners) / 1000, rel=0.25)
+    # Detail is there but disabled by default.
+    fan = er.async_get(hass).async_get(
+        entity_id(hass, "sensor", miner_key(simulated.miners[0]), "fan_speed")
+    )
+    assert fan is not None
+    assert fan.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+
+
+@pytest.mark.parametrize("index", range(6))
+async def test_switch_off_sleeps_the_miner_and_counts_one_cycle(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site, index: int
+) -> None:
+    miner = simulated.miners[index]
+    switch = entity_id(hass, "switch", miner_key(miner), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    assert miner.state == "sleeping", miner.family
+    assert hass.states.get(switch).state == STATE_OFF
+    cycles = entity_id(hass, "sensor", miner_key(miner), "cycles")
+    assert hass.states.get(cycles).state == "1"
+    # Polls after the command do not count the same transition again.
+    await refresh(hass, site_entry)
+    await refresh(hass, site_entry)
+    assert hass.states.get(cycles).state == "1"
+    assert hass.states.get(switch).state == STATE_OFF
+
+    await hass.services.async_call("switch", "turn_on", {"entity_id": switch}, blocking=True)
+    assert miner.state in ("starting", "mining")
+    assert hass.states.get(switch).state == STATE_ON
+    assert hass.states.get(cycles).state == "1"
+
+
+async def test_cycle_counts_and_last_off_survive_a_restart(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    miner = simulated.miners[0]
+    switch = entity_id(hass, "switch", miner_key(miner), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    last_off = hass.states.get(entity_id(hass, "sensor", miner_key(miner), "last_off")).state
+    assert last_off not in ("unknown", STATE_UNAVAILABLE)
+
+    assert await hass.config_entries.async_reload(site_entry.entry_id)
+    await hass.async_block_till_done()
+    assert hass.states.get(entity_id(hass, "sensor", miner_key(miner), "cycles")).state == "1"
+    last_off_now = hass.states.get(entity_id(hass, "sensor", miner_key(miner), "last_off")).state
+    assert last_off_now == last_off
+
+
+async def test_an_offline_miner_is_unavailable_and_the_rest_carry_on(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    down, up = simulated.miners[0], simulated.miners[1]
+    await fleet_of(simulated).set_fault(down, "offline", True)
+    await refresh(hass, site_entry)
+    assert hass.states.get(entity_id(hass, "sensor", miner_key(down), "hashrate")).state == (
+        STATE_UNAVAILABLE
+    )
+    online = entity_id(hass, "binary_sensor", miner_key(down), "online")
+    assert hass.states.get(online).state == STATE_OFF
+    # Our own counts stay readable while the miner is away.
+    assert hass.states.get(entity_id(hass, "sensor", miner_key(down), "cycles")).state == "0"
+    assert hass.states.get(entity_id(hass, "switch", miner_key(up), "mining")).state == STATE_ON
+    assert hass.states.get("sensor.test_site_miners_running").state == "5"
+
+    await fleet_of(simulated).set_fault(down, "offline", False)
+    await refresh(hass, site_entry)
+    assert hass.states.get(online).state == STATE_ON
+
+
+async def test_a_refused_login_fails_the_command_and_asks_for_a_new_one(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    miner = next(m for m in simulated.miners if m.family == "whatsminer")
+    await fleet_of(simulated).set_fault(miner, "wrong_credentials", True)
+    switch = entity_id(hass, "switch", miner_key(miner), "mining")
+    with pytest.raises(HomeAssistantError) as raised:
+        await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    assert raised.value.translation_key == "stop_failed"
+    assert miner.state == "mining"
+    assert hass.states.get(switch).state == STATE_ON
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == [SOURCE_REAUTH]
+
+
+async def test_miners_leaving_the_list_lose_their_devices(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    registry = dr.async_get(hass)
+    gone = simulated.miners[-1]
+    assert registry.async_get_device(identifiers={(DOMAIN, miner_key(gone))}) is not None
+    kept = "\n".join(miners_text(simulated).splitlines()[:-1])
+    hass.config_entries.async_update_entry(
+        site_entry, options={**site_entry.options, CONF_MINERS: kept}
+    )
+    assert await hass.config_entries.async_reload(site_entry.entry_id)
+    await hass.async_block_till_done()
+    assert registry.async_get_device(identifiers={(DOMAIN, miner_key(gone))}) is None
+    assert hass.states.get("sensor.test_site_miners_total").state == "5"

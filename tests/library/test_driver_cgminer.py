@@ -1,0 +1,278 @@
+"""The generic CGMiner driver against a real cgminer-style server answering the Antminer replies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+import time
+
+import pytest
+
+from custom_components.bitcoin_mining.miningsite.exceptions import (
+    CommandRejectedError,
+    DeviceAuthError,
+    DeviceConnectionError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+)
+from custom_components.bitcoin_mining.miningsite.miners.base import (
+    MinerEndpoint,
+    PoolConfig,
+)
+from custom_components.bitcoin_mining.miningsite.miners.cgminer import (
+    CgminerDriver,
+    escape_parameter,
+    hashrate_ths,
+)
+from tests.support.firmware_servers import (
+    CgminerServer,
+    Fault,
+    load_fixtures,
+    simulated_miner,
+    split_parameter,
+)
+from tests.support.modbus_meter import free_port
+
+pytestmark = pytest.mark.usefixtures("loopback_network")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[CgminerServer]:
+    async with CgminerServer("antminer/v2020") as running:
+        yield running
+
+
+def driver_for(server: CgminerServer, timeout: float = 1.0) -> CgminerDriver:
+    return CgminerDriver(MinerEndpoint("127.0.0.1", server.port), timeout=timeout)
+
+
+async def test_every_rpc_fixture_is_served_and_parsed(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    fixtures = load_fixtures("antminer/v2020")
+    for command in ("version", "stats", "summary", "pools", "devs"):
+        assert await driver.query(command) == fixtures[command]
+
+
+async def test_reads_the_antminer_replies(server: CgminerServer) -> None:
+    status = await driver_for(server).read_status()
+    assert status.mining is True
+    assert status.hashrate_ths == pytest.approx(110.56689)  # GHS 5s 110566.89
+    assert status.power_w is None
+    assert status.power_estimated is False
+    assert status.board_temperatures_c == (73.0, 66.0, 64.0)  # stats temp1..3
+    assert status.temperature_c == 78.0  # hottest chip, temp_chip1 "78-50-69-70"
+    assert status.fan_rpm == (6000, 5880, 5040, 5040)
+    assert status.uptime_s == 50474
+    assert status.accepted_shares == 4057
+    assert status.rejected_shares == 11
+    assert status.nominal_hashrate_ths == pytest.approx(110.0)  # total_rateideal in GH
+    assert [pool.priority for pool in status.pools] == [0, 1, 2]
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://btc.global.luxor.tech:700"
+    assert status.active_pool.user == "satokierepair.H04YK"
+    assert all(pool.alive for pool in status.pools)
+    assert status.mac is None
+
+
+async def test_identify_without_a_mac_leaves_it_empty(server: CgminerServer) -> None:
+    identity = await driver_for(server).identify()
+    assert identity.mac == ""
+    assert identity.family == "cgminer"
+
+
+async def test_identify_with_a_mac_in_summary(server: CgminerServer) -> None:
+    server.replies["summary"]["SUMMARY"][0]["MAC"] = "aa-bb-cc-00-11-22"
+    identity = await driver_for(server).identify()
+    assert identity.family == "cgminer"
+    assert identity.model == "Antminer S19 Pro"
+    assert identity.firmware == "49.0.1.3"
+    assert identity.mac == "AA:BB:CC:00:11:22"
+
+
+async def test_identify_with_a_mac_as_miner_id(server: CgminerServer) -> None:
+    server.replies["stats"]["STATS"][1]["miner_id"] = "62f75eb71046"
+    assert (await driver_for(server).identify()).mac == "62:F7:5E:B7:10:46"
+
+
+async def test_stop_and_start_disable_and_enable_every_device(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    await driver.stop_mining()
+    assert server.commands()[-1] == "ascdisable"
+    assert server.requests[-1]["parameter"] == "0"
+    assert (await driver.read_status()).mining is False
+    await driver.start_mining()
+    assert server.commands()[-1] == "ascenable"
+    assert (await driver.read_status()).mining is True
+
+
+async def test_writes_without_write_access_are_an_auth_error() -> None:
+    async with CgminerServer("antminer/v2020", write_access=False) as server:
+        driver = driver_for(server)
+        with pytest.raises(DeviceAuthError, match=r"ascdisable.*code 45"):
+            await driver.stop_mining()
+        with pytest.raises(DeviceAuthError, match="code 45"):
+            await driver.switch_pool(1)
+        # Reads stay open.
+        assert (await driver.read_status()).mining is True
+
+
+async def test_set_pools_replaces_the_list_in_order(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    wanted = [
+        PoolConfig("stratum+tcp://a.example:3333", "site.a1", "x"),
+        PoolConfig("stratum+tcp://b.example:3333", "site.b1", "p,ss\\word"),
+        PoolConfig("stratum+tcp://127.0.0.1:3333", "site.local"),
+    ]
+    await driver.set_pools(wanted)
+    by_priority = sorted(server.pools, key=lambda pool: pool["Priority"])
+    assert [pool["URL"] for pool in by_priority] == [pool.url for pool in wanted]
+    assert sorted(pool["POOL"] for pool in server.pools) == [0, 1, 2]
+    status = await driver.read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://a.example:3333"
+    assert [pool.user for pool in sorted(status.pools, key=lambda p: p.priority)] == [
+        "site.a1",
+        "site.b1",
+        "site.local",
+    ]
+
+
+async def test_set_pools_refuses_a_bad_list(server: CgminerServer) -> None:
+    with pytest.raises(ValueError, match="1 to 3 pools"):
+        await driver_for(server).set_pools([])
+    with pytest.raises(ValueError, match="URL"):
+        await driver_for(server).set_pools([PoolConfig(" ", "user")])
+    assert server.requests == []
+
+
+def test_parameters_are_escaped_for_cgminer() -> None:
+    for value in ("plain", "a,b", "back\\slash", "\\,", ",,"):
+        assert split_parameter(escape_parameter(value)) == [value]
+
+
+async def test_switch_pool(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    await driver.switch_pool(2)
+    status = await driver.read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.priority == 0
+    assert [pool.active for pool in status.pools] == [False, False, True]
+    with pytest.raises(CommandRejectedError, match=r"switchpool.*code 26"):
+        await driver.switch_pool(7)
+    with pytest.raises(ValueError, match=">= 0"):
+        await driver.switch_pool(-1)
+
+
+def test_hashrate_units() -> None:
+    assert hashrate_ths({"MHS av": 125_000_000}) == pytest.approx(125.0)
+    assert hashrate_ths({"GHS 5s": "110566.89"}) == pytest.approx(110.56689)
+    assert hashrate_ths({"THS 1m": 1.5, "MHS av": 9}) == pytest.approx(1.5)
+    assert hashrate_ths({"GHS 1m": float("nan"), "GHS av": 1000}) == pytest.approx(1.0)
+    assert hashrate_ths({"GHS 5s": "fast"}) is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "message"),
+    [
+        ("garbage", DeviceProtocolError, "not JSON"),
+        ("truncated", DeviceProtocolError, "not JSON"),
+        ("oversized", DeviceProtocolError, "more than"),
+        ("close", DeviceProtocolError, "without a reply"),
+        ("reset", DeviceConnectionError, r"127\.0\.0\.1"),
+    ],
+)
+async def test_bad_replies_are_library_errors(
+    server: CgminerServer, fault: Fault, error: type[Exception], message: str
+) -> None:
+    server.faults["summary"] = fault
+    with pytest.raises(error, match=message) as caught:
+        await driver_for(server).read_status()
+    assert f"127.0.0.1:{server.port}" in str(caught.value)
+
+
+async def test_a_silent_miner_times_out_within_the_timeout(server: CgminerServer) -> None:
+    server.faults["*"] = "silent"
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeoutError, match=r"within 0\.3 s"):
+        await driver_for(server, timeout=0.3).read_status()
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_refused_connection_is_a_connection_error() -> None:
+    driver = CgminerDriver(MinerEndpoint("127.0.0.1", free_port()), timeout=1.0)
+    with pytest.raises(DeviceConnectionError) as caught:
+        await driver.read_status()
+    assert not isinstance(caught.value, DeviceTimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("command", "reply", "message"),
+    [
+        ("summary", {"STATUS": [{"STATUS": "S", "Code": 11}], "id": 1}, "SUMMARY section"),
+        ("devs", {"STATUS": [{"STATUS": "S", "Code": 9}], "DEVS": "none"}, "DEVS section"),
+        ("pools", {"POOLS": []}, "without a STATUS"),
+        ("summary", {"STATUS": "broken"}, "with STATUS 'BROKEN'"),
+        ("summary", {"STATUS": [7]}, "without a STATUS"),
+        ("summary", {"STATUS": [{"STATUS": "E", "Code": 14, "Msg": "Invalid"}]}, "code 14"),
+    ],
+)
+async def test_missing_sections_are_protocol_errors(
+    server: CgminerServer, command: str, reply: dict[str, object], message: str
+) -> None:
+    server.overrides[command] = reply
+    with pytest.raises((DeviceProtocolError, CommandRejectedError), match=message):
+        await driver_for(server).read_status()
+
+
+async def test_odd_values_read_as_unknown(server: CgminerServer) -> None:
+    server.overrides["summary"] = {
+        "STATUS": [{"STATUS": "S", "Code": 11}],
+        "SUMMARY": [{"GHS 5s": "fast", "Accepted": None, "Elapsed": [1], "Rejected": True}],
+    }
+    server.overrides["stats"] = {"STATUS": [{"STATUS": "S"}], "STATS": [{"fan1": "x", "temp1": {}}]}
+    server.overrides["devs"] = {"STATUS": [{"STATUS": "S"}], "DEVS": [{"Enabled": None}, 7]}
+    server.overrides["pools"] = {
+        "STATUS": [{"STATUS": "S"}],
+        "POOLS": [{"URL": 3, "Priority": "x"}],
+    }
+    status = await driver_for(server).read_status()
+    assert status.mining is False
+    assert status.hashrate_ths is None
+    assert status.accepted_shares is None
+    assert status.rejected_shares is None
+    assert status.uptime_s is None
+    assert status.fan_rpm == ()
+    assert status.temperature_c is None
+    assert status.pools[0].url == "3"
+    assert status.pools[0].priority == 0
+
+
+async def test_stop_on_a_miner_without_devices_is_rejected(server: CgminerServer) -> None:
+    server.overrides["devs"] = {"STATUS": [{"STATUS": "S", "Code": 9}], "DEVS": []}
+    with pytest.raises(CommandRejectedError, match="no devices"):
+        await driver_for(server).stop_mining()
+
+
+async def test_concurrent_reads_do_not_interfere(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    results = await asyncio.gather(*(driver.read_status() for _ in range(10)))
+    assert all(status.hashrate_ths == pytest.approx(110.56689) for status in results)
+
+
+async def test_drives_the_simulated_cgminer() -> None:
+    async with simulated_miner("cgminer") as miner:
+        driver = CgminerDriver(MinerEndpoint(miner.host, miner.api_port), timeout=2.0)
+        # Like real cgminer, the simulated one reports no MAC: the caller keys it by address.
+        assert (await driver.identify()).mac == ""
+        status = await driver.read_status()
+        assert status.mining is True
+        assert status.hashrate_ths is not None
+        assert status.hashrate_ths > 0
+        assert status.power_w is None
+        await driver.stop_mining()
+        assert (await driver.read_status()).mining is False
+        assert miner.state == "sleeping"
+        await driver.start_mining()
+        assert (await driver.read_status()).mining is True
+        assert miner.state in ("starting", "mining")
+        assert miner.cycles == 1

@@ -1,0 +1,248 @@
+"""The LuxOS driver against a real server holding the LuxOS replies, sessions and curtail."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import logging
+import time
+
+import pytest
+
+from custom_components.bitcoin_mining.miningsite.exceptions import (
+    CommandRejectedError,
+    DeviceAuthError,
+    DeviceConnectionError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+)
+from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint, PoolConfig
+from custom_components.bitcoin_mining.miningsite.miners.luxos import LuxosDriver
+from tests.support.firmware_servers import Fault, LuxosServer, load_fixtures, simulated_miner
+from tests.support.modbus_meter import free_port
+
+pytestmark = pytest.mark.usefixtures("loopback_network")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[LuxosServer]:
+    async with LuxosServer() as running:
+        yield running
+
+
+def driver_for(server: LuxosServer, timeout: float = 1.0) -> LuxosDriver:
+    return LuxosDriver(MinerEndpoint("127.0.0.1", server.port), timeout=timeout)
+
+
+async def test_every_fixture_is_served_and_parsed(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    fixtures = load_fixtures("luxminer/v1")
+    for name, expected in fixtures.items():
+        command, _, parameter = name.partition("_")
+        assert await driver.query(command, parameter or None) == expected, name
+    chips = await driver.query("healthchipget", "1")
+    assert chips["CHIPS"][0]["Board"] == 1
+    voltage = await driver.query("voltageget", "2")
+    assert voltage["VOLTAGE"][0]["Board"] == 2
+
+
+async def test_reads_the_luxos_replies(server: LuxosServer) -> None:
+    status = await driver_for(server).read_status()
+    assert status.mining is True  # CurtailMode "None"
+    assert status.hashrate_ths == pytest.approx(60.82948)  # GHS 1m
+    assert status.power_w == 1051.0
+    assert status.power_estimated is False
+    assert status.temperature_c == 47.0
+    assert status.board_temperatures_c == (47.0, 47.0, 47.0)
+    assert status.fan_rpm == (1920, 1920, 2340, 2340)
+    assert status.uptime_s == 3453
+    assert status.accepted_shares == 1483
+    assert status.rejected_shares == 1
+    assert status.nominal_hashrate_ths == pytest.approx(121.8)  # NameplateTHS
+    assert status.mac == "62:F7:5E:B7:10:46"
+    assert status.errors == (
+        "NOPIC_PROTECTION: Miner shutdown due to NOPIC protection.",
+        "REBOOT_NOT_HASHING: Board reboot due to it not hashing.",
+    )
+    assert len(status.pools) == 4
+    assert [pool.alive for pool in status.pools] == [True, False, True, False]
+    assert status.pools[2].user == "asic-rs.user2"
+
+
+async def test_identify_luxos(server: LuxosServer) -> None:
+    identity = await driver_for(server).identify()
+    assert identity.family == "luxos"
+    assert identity.model == "Antminer S19k Pro"
+    assert identity.firmware == "2025.4.8.220305-57b389c7"
+    assert identity.mac == "62:F7:5E:B7:10:46"
+    assert identity.serial == "JYZZB0UBDJABF06RB"
+    assert identity.hostname == "UrlacherS19k"
+
+
+async def test_sleep_and_wake_in_a_session(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await driver.stop_mining()
+    assert server.commands() == ["logon", "curtail", "logoff"]
+    assert server.requests[1]["parameter"].endswith(",sleep")
+    assert server.session is None  # logged off
+    status = await driver.read_status()
+    assert status.mining is False
+    assert status.power_w == 24.0
+    await driver.start_mining()
+    assert server.requests[-2]["parameter"].endswith(",wakeup")
+    assert (await driver.read_status()).mining is True
+    assert server.session is None
+
+
+async def test_a_session_left_open_is_used_not_closed(server: LuxosServer) -> None:
+    server.session = "5e55104a"
+    await driver_for(server).stop_mining()
+    assert server.commands() == ["logon", "session", "curtail"]
+    assert server.requests[-1]["parameter"] == "5e55104a,sleep"
+    assert server.session == "5e55104a"
+    assert server.sessions_opened == 0
+
+
+async def test_an_active_session_nobody_names_is_an_auth_error(server: LuxosServer) -> None:
+    server.session = "5e55104a"
+    server.overrides["session"] = {"STATUS": [{"STATUS": "S"}], "SESSION": [{"SessionID": ""}]}
+    with pytest.raises(DeviceAuthError, match="another session"):
+        await driver_for(server).stop_mining()
+
+
+async def test_a_refused_logon_is_an_auth_error() -> None:
+    async with LuxosServer(refuse_logon=True) as server:
+        with pytest.raises(DeviceAuthError, match=rf"127\.0\.0\.1:{server.port} refused logon"):
+            await driver_for(server).stop_mining()
+        assert "curtail" not in server.commands()
+
+
+async def test_a_logon_without_session_id(server: LuxosServer) -> None:
+    server.overrides["logon"] = {"STATUS": [{"STATUS": "S", "Code": 339}], "SESSION": []}
+    with pytest.raises(DeviceProtocolError, match="SessionID"):
+        await driver_for(server).stop_mining()
+
+
+async def test_a_curtail_refused_for_its_session(server: LuxosServer) -> None:
+    server.overrides["curtail"] = server.status("E", 403, "Invalid session id")
+    with pytest.raises(DeviceAuthError, match="Invalid session id"):
+        await driver_for(server).stop_mining()
+    assert server.session is None  # still logged off
+
+
+async def test_a_curtail_refused_otherwise_is_a_rejection(server: LuxosServer) -> None:
+    server.overrides["curtail"] = server.status("E", 336, "Board is busy")
+    with pytest.raises(CommandRejectedError, match=r"curtail.*code 336"):
+        await driver_for(server).stop_mining()
+
+
+async def test_a_failed_logoff_is_reported_not_raised(
+    server: LuxosServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.overrides["logoff"] = server.status("E", 403, "Invalid session id")
+    with caplog.at_level(logging.WARNING):
+        await driver_for(server).stop_mining()
+    assert "logoff failed" in caplog.text
+    assert server.config["CurtailMode"] == "Sleep"
+
+
+async def test_set_pools_replaces_the_four_pools(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await driver.set_pools(
+        [
+            PoolConfig("stratum+tcp://a.example:3333", "site.a1"),
+            PoolConfig("stratum+tcp://127.0.0.1:3333", "site.local"),
+        ]
+    )
+    assert "logon" not in server.commands()  # pool commands need no session
+    status = await driver.read_status()
+    by_priority = sorted(status.pools, key=lambda pool: pool.priority)
+    assert [pool.url for pool in by_priority] == [
+        "stratum+tcp://a.example:3333",
+        "stratum+tcp://127.0.0.1:3333",
+    ]
+    assert status.active_pool is not None
+    assert status.active_pool.user == "site.a1"
+
+
+async def test_switch_pool(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await driver.switch_pool(3)
+    status = await driver.read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.priority == 0
+    assert status.active_pool.user == "asic-rs.user2"
+    assert status.pools[3].active
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("garbage", DeviceProtocolError),
+        ("truncated", DeviceProtocolError),
+        ("oversized", DeviceProtocolError),
+        ("close", DeviceProtocolError),
+        ("reset", DeviceConnectionError),
+    ],
+)
+async def test_bad_replies_are_library_errors(
+    server: LuxosServer, fault: Fault, error: type[Exception]
+) -> None:
+    server.faults["config"] = fault
+    with pytest.raises(error, match=rf"127\.0\.0\.1:{server.port}"):
+        await driver_for(server).read_status()
+    server.faults = {"logon": fault}
+    with pytest.raises(error, match=rf"127\.0\.0\.1:{server.port}"):
+        await driver_for(server).stop_mining()
+
+
+async def test_a_silent_miner_times_out(server: LuxosServer) -> None:
+    server.faults["curtail"] = "silent"
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeoutError):
+        await driver_for(server, timeout=0.3).stop_mining()
+    # The curtail timed out; the logoff that follows still closes our session.
+    assert server.session is None
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_refused_connection() -> None:
+    driver = LuxosDriver(MinerEndpoint("127.0.0.1", free_port()), timeout=1.0)
+    with pytest.raises(DeviceConnectionError):
+        await driver.identify()
+
+
+async def test_missing_parts_are_protocol_errors(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    server.overrides["config"] = {"STATUS": [{"STATUS": "S", "Code": 33}], "CONFIG": [{}]}
+    with pytest.raises(DeviceProtocolError, match="no MAC"):
+        await driver.identify()
+    server.overrides["config"] = {"STATUS": [{"STATUS": "S", "Code": 33}]}
+    with pytest.raises(DeviceProtocolError, match="CONFIG section"):
+        await driver.read_status()
+    server.overrides.clear()
+    server.overrides["power"] = {"STATUS": [{"STATUS": "S"}], "POWER": [{"Watts": "n/a"}]}
+    server.overrides["temps"] = {"STATUS": [{"STATUS": "S"}], "TEMPS": [{"TopLeft": None}]}
+    status = await driver.read_status()
+    assert status.power_w is None
+    assert status.temperature_c == 47.0
+
+
+async def test_drives_the_simulated_luxos() -> None:
+    async with simulated_miner("luxos") as miner:
+        driver = LuxosDriver(MinerEndpoint(miner.host, miner.api_port), timeout=2.0)
+        identity = await driver.identify()
+        assert identity.family == "luxos"
+        assert identity.mac == miner.mac
+        status = await driver.read_status()
+        assert status.mining is True
+        assert status.hashrate_ths is not None
+        assert status.hashrate_ths > 0
+        assert status.mac == miner.mac
+        assert status.power_w is not None
+        await driver.stop_mining()
+        assert (await driver.read_status()).mining is False
+        assert miner.state == "sleeping"
+        await driver.start_mining()
+        assert (await driver.read_status()).mining is True
+        assert miner.state in ("starting", "mining")
+        assert miner.cycles == 1
