@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from .containers import parse_containers
 from .site import Site, SiteConfig
 
 
@@ -18,7 +19,46 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m simulator", description="Simulate a Bitcoin mining site on loopback."
     )
     parser.add_argument(
-        "--miners", type=int, default=0, help="number of miners (not simulated yet: 0)"
+        "--miners", type=int, default=160, help="number of simulated miners, 0 to 1000"
+    )
+    parser.add_argument(
+        "--base-ip",
+        default="127.0.1.1",
+        help="IP mode: miner i listens on BASE_IP + i with its family's real ports",
+    )
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help="port mode: every miner on 127.0.0.1, API port N + 2i, web port N + 2i + 1"
+        " (0: any free block)",
+    )
+    parser.add_argument(
+        "--mix",
+        default=None,
+        help="families and counts, e.g. whatsminer=100,antminer=40,luxos=10,braiins=10,"
+        " or one family name (scaled to --miners)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=100.0, help="reply latency of the miners (±20 %%)"
+    )
+    parser.add_argument(
+        "--wake-delay-s",
+        type=float,
+        default=20.0,
+        help="seconds a miner ramps up after a wake command",
+    )
+    parser.add_argument(
+        "--failover-delay-s",
+        type=float,
+        default=90.0,
+        help="seconds a pool is dead before a miner fails over",
+    )
+    parser.add_argument(
+        "--fallback-s",
+        type=float,
+        default=120.0,
+        help="seconds a better pool is alive before a miner falls back to it",
     )
     parser.add_argument(
         "--nominal-hz", type=float, default=50.0, help="grid nominal frequency, 50 or 60"
@@ -26,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--supply-kw", type=float, default=600.0, help="supply power available at start (kW)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the measurement noise")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the noise, latency jitter and miner identities"
+    )
     parser.add_argument(
         "--meter", default="127.0.0.1:15020", help="grid meter Modbus TCP address, or 'off'"
     )
@@ -43,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--mqtt-external",
         action="store_true",
         help="publish to an existing broker instead of starting mosquitto",
+    )
+    parser.add_argument(
+        "--containers", default="", help="MicroBT containers, e.g. kehua=1,wonderint=1"
+    )
+    parser.add_argument(
+        "--container-address",
+        default="127.0.0.1:15030",
+        help="first container's Modbus TCP address; the next ones take the following ports",
+    )
+    parser.add_argument("--scenario", default=None, help="scenario YAML file to play")
+    parser.add_argument(
+        "--scenario-speed", type=float, default=1.0, help="scenario clock speed (10 = 10x)"
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -69,6 +123,17 @@ def config_from_args(argv: list[str] | None = None) -> SiteConfig:
             pool=optional(args.pool),
             mqtt=optional(args.mqtt),
             mqtt_external=args.mqtt_external,
+            base_ip=args.base_ip,
+            base_port=args.base_port,
+            mix=args.mix,
+            latency_ms=args.latency_ms,
+            wake_delay_s=args.wake_delay_s,
+            failover_delay_s=args.failover_delay_s,
+            fallback_s=args.fallback_s,
+            containers=tuple(parse_containers(args.containers)),
+            container_address=args.container_address,
+            scenario=args.scenario,
+            scenario_speed=args.scenario_speed,
         )
     except ValueError as err:
         parser.error(str(err))
@@ -81,7 +146,19 @@ async def run(config: SiteConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Site(config) as site:
-        logging.getLogger("simulator").info("site up: %s", site.snapshot())
+        snapshot = site.snapshot()
+        miners = snapshot.pop("miners")
+        logging.getLogger("simulator").info("site up: %s", snapshot)
+        if miners:
+            first, last = miners[0], miners[-1]
+            logging.getLogger("simulator").info(
+                "%d miners: %s:%s .. %s:%s",
+                len(miners),
+                first["ip"],
+                first["api_port"],
+                last["ip"],
+                last["api_port"],
+            )
         print("simulator ready", flush=True)
         await stop.wait()
 

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .miners import MINER_FAULTS
+
 if TYPE_CHECKING:
+    from .miners import SimMiner
     from .site import Site
 
 SITE_KEY: web.AppKey[Site] = web.AppKey("site")
@@ -74,26 +77,75 @@ async def post_ambient(request: web.Request) -> web.Response:
     return web.json_response(site.snapshot()["ambient"])
 
 
+SITE_FAULTS = ("meter_offline", "broker_offline")
+
+
+def _miner_targets(site: Site, body: dict[str, Any]) -> list[SimMiner]:
+    """The miners a fault request names ("miners" list or "share"), or a 400."""
+    fleet = site.fleet
+    if "miners" in body and "share" in body:
+        raise web.HTTPBadRequest(text='give either "miners" or "share", not both')
+    if "share" in body:
+        share = _number(body, "share", 0, 1)
+        return fleet.select(share) if fleet is not None else []
+    keys = body.get("miners")
+    if not isinstance(keys, list) or not keys:
+        raise web.HTTPBadRequest(
+            text='a miner fault needs "miners" (a list of IPs, "ip:port" or indexes) or "share"'
+        )
+    if fleet is None:
+        raise web.HTTPBadRequest(text="the site simulates no miners")
+    try:
+        return [fleet.find(key) for key in keys]
+    except KeyError as err:
+        raise web.HTTPBadRequest(text=f'"miners": {err.args[0]}') from None
+
+
 async def post_faults(request: web.Request) -> web.Response:
-    """POST /api/faults {"fault": "meter_offline", "active": true}, or {"clear": true}."""
+    """POST /api/faults {"fault": "meter_offline", "active": true}, or {"clear": true}.
+
+    Miner faults name the miners: {"fault": "timeout", "miners": ["127.0.1.5"]} or
+    {"fault": "offline", "share": 0.1}.
+    """
     site, body = request.app[SITE_KEY], await _body(request)
     if body.get("clear") is True:
         faults = {"meter_offline": False, "broker_offline": False}
+        if site.fleet is not None:
+            await site.fleet.clear_faults()
     else:
         fault, active = body.get("fault"), body.get("active", True)
-        if fault not in ("meter_offline", "broker_offline"):
+        if fault not in SITE_FAULTS + MINER_FAULTS:
             raise web.HTTPBadRequest(
-                text='"fault" must be meter_offline or broker_offline'
-                " (miner faults come with the miners)"
+                text=f'"fault" must be one of {", ".join(SITE_FAULTS + MINER_FAULTS)}'
             )
         if not isinstance(active, bool):
             raise web.HTTPBadRequest(text='"active" must be true or false')
+        if fault in MINER_FAULTS:
+            targets = _miner_targets(site, body)
+            if site.fleet is not None:
+                for miner in targets:
+                    await site.fleet.set_fault(miner, fault, active)
+            return web.json_response(site.snapshot())
         faults = {fault: active}
     if "meter_offline" in faults and site.meter is not None:
         await site.meter.set_offline(faults["meter_offline"])
     if "broker_offline" in faults:
         site.state.supply.broker_offline = faults["broker_offline"]
     return web.json_response(site.snapshot())
+
+
+async def post_container(request: web.Request) -> web.Response:
+    """POST /api/containers/{index} {"enabled": false, "fault": "fan_fault", ...}."""
+    site, body = request.app[SITE_KEY], await _body(request)
+    index = request.match_info["index"]
+    if not index.isdigit() or int(index) >= len(site.containers):
+        raise web.HTTPNotFound(text=f"no container {index} (there are {len(site.containers)})")
+    container = site.containers[int(index)]
+    try:
+        await container.control(body)
+    except ValueError as err:
+        raise web.HTTPBadRequest(text=str(err)) from None
+    return web.json_response(container.snapshot())
 
 
 async def start_control_api(site: Site, address: str) -> tuple[web.AppRunner, tuple[str, int]]:
@@ -109,6 +161,7 @@ async def start_control_api(site: Site, address: str) -> tuple[web.AppRunner, tu
     app.router.add_post("/api/internet", post_internet)
     app.router.add_post("/api/ambient", post_ambient)
     app.router.add_post("/api/faults", post_faults)
+    app.router.add_post("/api/containers/{index}", post_container)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     tcp = web.TCPSite(runner, host, port)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+import ipaddress
 import logging
+import math
+import random
 import socket
 from typing import Any, Self
 
+from .container_maps import KINDS
+from .containers import ContainerServer, ContainerState
 from .meter import GridMeterServer
+from .miners import MAX_MINERS, Fleet, MinerEnv, SimMiner, parse_mix
+from .miners.pools import PoolLiveness
 from .mqtt import TOPIC_PREFIX, Mosquitto, MqttPublisher, discovery_messages
 from .pool import UpstreamPool
+from .scenario import apply_to_site, load_scenario, run as run_scenario
 from .state import SiteState
 
 LOGGER = logging.getLogger(__name__)
@@ -48,11 +56,24 @@ class SiteConfig:
     mqtt: str | None = None
     mqtt_external: bool = False
     pool: str | None = "127.0.0.1:13333"
+    # Miners: IP mode (base_ip + i, real ports) unless base_port is set (0: any free block).
+    base_ip: str = "127.0.1.1"
+    base_port: int | None = None
+    mix: str | None = None
+    latency_ms: float = 100.0
+    wake_delay_s: float = 20.0
+    failover_delay_s: float = 90.0
+    fallback_s: float = 120.0
+    # MicroBT containers by kind; the first listens on container_address, the next ones on
+    # the following ports (port 0: any free port each).
+    containers: tuple[str, ...] = ()
+    container_address: str = "127.0.0.1:15030"
+    scenario: str | None = None
+    scenario_speed: float = 1.0
 
     def __post_init__(self) -> None:
         """Fail at once, naming the bad value."""
-        if self.miners:
-            raise ValueError("miners: the miner families are not simulated yet; use --miners 0")
+        self._check_miners()
         if self.nominal_hz not in (50.0, 60.0):
             raise ValueError(f"nominal frequency must be 50 or 60 Hz, not {self.nominal_hz}")
         if self.supply_kw < 0:
@@ -61,6 +82,55 @@ class SiteConfig:
             value = getattr(self, name)
             if value is not None:
                 parse_address(value, name)
+        for kind in self.containers:
+            if kind not in KINDS:
+                raise ValueError(f"containers: unknown kind {kind!r} (kehua or wonderint)")
+        parse_address(self.container_address, "container_address")
+        if not self.scenario_speed > 0:
+            raise ValueError(f"scenario speed must be > 0, not {self.scenario_speed}")
+        if self.scenario is not None:
+            load_scenario(self.scenario, self.nominal_hz)  # ScenarioError is a ValueError
+
+    def _check_miners(self) -> None:
+        """The miner options, each error naming its field."""
+        if isinstance(self.miners, bool) or not isinstance(self.miners, int):
+            raise ValueError(f"miners: must be a whole number, not {self.miners!r}")
+        if not 0 <= self.miners <= MAX_MINERS:
+            raise ValueError(f"miners: must be between 0 and {MAX_MINERS}, not {self.miners}")
+        try:
+            base = ipaddress.IPv4Address(self.base_ip)
+        except ValueError:
+            raise ValueError(f"base_ip: not an IPv4 address: {self.base_ip!r}") from None
+        last = int(base) + max(self.miners - 1, 0)
+        loopback = ipaddress.IPv4Network("127.0.0.0/8")
+        if base not in loopback or ipaddress.IPv4Address(min(last, 2**32 - 1)) not in loopback:
+            raise ValueError(
+                f"base_ip: {self.miners} miners from {self.base_ip} must stay inside 127.0.0.0/8"
+            )
+        if self.base_port is not None:
+            if isinstance(self.base_port, bool) or not isinstance(self.base_port, int):
+                raise ValueError(f"base_port: must be a port number, not {self.base_port!r}")
+            top = self.base_port + 2 * max(self.miners, 1) - 1
+            if self.base_port < 0 or (self.base_port and top > 65535):
+                raise ValueError(
+                    f"base_port: {self.miners} miners from {self.base_port} need ports up to"
+                    f" {top}; give 0 (any free block) or a port that leaves room below 65536"
+                )
+        parse_mix(self.mix)
+        for name, high in (
+            ("latency_ms", 60_000.0),
+            ("wake_delay_s", 3600.0),
+            ("failover_delay_s", 86400.0),
+            ("fallback_s", 86400.0),
+        ):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not 0 <= value <= high
+            ):
+                raise ValueError(f"{name}: must be a number between 0 and {high:g}, not {value!r}")
 
 
 class Site:
@@ -77,12 +147,48 @@ class Site:
         self.broker: Mosquitto | None = None
         self.publisher: MqttPublisher | None = None
         self.control_address: tuple[str, int] | None = None
+        self.fleet: Fleet | None = None
+        self.liveness: PoolLiveness | None = None
         self._runner: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.containers: list[ContainerServer] = []
+        self.scenario = (
+            load_scenario(config.scenario, config.nominal_hz) if config.scenario else None
+        )
+
+    @property
+    def miners(self) -> list[SimMiner]:
+        """The simulated miners (empty until start())."""
+        return self.fleet.miners if self.fleet is not None else []
 
     def mining_power_w(self) -> float:
-        """Power the miners draw (no miners are simulated yet)."""
-        return 0.0
+        """Power the miners draw now."""
+        return self.fleet.power_w() if self.fleet is not None else 0.0
+
+    async def _start_miners(self) -> None:
+        """Build and bind the fleet; pool 1 of every miner is the upstream pool, if any."""
+        config = self.config
+        upstream = f"stratum+tcp://{self.pool.host}:{self.pool.port}" if self.pool else None
+        self.liveness = PoolLiveness(lambda: self.state.internet_up, upstream)
+        env = MinerEnv(
+            state=self.state,
+            seed=config.seed,
+            wake_delay_s=config.wake_delay_s,
+            failover_delay_s=config.failover_delay_s,
+            fallback_s=config.fallback_s,
+            latency_ms=config.latency_ms,
+            pool_status=self.liveness.status,
+            rng=random.Random(config.seed),
+        )
+        self.fleet = Fleet(
+            env,
+            count=config.miners,
+            mix=config.mix,
+            base_ip=config.base_ip,
+            base_port=config.base_port,
+            upstream_url=upstream,
+        )
+        await self.fleet.start()
 
     @property
     def meter_address(self) -> tuple[str, int] | None:
@@ -104,9 +210,23 @@ class Site:
                     self.state, self.mining_power_w, host, _bindable_port(host, port)
                 )
                 await self.meter.start()
+            if config.containers:
+                host, port = parse_address(config.container_address, "container_address")
+                for index, kind in enumerate(config.containers):
+                    container = ContainerServer(
+                        kind,
+                        ContainerState(),
+                        host,
+                        _bindable_port(host, port + index if port else 0),
+                        site=self.state,
+                    )
+                    self.containers.append(container)
+                    await container.start()
             if config.pool:
                 self.pool = UpstreamPool(*parse_address(config.pool, "pool"))
                 await self.pool.start()
+            if config.miners:
+                await self._start_miners()
             if config.mqtt:
                 host, port = parse_address(config.mqtt, "mqtt")
                 port = _bindable_port(host, port)
@@ -119,6 +239,8 @@ class Site:
                 from .control import start_control_api
 
                 self._runner, self.control_address = await start_control_api(self, config.control)
+            if self.scenario is not None:
+                self._tasks.append(asyncio.create_task(self._play_scenario()))
         except BaseException:
             await self.stop()
             raise
@@ -138,10 +260,16 @@ class Site:
             await self.publisher.close()
         if self.broker is not None:
             await self.broker.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
+        if self.liveness is not None:
+            await self.liveness.close()
         if self.pool is not None:
             await self.pool.stop()
         if self.meter is not None:
             await self.meter.stop()
+        for container in self.containers:
+            await container.stop()
 
     async def __aenter__(self) -> Self:
         """Start on entering."""
@@ -155,8 +283,18 @@ class Site:
     async def set_internet(self, up: bool) -> None:
         """The outage switch: the upstream pool becomes unreachable or reachable."""
         self.state.internet_up = up
+        if self.liveness is not None:
+            self.liveness.internet_changed(up)
         if self.pool is not None:
             await (self.pool.start() if up else self.pool.stop())
+
+    async def _play_scenario(self) -> None:
+        assert self.scenario is not None
+        LOGGER.info("scenario %r starts", self.scenario.name)
+        await run_scenario(
+            self.scenario, lambda values: apply_to_site(self, values), self.config.scenario_speed
+        )
+        LOGGER.info("scenario %r finished", self.scenario.name)
 
     async def publish_supply(self) -> None:
         """Publish the supply sensors once (connecting first when needed)."""
@@ -191,7 +329,7 @@ class Site:
         site_w = self.state.site_power_w(mining_w)
         grid = self.state.grid
         return {
-            "miners": [],
+            "miners": self.fleet.snapshot() if self.fleet is not None else [],
             "grid": {
                 "frequency_hz": grid.frequency_hz,
                 "nominal_hz": grid.nominal_hz,
@@ -212,6 +350,7 @@ class Site:
                 "pool": self.pool and f"{self.pool.host}:{self.pool.port}",
             },
             "ambient": {"temperature_c": self.state.ambient_c},
+            "containers": [container.snapshot() for container in self.containers],
             "site": {
                 "power_w": site_w,
                 "mining_power_w": mining_w,

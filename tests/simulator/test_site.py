@@ -257,8 +257,11 @@ async def test_supply_sensors_over_a_real_broker(loopback_network: None) -> None
         (["--nominal-hz", "55"], "must be 50 or 60"),
         (["--meter", "nowhere"], "meter: expected HOST:PORT"),
         (["--supply-kw", "-5"], "supply must be >= 0"),
-        (["--miners", "160"], "not simulated yet"),
+        (["--miners", "2000"], "miners: must be between 0 and 1000"),
         (["--miners", "many"], "invalid int value"),
+        (["--containers", "kehua=1,avalon=2"], "avalon"),
+        (["--scenario", "/nonexistent/dip.yaml"], "dip.yaml"),
+        (["--scenario-speed", "0"], "scenario speed must be > 0"),
     ],
 )
 def test_bad_cli_values_fail_at_start(
@@ -277,3 +280,32 @@ def test_cli_defaults() -> None:
         "127.0.0.1:18780",
         None,
     )
+
+
+async def test_containers_and_a_scenario_run_with_the_site(loopback_network: None) -> None:
+    config = config_from_args(
+        [
+            *("--meter", "127.0.0.1:0", "--control", "127.0.0.1:0", "--pool", "127.0.0.1:0"),
+            *("--containers", "kehua=1,wonderint=1", "--container-address", "127.0.0.1:0"),
+            *("--scenario", "simulator/scenarios/evening_dip.yaml", "--scenario-speed", "400"),
+        ]
+    )
+    async with Site(config) as site:
+        # The scenario moves the grid; the containers follow the site and answer requests.
+        start_hz = site.state.grid.frequency_hz
+        for _ in range(100):
+            if site.state.grid.frequency_hz != start_hz:
+                break
+            await asyncio.sleep(0.05)
+        assert site.state.grid.frequency_hz != start_hz
+        status, state = await control(site, "GET", "/api/state")
+        assert status == 200
+        assert isinstance(state, dict)
+        assert [c["kind"] for c in state["containers"]] == ["kehua", "wonderint"]
+        status, shown = await control(site, "POST", "/api/containers/1", {"enabled": False})
+        assert status == 200
+        assert site.containers[1].state.enabled is False
+        status, _ = await control(site, "POST", "/api/containers/1", {"enabled": 3})
+        assert status == 400
+        status, text = await control(site, "POST", "/api/containers/7", {})
+        assert (status, "no container 7" in str(text)) == (404, True)

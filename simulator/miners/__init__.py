@@ -1,0 +1,17 @@
+"""Simulated ASIC miners: six firmware families on loopback, held to real firmware replies."""
+
+from .faults import MINER_FAULTS
+from .fleet import DEFAULT_MIX, MAX_MINERS, Fleet, parse_mix
+from .model import FAMILIES, MODELS, MinerEnv, SimMiner
+
+__all__ = [
+    "DEFAULT_MIX",
+    "FAMILIES",
+    "MAX_MINERS",
+    "MINER_FAULTS",
+    "MODELS",
+    "Fleet",
+    "MinerEnv",
+    "SimMiner",
+    "parse_mix",
+]

@@ -1,0 +1,262 @@
+"""Build, start and stop N miners: families, addresses (IP mode or port mode), faults.
+
+IP mode: miner i owns base_ip + i with its family's real ports (4028, 4433, 80).
+Port mode: every miner on 127.0.0.1, API port base_port + 2i, web port + 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import random
+from typing import Any
+
+from .antminer import AntminerRpc, AntminerWeb
+from .braiins import BraiinsRest
+from .cgminer import CgminerRpc
+from .faults import MINER_FAULTS, apply_credentials, select_share
+from .luxos import LuxosRpc
+from .model import FAMILIES, FAMILY_MODELS, MODELS, PUBLIC_POOLS, MinerEnv, PoolEntry, SimMiner
+from .server import MinerServer
+from .whatsminer import WhatsminerRpc
+from .whatsminer_v3 import WhatsminerV3
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_MINERS = 1000
+# A realistic site: mostly Whatsminer and stock Antminer, some aftermarket firmware.
+DEFAULT_MIX: tuple[tuple[str, float], ...] = (
+    ("whatsminer", 40),
+    ("whatsminer_v3", 15),
+    ("antminer", 25),
+    ("luxos", 8),
+    ("braiins", 7),
+    ("cgminer", 5),
+)
+# (API port, web port) in IP mode.
+STANDARD_PORTS: dict[str, tuple[int, int | None]] = {
+    "whatsminer": (4028, None),
+    "whatsminer_v3": (4433, None),
+    "antminer": (4028, 80),
+    "luxos": (4028, None),
+    "braiins": (80, None),
+    "cgminer": (4028, None),
+}
+SERVERS: dict[str, tuple[type[MinerServer], type[MinerServer] | None]] = {
+    "whatsminer": (WhatsminerRpc, None),
+    "whatsminer_v3": (WhatsminerV3, None),
+    "antminer": (AntminerRpc, AntminerWeb),
+    "luxos": (LuxosRpc, None),
+    "braiins": (BraiinsRest, None),
+    "cgminer": (CgminerRpc, None),
+}
+PORT_BLOCK_ATTEMPTS = 20
+
+
+def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """`whatsminer=100,antminer=40` or `luxos`; ValueError naming the problem."""
+    if text is None:
+        return DEFAULT_MIX
+    entries: dict[str, float] = {}
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, count_text = item.partition("=")
+        name = name.strip()
+        if name not in FAMILIES:
+            raise ValueError(f"mix: unknown family {name!r} (known: {', '.join(FAMILIES)})")
+        if name in entries:
+            raise ValueError(f"mix: {name} is given twice")
+        try:
+            count = float(count_text) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"mix: {name}={count_text!r} is not a number") from None
+        if not count >= 0 or count == float("inf"):
+            raise ValueError(f"mix: {name}={count_text} must be a finite number >= 0")
+        entries[name] = count
+    if not entries:
+        raise ValueError("mix: no family given")
+    if sum(entries.values()) <= 0:
+        raise ValueError("mix: every count is 0")
+    return tuple(entries.items())
+
+
+def families_for(count: int, mix: tuple[tuple[str, float], ...]) -> list[str]:
+    """Miner i's family: the mix scaled to `count` (largest remainder), in blocks, in order."""
+    total = sum(weight for _, weight in mix)
+    exact = [(name, weight * count / total) for name, weight in mix]
+    sizes = {name: int(share) for name, share in exact}
+    left = count - sum(sizes.values())
+    for name, _ in sorted(exact, key=lambda item: item[1] - int(item[1]), reverse=True)[:left]:
+        sizes[name] += 1
+    return [name for name, _ in mix for _ in range(sizes[name])]
+
+
+def miner_host(base_ip: str, index: int) -> str:
+    """base_ip + index."""
+    return str(ipaddress.IPv4Address(base_ip) + index)
+
+
+class Fleet:
+    """All simulated miners of a site and their servers."""
+
+    def __init__(
+        self,
+        env: MinerEnv,
+        *,
+        count: int,
+        mix: str | None = None,
+        base_ip: str = "127.0.1.1",
+        base_port: int | None = None,
+        upstream_url: str | None = None,
+    ) -> None:
+        """Describe the fleet; start() builds and binds it."""
+        self.env = env
+        self.count = count
+        self.families = families_for(count, parse_mix(mix))
+        self.base_ip = base_ip
+        self.base_port = base_port
+        self.upstream_url = upstream_url
+        self.miners: list[SimMiner] = []
+        self._servers: dict[int, list[MinerServer]] = {}
+
+    def _build(self, base_port: int | None) -> None:
+        """Miners with their addresses (ports final unless base_port is 0)."""
+        self.miners = []
+        position: dict[str, int] = {}
+        for index, family in enumerate(self.families):
+            nth = position[family] = position.get(family, -1) + 1
+            models = FAMILY_MODELS[family]
+            spec = MODELS[models[nth % len(models)]]
+            if base_port is None:
+                host = miner_host(self.base_ip, index)
+                api_port, web_port = STANDARD_PORTS[family]
+            else:
+                host = "127.0.0.1"
+                api_port = base_port + 2 * index
+                web_port = api_port + 1 if SERVERS[family][1] is not None else None
+            first = self.upstream_url or PUBLIC_POOLS[0]
+            user = f"site.{family}{index:04d}"
+            pools = [PoolEntry(first, user), PoolEntry(PUBLIC_POOLS[1], user)]
+            self.miners.append(
+                SimMiner(
+                    index,
+                    family,
+                    spec,
+                    self.env,
+                    host=host,
+                    api_port=api_port,
+                    web_port=web_port,
+                    pools=pools,
+                )
+            )
+
+    def _servers_of(self, miner: SimMiner) -> list[MinerServer]:
+        api_class, web_class = SERVERS[miner.family]
+        servers = [api_class(miner, miner.host, miner.api_port)]
+        if web_class is not None and miner.web_port is not None:
+            servers.append(web_class(miner, miner.host, miner.web_port))
+        return servers
+
+    async def start(self) -> None:
+        """Build the miners and bind every server (a free port block when base_port is 0)."""
+        if self.base_port != 0:
+            self._build(self.base_port)
+            await self._bind_all()
+            return
+        rng = random.SystemRandom()
+        span = 2 * max(1, self.count)
+        for attempt in range(PORT_BLOCK_ATTEMPTS):
+            self._build(rng.randrange(20000, 60000 - span, 2))
+            try:
+                await self._bind_all()
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE or attempt == PORT_BLOCK_ATTEMPTS - 1:
+                    raise
+                continue
+            return
+
+    async def _bind_all(self) -> None:
+        self._servers = {miner.index: self._servers_of(miner) for miner in self.miners}
+        for servers in self._servers.values():
+            for server in servers:
+                try:
+                    await server.start()
+                except OSError as err:
+                    await self.stop()
+                    raise OSError(
+                        err.errno,
+                        f"miner {server.miner.index} ({server.miner.family}) cannot listen on"
+                        f" {server.host}:{server.port}: {err.strerror or err}",
+                    ) from err
+
+    async def stop(self) -> None:
+        """Close every server."""
+        for servers in self._servers.values():
+            for server in servers:
+                with contextlib.suppress(OSError):
+                    await server.stop()
+
+    def servers(self, miner: SimMiner) -> list[MinerServer]:
+        """The listening sockets of one miner."""
+        return self._servers.get(miner.index, [])
+
+    def power_w(self) -> float:
+        """What all miners draw now."""
+        return sum(miner.power_w for miner in self.miners)
+
+    def find(self, key: object) -> SimMiner:
+        """A miner by index, IP, or "ip:port" (port mode); KeyError naming the key."""
+        if isinstance(key, int) and not isinstance(key, bool):
+            if 0 <= key < len(self.miners):
+                return self.miners[key]
+        elif isinstance(key, str):
+            host, sep, port = key.rpartition(":")
+            matches = [
+                miner
+                for miner in self.miners
+                if (miner.host == key)
+                or (sep and miner.host == host and str(miner.api_port) == port)
+            ]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise KeyError(f"{key} names {len(matches)} miners: add the API port")
+        raise KeyError(f"no miner {key!r}")
+
+    async def set_fault(self, miner: SimMiner, fault: str, active: bool) -> None:
+        """Turn one fault on or off for one miner."""
+        if fault not in MINER_FAULTS:
+            raise ValueError(f"unknown miner fault {fault!r}")
+        if fault == "wrong_credentials":
+            apply_credentials(miner, active)
+        if fault == "offline":
+            if active:
+                miner.set_offline(True)
+                for server in self.servers(miner):
+                    await server.stop()
+            elif "offline" in miner.faults:
+                for server in self.servers(miner):
+                    await server.start()
+                miner.set_offline(False)
+        if active:
+            miner.faults.add(fault)
+        else:
+            miner.faults.discard(fault)
+
+    def select(self, share: float) -> list[SimMiner]:
+        """A stable share of the fleet."""
+        return select_share(self.miners, share, self.env.seed)
+
+    async def clear_faults(self) -> None:
+        """Every miner back to normal."""
+        for miner in self.miners:
+            for fault in sorted(miner.faults):
+                await self.set_fault(miner, fault, False)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every miner as the control API lists it."""
+        return [miner.snapshot() for miner in self.miners]

@@ -1,0 +1,210 @@
+"""A miner's listening socket: framing, reply latency and faults; subclasses answer requests.
+
+One asyncio Protocol per connection and no task per request: replies are
+computed synchronously from the miner's lazy state and written at once or
+after the simulated latency (a loop timer), which keeps a thousand miners cheap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import SimMiner
+
+LOGGER = logging.getLogger(__name__)
+
+# A request larger than this closes the connection (no firmware takes more).
+MAX_REQUEST = 64 * 1024
+# Frame verdict: the request is too large or malformed beyond answering.
+CLOSE = -1
+SLOW_MIN_S = 2.0
+SILENT_CLIENT_S = 30.0
+SLOW_FACTOR = 10
+
+
+class MinerServer(ABC):
+    """One listening socket of one miner."""
+
+    # Serve further requests on the same connection after a reply (HTTP/1.1-like, v3).
+    keep_alive = False
+    # How long an incomplete request may wait for its next bytes before frame(eof=True).
+    idle_s = 30.0
+
+    def __init__(self, miner: SimMiner, host: str, port: int) -> None:
+        """Describe the socket; start() binds it."""
+        self.miner = miner
+        self.host = host
+        self.port = port
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def listening(self) -> bool:
+        """Whether the socket accepts connections."""
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Listen (port 0 picks a free one and records it)."""
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=256
+        )
+        if self.port == 0:
+            self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening and drop every open connection (clients then see a reset)."""
+        server, self._server = self._server, None
+        for connection in list(self.connections):
+            connection.abort()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    @abstractmethod
+    def frame(self, buffer: bytes, eof: bool) -> int | None:
+        """Size of the first complete request in buffer; None: need more; CLOSE: give up."""
+
+    @abstractmethod
+    def respond(self, request: bytes, peer: str) -> bytes | None:
+        """The reply bytes to one request (None: close without a reply)."""
+
+    def garbage(self) -> bytes:
+        """Random bytes that are no valid reply (the garbage fault)."""
+        rng = self.miner.env.rng
+        return b"\xff\xfe" + bytes(rng.getrandbits(8) for _ in range(rng.randint(30, 250)))
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with a TCP RST (SO_LINGER 0) rather than a FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: MinerServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.peer = ""
+        self.busy = False
+        self.eof = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else ""
+        if "reset" in self.server.miner.faults:
+            _reset(transport)
+            return
+        self.server.connections.add(self)
+        # A client that connects and never sends is dropped after a while.
+        self.timer = asyncio.get_running_loop().call_later(SILENT_CLIENT_S, self._idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self._cancel_timer()
+        self.transport = None
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            _reset(self.transport)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.busy and not self.server.keep_alive:
+            return
+        self.buffer += data
+        if len(self.buffer) > MAX_REQUEST:
+            self.abort()
+            return
+        self._next()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._next()
+        # Keep our side open: the reply may still be on its way (latency).
+        return True
+
+    def _next(self) -> None:
+        if self.busy or self.transport is None:
+            return
+        self._cancel_timer()
+        size = self.server.frame(bytes(self.buffer), self.eof) if self.buffer else None
+        if size == CLOSE:
+            self.abort()
+            return
+        if size is None:
+            if self.eof:
+                self.transport.close()
+            else:
+                loop = asyncio.get_running_loop()
+                self.timer = loop.call_later(self.server.idle_s, self._idle)
+            return
+        request = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        self._handle(request)
+
+    def _idle(self) -> None:
+        """No more bytes came: take what there is as the request (or close)."""
+        self.timer = None
+        self.eof = True
+        self._next()
+
+    def _handle(self, request: bytes) -> None:
+        assert self.transport is not None
+        miner = self.server.miner
+        self.busy = True
+        if "timeout" in miner.faults:
+            return  # accept, read, never answer
+        reply: bytes | None
+        garbage = "garbage" in miner.faults
+        if garbage:
+            reply = self.server.garbage()
+        else:
+            try:
+                reply = self.server.respond(request, self.peer)
+            except Exception:  # a bug must not take the simulator down; the client sees a close
+                LOGGER.exception("%r failed to answer %r", miner, request[:200])
+                reply = None
+        env = miner.env
+        delay = env.reply_delay_s()
+        if "slow" in miner.faults:
+            delay = max(SLOW_MIN_S, SLOW_FACTOR * env.latency_ms / 1000)
+        if delay > 0:
+            self.timer = asyncio.get_running_loop().call_later(delay, self._send, reply, garbage)
+        else:
+            self._send(reply, garbage)
+
+    def _send(self, reply: bytes | None, close: bool = False) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        if reply:
+            transport.write(reply)
+        if reply and self.server.keep_alive and not self.eof and not close:
+            self.busy = False
+            self._next()  # the next request, or an idle timer that closes the connection
+            return
+        transport.close()
