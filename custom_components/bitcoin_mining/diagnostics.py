@@ -53,6 +53,59 @@ async def async_get_config_entry_diagnostics(
             "last_update_success": site.last_update_success,
             "data": async_redact_data(_site_data(site.data), SECRETS) if site.data else None,
         },
+        "fleet": _fleet(entry),
+        "balancer": _balancer(entry),
+    }
+
+
+def _fleet(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
+    """Every miner: where, what, its last reading or error, its wear and lock."""
+    fleet = entry.runtime_data.fleet
+    data = fleet.data
+    miners = {}
+    for mac, view in (data.miners if data else {}).items():
+        record = fleet.store.cycles.get(mac)
+        miners[mac] = {
+            "address": view.address,
+            "identity": asdict(view.identity),
+            "status": async_redact_data(_plain(asdict(view.status)), SECRETS)
+            if view.status
+            else None,
+            "error": view.error,
+            "cycles": record.as_dict(),
+            "lock": fleet.store.locks.get(mac, "none"),
+        }
+    return {
+        "last_update_success": fleet.last_update_success,
+        "configured": len(fleet.addresses),
+        "unidentified": list(data.unidentified) if data else [],
+        "miners": miners,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so redaction reaches into them (it walks lists and dicts only)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _balancer(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
+    """The balancer's mode, targets, memory and last plan."""
+    balancer = entry.runtime_data.balancer
+    state = balancer.data
+    return {
+        "mode": state.mode,
+        "power_target_w": state.power_target_w,
+        "curtailment": asdict(state.curtailment) if state.curtailment else None,
+        "last_action": state.last_action,
+        "last_reason": state.last_reason,
+        "failures": list(state.failures),
+        "memory": asdict(balancer.memory),
+        "settings": asdict(balancer.settings),
+        "last_plan": asdict(state.last_plan) if state.last_plan else None,
     }
 
 

@@ -27,6 +27,8 @@ from custom_components.bitcoin_mining.const import (
     CONF_METER_UNIT_ID,
     CONF_MIN_OFF_S,
     CONF_MIN_ON_S,
+    CONF_MINER_PASSWORD,
+    CONF_MINER_USERNAME,
     CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
     CONF_OVERHEAD_KW,
@@ -49,9 +51,10 @@ from custom_components.bitcoin_mining.const import (
     PRESET_CUSTOM,
     PRESET_SEL735,
 )
+from simulator import Site
 from tests.support.modbus_meter import MeterServer, float32_high_first
 
-from .conftest import SUPPLY_ENTITY, set_supply
+from .conftest import SUPPLY_ENTITY, entry_for, set_supply
 
 
 def user_input(meter: MeterServer, **overrides: Any) -> dict[str, Any]:
@@ -411,3 +414,106 @@ async def test_reconfigure_moves_the_meter(
     finally:
         await hass.config_entries.async_unload(loaded_entry.entry_id)
         await moved.stop()
+
+
+async def _at_miners_step(hass: HomeAssistant, meter: MeterServer) -> str:
+    flow_id = await _at_supply_step(hass, meter)
+    result = await configure(hass, flow_id, SUPPLY_INPUT)
+    result = await configure(hass, flow_id, {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333})
+    assert result["step_id"] == "miners"
+    return flow_id
+
+
+@pytest.mark.usefixtures("supply_sensor")
+async def test_miners_step_errors_and_recovery(
+    hass: HomeAssistant, meter_server: MeterServer, simulated: Site, closed_port: int
+) -> None:
+    flow_id = await _at_miners_step(hass, meter_server)
+    for text, error, item in (
+        ("10.0.0.300", "invalid_address", "10.0.0.300"),
+        ("10.0.0.1 avalon", "unknown_family", "avalon"),
+        ("10.0.0.1\n10.0.0.1 antminer", "duplicate_address", "10.0.0.1"),
+        ("10.0.0.0/16", "too_many_addresses", "10.0.0.0/16"),
+    ):
+        result = await configure(hass, flow_id, {CONF_MINERS: text})
+        assert result["errors"] == {CONF_MINERS: error}, text
+        assert result["description_placeholders"] == {"item": item}
+    # Nobody answers on a closed port, whether the family is given or detected.
+    for line in (f"127.0.0.1:{closed_port} whatsminer", f"127.0.0.1:{closed_port}"):
+        result = await configure(hass, flow_id, {CONF_MINERS: line})
+        assert result["errors"] == {"base": "no_miner_answered"}, line
+
+    whatsminer = next(m for m in simulated.miners if m.family == "whatsminer")
+    antminer = next(m for m in simulated.miners if m.family == "antminer")
+    listed = f"{antminer.host}:{antminer.api_port} antminer"
+    result = await configure(
+        hass, flow_id, {CONF_MINERS: listed, CONF_MINER_USERNAME: "root", CONF_MINER_PASSWORD: "x"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+
+    # A detected miner and a dead one: one answering is enough (the other may be off).
+    text = f"{whatsminer.host}:{whatsminer.api_port}\n127.0.0.1:{closed_port} cgminer"
+    result = await configure(hass, flow_id, {CONF_MINERS: f" {text} "})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["options"][CONF_MINERS] == text
+    assert CONF_MINER_PASSWORD not in result["data"]
+    await hass.async_block_till_done()
+    entry = result["result"]
+    assert entry.state is ConfigEntryState.LOADED
+    assert len(entry.runtime_data.fleet.data.miners) == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_reauth_tries_the_new_login_before_saving_it(
+    hass: HomeAssistant, simulated: Site
+) -> None:
+    antminer = next(m for m in simulated.miners if m.family == "antminer")
+    entry = entry_for(simulated, **{CONF_MINERS: f"{antminer.host}:{antminer.api_port} antminer"})
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, data={**entry.data, CONF_MINER_USERNAME: "root", CONF_MINER_PASSWORD: "old"}
+    )
+    result = await entry.start_reauth_flow(hass)
+    assert result["step_id"] == "reauth_confirm"
+    result = await configure(
+        hass, result["flow_id"], {CONF_MINER_USERNAME: "root", CONF_MINER_PASSWORD: "wrong"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await configure(
+        hass, result["flow_id"], {CONF_MINER_USERNAME: "root", CONF_MINER_PASSWORD: "root"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.data[CONF_MINER_PASSWORD] == "root"
+    await hass.async_block_till_done()
+    if entry.state is ConfigEntryState.LOADED:
+        assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_options_refuse_a_bad_miner_list_and_keep_the_old_one(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    base = {
+        CONF_GRID_INTERVAL: 1,
+        CONF_FLEET_INTERVAL: 10,
+        CONF_UNDER_FREQUENCY: 49.5,
+        CONF_OVERHEAD_KW: 10,
+        CONF_MARGIN_KW: 5,
+        CONF_SUPPLY_STALE_S: 120,
+        CONF_MIN_ON_S: 600,
+        CONF_MIN_OFF_S: 300,
+        CONF_MAX_STARTS: 10,
+        CONF_RESTORE_HOLD_S: 300,
+    }
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], base | {CONF_MINERS: "10.0.0.1-5\n10.0.0.3 braiins"}
+    )
+    assert result["errors"] == {CONF_MINERS: "duplicate_address"}
+    assert result["description_placeholders"] == {"item": "10.0.0.3"}
+    assert CONF_MINERS not in loaded_entry.options or not loaded_entry.options[CONF_MINERS]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], base | {CONF_MINERS: "10.0.0.1-5 braiins\n"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert loaded_entry.options[CONF_MINERS] == "10.0.0.1-5 braiins"

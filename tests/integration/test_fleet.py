@@ -16,6 +16,7 @@ from custom_components.bitcoin_mining.const import (
     CONF_MINERS,
     DOMAIN,
 )
+from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from simulator import Site
 from simulator.miners import Fleet as SimFleet
 
@@ -176,3 +177,17 @@ async def test_miners_leaving_the_list_lose_their_devices(
     await hass.async_block_till_done()
     assert registry.async_get_device(identifiers={(DOMAIN, miner_key(gone))}) is None
     assert hass.states.get("sensor.test_site_miners_total").state == "5"
+
+
+async def test_diagnostics_show_every_miner_without_secrets(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    diagnostics = await async_get_config_entry_diagnostics(hass, site_entry)
+    miners = diagnostics["fleet"]["miners"]
+    assert set(miners) == {miner_key(m) for m in simulated.miners}
+    whatsminer = next(m for m in simulated.miners if m.family == "whatsminer")
+    shown = miners[whatsminer.mac]
+    assert shown["identity"]["family"] == "whatsminer"
+    assert shown["status"]["mining"] is True
+    assert shown["status"]["pools"][0]["user"] == "**REDACTED**"
+    assert diagnostics["balancer"]["mode"] == "off"

@@ -16,6 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.bitcoin_mining.const import (
     CONF_METER_HOST,
+    CONF_MINER_PASSWORD,
     CONF_POOL_HOST,
     CONF_PROBE_HOST,
     CONF_PROBE_PORT,
@@ -273,10 +274,13 @@ async def test_diagnostics_redact_public_hosts_and_secrets(
             CONF_POOL_HOST: "stratum.pool.example",
             CONF_PROBE_HOST: "8.8.8.8",
             CONF_PROBE_PORT: 53,
+            CONF_MINER_PASSWORD: "hunter2",
         },
     )
     diagnostics = await async_get_config_entry_diagnostics(hass, loaded_entry)
+    assert "hunter2" not in str(diagnostics)
     data = diagnostics["entry"]["data"]
+    assert data[CONF_MINER_PASSWORD] == "**REDACTED**"
     assert data[CONF_METER_HOST] == "127.0.0.1", "private addresses help debugging"
     assert data[CONF_POOL_HOST] == "**REDACTED**"
     assert data[CONF_PROBE_HOST] == "**REDACTED**"

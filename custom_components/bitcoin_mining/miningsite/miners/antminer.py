@@ -289,6 +289,10 @@ class AntminerDriver(MinerDriver):
             nominal_hashrate_ths=nominal,
         )
 
+    async def read_mining(self) -> bool:
+        """Whether the conf says awake: the fleet's cheap read-back after a command."""
+        return _work_mode(await self._read_conf()) != SLEEP_MODE
+
     async def stop_mining(self) -> None:
         """Sleep: write the conf back with `miner-mode` 1, remembering the mode to wake into."""
         conf = await self._current_conf()

@@ -98,7 +98,7 @@ class PoolConfig:
 
     url: str
     user: str
-    password: str = "x"
+    password: str = "x"  # noqa: S105 - what pools expect when they need no password
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,7 @@ class MinerDriver(ABC):
     async def switch_pool(self, index: int) -> None:
         """Make pool `index` (0-based, in the miner's list) the active one."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release sessions or tokens held on the miner (default: nothing)."""
 
     def _require_session(self) -> aiohttp.ClientSession:

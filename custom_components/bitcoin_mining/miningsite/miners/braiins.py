@@ -10,7 +10,9 @@ Pools are written with `PUT /pools` and a body shaped like what `GET /pools`
 returns: a list of pool groups, each `{"name", "pools": [...]}` where a pool is
 `{"url", "user", "password", "enabled"}`. A pool that already exists (when
 reordering for switch_pool) is sent with its `uid` and without `password`:
-the firmware keeps the stored password of that uid.
+the firmware keeps the stored password of that uid. Unverified on hardware:
+asic-rs writes the same groups with `PUT /pools/batch` (plus
+`load_balance_strategy`), and the real API may not honour `uid`.
 """
 
 from __future__ import annotations
@@ -190,6 +192,10 @@ class BraiinsDriver(MinerDriver):
         """Details, stats, hashboards, cooling and pools (errors now and then), together."""
         return await self._timed(self._read_status(), "status")
 
+    async def read_mining(self) -> bool:
+        """Whether details say normal (mining): the fleet's cheap read-back after a command."""
+        return await self._timed(self._read_mining(), "status")
+
     async def stop_mining(self) -> None:
         """Pause mining (`PUT /actions/pause`)."""
         await self._timed(self._action("pause"), "pause")
@@ -207,6 +213,16 @@ class BraiinsDriver(MinerDriver):
     async def switch_pool(self, index: int) -> None:
         """Move pool `index` (counted across groups, as read_status lists them) to the front."""
         await self._timed(self._switch_pool(index), "switch pool")
+
+    async def _read_mining(self) -> bool:
+        return self._mining(await self._get_object("/miner/details"))
+
+    def _mining(self, details: dict[str, Any]) -> bool:
+        """Whether details say normal (2); paused (3) and the rest are not mining."""
+        status = details.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise DeviceProtocolError(f"{self.endpoint} miner/details has no status")
+        return status == STATUS_NORMAL
 
     async def _identify(self) -> MinerIdentity:
         details = await self._get_object("/miner/details")
@@ -249,10 +265,7 @@ class BraiinsDriver(MinerDriver):
         details, stats, boards, cooling, pools = results[:5]
         if refresh_errors:
             self._errors, self._errors_at = _error_messages(results[5]), now
-        status = details.get("status")
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise DeviceProtocolError(f"{self.endpoint} miner/details has no status")
-        mining = status == STATUS_NORMAL
+        mining = self._mining(details)
 
         board_list = boards.get("hashboards")
         board_list = (

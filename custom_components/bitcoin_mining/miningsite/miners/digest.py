@@ -131,7 +131,7 @@ class DigestAuth:
         self._challenge: dict[str, str] | None = None
         self._nonce_count = 0
 
-    def authorization(self, method: str, uri: str) -> str:
+    def authorization(self, method: str, uri: str, cnonce: str | None = None) -> str:
         """The `Authorization` header answering the remembered challenge."""
         challenge = self._challenge
         if challenge is None:
@@ -153,7 +153,7 @@ class DigestAuth:
             raise UnsupportedError(f"digest qop {challenge['qop']} is not supported")
         self._nonce_count += 1
         nc = f"{self._nonce_count:08x}"
-        cnonce = secrets.token_hex(8)
+        cnonce = cnonce or secrets.token_hex(8)
         ha1 = digest(f"{self.username}:{realm}:{self.password}")
         if session_variant:
             ha1 = digest(f"{ha1}:{nonce}:{cnonce}")
@@ -176,13 +176,17 @@ class DigestAuth:
             fields.append(f'opaque="{_quote(challenge["opaque"])}"')
         return "Digest " + ", ".join(fields)
 
+    def remember(self, challenge: dict[str, str]) -> None:
+        """Answer this challenge from now on (nonce count restarts)."""
+        self._challenge = challenge
+        self._nonce_count = 0
+
     def _accept(self, reply: HttpReply, where: str) -> None:
         """Remember the challenge of a 401; one without a Digest challenge is refused."""
         for header in reply.challenges:
             challenge = parse_digest_challenge(header)
             if challenge is not None:
-                self._challenge = challenge
-                self._nonce_count = 0
+                self.remember(challenge)
                 return
         raise DeviceAuthError(f"{where} refused access without a digest challenge")
 

@@ -16,12 +16,13 @@ from enum import StrEnum
 import importlib
 import inspect
 import time
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 
 from ..exceptions import (
     CommandRejectedError,
+    DeviceProtocolError,
     DeviceTimeoutError,
     MiningSiteError,
     UnsupportedError,
@@ -34,6 +35,7 @@ from .base import (
     MinerEndpoint,
     MinerIdentity,
     MinerStatus,
+    normalize_mac,
 )
 from .models import SLEEP_POWER_W, estimate_power
 
@@ -123,7 +125,11 @@ class CommandResult(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CommandOutcome:
-    """One miner's command: result, the error if any, and the read-back that decided."""
+    """One miner's command: result, the error if any, and the read-back that decided.
+
+    `mining` is the state read back last; `status` the whole reading (None after a
+    quick read-back, or when no read-back succeeded).
+    """
 
     key: str
     result: CommandResult
@@ -131,11 +137,24 @@ class CommandOutcome:
     attempts: int = 1
     elapsed_s: float = 0.0
     status: MinerStatus | None = None
+    mining: bool | None = None
 
     @property
     def confirmed(self) -> bool:
         """Whether the read-back showed the requested state."""
         return self.result is CommandResult.CONFIRMED
+
+
+@runtime_checkable
+class QuickReadback(Protocol):
+    """A driver that can read its mining state alone, cheaper than a whole status.
+
+    Optional (not in the MinerDriver contract): Fleet.command(quick_readback=True)
+    confirms with it, so shedding 160 miners costs one small read each.
+    """
+
+    async def read_mining(self) -> bool:
+        """Whether the firmware says it is mining (as MinerStatus.mining)."""
 
 
 def fill_power(status: MinerStatus, model: str | None) -> MinerStatus:
@@ -148,6 +167,18 @@ def fill_power(status: MinerStatus, model: str | None) -> MinerStatus:
     if power is None:
         return status
     return replace(status, power_w=power, power_estimated=True)
+
+
+def _other_mac(known: str, seen: str) -> bool:
+    """Whether two MACs name different miners (an empty MAC names none)."""
+    return bool(known and seen) and normalize_mac(known) != normalize_mac(seen)
+
+
+def _driver_failure(key: str, err: Exception) -> MiningSiteError:
+    """A driver bug or an unforeseen reply, as a library error of that one miner."""
+    failure = DeviceProtocolError(f"{key}: the driver failed: {type(err).__name__}: {err}")
+    failure.__cause__ = err
+    return failure
 
 
 class Fleet:
@@ -238,6 +269,8 @@ class Fleet:
                     return DeviceTimeoutError(f"{key} did not answer within {timeout} s")
                 except MiningSiteError as err:
                     return err
+                except Exception as err:  # noqa: BLE001 - one driver's bug must not stop the fleet
+                    return _driver_failure(key, err)
 
         ordered = list(keys)
         results = await asyncio.gather(*(one(key) for key in ordered))
@@ -245,13 +278,13 @@ class Fleet:
 
     async def identify_all(self, *, refresh: bool = False) -> IdentifyReport:
         """Identify members not yet known (all with refresh), reporting MAC changes."""
+        # A snapshot: members added or removed meanwhile wait for the next call.
+        drivers = dict(self._drivers)
         pending = [
-            key
-            for key in self._drivers
-            if refresh or key not in self._identities or key in self._suspect
+            key for key in drivers if refresh or key not in self._identities or key in self._suspect
         ]
         results = await self._bounded(
-            pending, lambda key: self._drivers[key].identify(), self.concurrency
+            pending, lambda key: drivers[key].identify(), self.concurrency
         )
         identified: dict[str, MinerIdentity] = {}
         errors: dict[str, MiningSiteError] = {}
@@ -260,8 +293,10 @@ class Fleet:
             if isinstance(result, MiningSiteError):
                 errors[key] = result
                 continue
+            if self._drivers.get(key) is not drivers[key]:
+                continue  # removed or replaced while it was being identified
             previous = self._identities.get(key)
-            if previous is not None and previous.mac != result.mac:
+            if previous is not None and _other_mac(previous.mac, result.mac):
                 changed[key] = IdentityChange(key, previous, result, result.mac)
             identified[key] = result
             self._identities[key] = result
@@ -270,7 +305,7 @@ class Fleet:
 
     async def poll(self) -> dict[str, MinerStatus | MiningSiteError]:
         """Read every member's status; power filled in (estimated) where the firmware has none."""
-        drivers = self._drivers
+        drivers = dict(self._drivers)
         results = await self._bounded(
             drivers, lambda key: drivers[key].read_status(), self.concurrency
         )
@@ -281,7 +316,13 @@ class Fleet:
             identity = identities.get(key)
             if result.power_w is None:
                 results[key] = fill_power(result, identity.model if identity else None)
-            if identity is not None and result.mac is not None and result.mac != identity.mac:
+            if (
+                identity is not None
+                and result.mac is not None
+                and result.mac != identity.mac
+                and _other_mac(identity.mac, result.mac)
+                and self._drivers.get(key) is drivers[key]
+            ):
                 self._suspect[key] = result.mac
         return results
 
@@ -293,8 +334,15 @@ class Fleet:
             if key in self._identities
         }
 
-    async def command(self, keys: Iterable[str], action: Action) -> dict[str, CommandOutcome]:
-        """Stop or start these members, each confirmed by reading its state back."""
+    async def command(
+        self, keys: Iterable[str], action: Action, *, quick_readback: bool = False
+    ) -> dict[str, CommandOutcome]:
+        """Stop or start these members, each confirmed by reading its state back.
+
+        The read-back is a whole status (in the outcome), or with `quick_readback`
+        only the mining state where the driver can read it alone (QuickReadback):
+        one small request per miner, for shedding load in a hurry.
+        """
         if action not in ("stop", "start"):
             raise ValueError(f"action must be 'stop' or 'start', not {action!r}")
         wanted = action == "start"
@@ -304,7 +352,7 @@ class Fleet:
             raise KeyError(f"not fleet members: {', '.join(unknown)}")
         semaphore = asyncio.Semaphore(self.command_concurrency)
         outcomes = await asyncio.gather(
-            *(self._command_one(key, wanted, semaphore) for key in chosen)
+            *(self._command_one(key, wanted, semaphore, quick_readback) for key in chosen)
         )
         return {outcome.key: outcome for outcome in outcomes}
 
@@ -316,9 +364,24 @@ class Fleet:
                     return await call
             except TimeoutError as err:
                 raise DeviceTimeoutError(f"{key} did not answer within {self.timeout} s") from err
+            except MiningSiteError:
+                raise
+            except Exception as err:
+                # One driver's bug must not stop the fleet.
+                raise _driver_failure(key, err) from err
+
+    async def _read_back(
+        self, key: str, driver: MinerDriver, semaphore: asyncio.Semaphore, quick: bool
+    ) -> tuple[bool, MinerStatus | None]:
+        """The miner's mining state now, and its status unless read the quick way."""
+        if quick and isinstance(driver, QuickReadback):
+            return await self._call(semaphore, driver.read_mining(), key), None
+        status = await self._call(semaphore, driver.read_status(), key)
+        identity = self._identities.get(key)
+        return status.mining, fill_power(status, identity.model if identity else None)
 
     async def _command_one(
-        self, key: str, wanted: bool, semaphore: asyncio.Semaphore
+        self, key: str, wanted: bool, semaphore: asyncio.Semaphore, quick: bool
     ) -> CommandOutcome:
         driver = self._drivers[key]
         started = time.monotonic()
@@ -336,17 +399,16 @@ class Fleet:
             return CommandOutcome(
                 key, CommandResult.FAILED, err, attempts, time.monotonic() - started
             )
+        mining: bool | None = None
         status: MinerStatus | None = None
         last_error: MiningSiteError | None = rejected
         while True:
             try:
-                status = await self._call(semaphore, driver.read_status(), key)
+                mining, status = await self._read_back(key, driver, semaphore, quick)
             except MiningSiteError as err:
                 last_error = err
             else:
-                if status.mining is wanted:
-                    identity = self._identities.get(key)
-                    status = fill_power(status, identity.model if identity else None)
+                if mining is wanted:
                     return CommandOutcome(
                         key,
                         CommandResult.CONFIRMED,
@@ -354,6 +416,7 @@ class Fleet:
                         attempts,
                         time.monotonic() - started,
                         status,
+                        mining,
                     )
                 if rejected is not None:
                     # Refused, and not already where we wanted it: a plain failure.
@@ -364,6 +427,7 @@ class Fleet:
                         attempts,
                         time.monotonic() - started,
                         status,
+                        mining,
                     )
                 if attempts == 1:
                     # Drift: the miner is not where we put it. Send once more, at once.
@@ -377,8 +441,8 @@ class Fleet:
                 break
             await asyncio.sleep(self.confirm_interval)
         elapsed = time.monotonic() - started
-        if status is None and last_error is not None:
+        if mining is None and last_error is not None:
             return CommandOutcome(key, CommandResult.FAILED, last_error, attempts, elapsed)
         return CommandOutcome(
-            key, CommandResult.NOT_CONFIRMED, last_error, attempts, elapsed, status
+            key, CommandResult.NOT_CONFIRMED, last_error, attempts, elapsed, status, mining
         )

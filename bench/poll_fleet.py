@@ -1,0 +1,177 @@
+"""Wall and CPU time of one fleet poll (and one load shed) against the simulated site.
+
+Targets: 160 miners <= 1 s wall and <= 50 ms CPU per poll; 1000 miners <= 2 s wall;
+160 miners confirmed stopped well under 0.5 s. The simulator runs in a subprocess
+(its CPU is not counted) with 100 ms reply latency; CPU is this process's
+time.process_time over the poll, so it includes the HTTP client and socket work.
+
+Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/poll_fleet.py"
+Options: --sizes 160,1000  --latency-ms 100  --mix (simulator default)  --polls 5
+         --concurrency 64 (the fleet's default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+from pathlib import Path
+import socket
+import statistics
+import sys
+import time
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint  # noqa: E402
+from custom_components.bitcoin_mining.miningsite.miners.fleet import (  # noqa: E402
+    Fleet,
+    driver_for,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_site(
+    miners: int, latency_ms: float, mix: str | None
+) -> tuple[asyncio.subprocess.Process, list[dict[str, Any]]]:
+    """The simulator in its own process; returns it and its miner list."""
+    control = f"127.0.0.1:{free_port()}"
+    command = [
+        sys.executable,
+        "-m",
+        "simulator",
+        f"--miners={miners}",
+        "--base-port=0",
+        f"--latency-ms={latency_ms}",
+        "--meter=off",
+        f"--pool=127.0.0.1:{free_port()}",
+        f"--control={control}",
+        "--log-level=WARNING",
+    ]
+    if mix:
+        command.append(f"--mix={mix}")
+    process = await asyncio.create_subprocess_exec(*command, cwd=ROOT)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            if process.returncode is not None:
+                raise RuntimeError(f"the simulator exited with {process.returncode}")
+            try:
+                async with session.get(f"http://{control}/api/state") as response:
+                    state = await response.json()
+                if len(state.get("miners", [])) == miners:
+                    return process, state["miners"]
+            except (aiohttp.ClientError, ValueError):
+                pass
+            await asyncio.sleep(0.1)
+    process.terminate()
+    raise RuntimeError("the simulator did not come up")
+
+
+async def measure(
+    size: int, latency_ms: float, mix: str | None, polls: int, concurrency: int
+) -> None:
+    process, miners = await start_site(size, latency_ms, mix)
+    try:
+        # Home Assistant's shared session allows 4096 connections, 100 per host.
+        connector = aiohttp.TCPConnector(limit=4096, limit_per_host=100)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            fleet = Fleet(
+                {
+                    f"m{m['index']:04d}": driver_for(
+                        m["family"], MinerEndpoint(m["ip"], m["api_port"]), session=session
+                    )
+                    for m in miners
+                },
+                timeout=5,
+                concurrency=concurrency,
+            )
+            report = await fleet.identify_all()
+            await fleet.poll()  # logins, digest challenges, first connections
+            walls, cpus, errors = [], [], 0
+            for _ in range(polls):
+                gc.collect()
+                cpu, wall = time.process_time(), time.perf_counter()
+                results = await fleet.poll()
+                cpus.append(time.process_time() - cpu)
+                walls.append(time.perf_counter() - wall)
+                errors = sum(1 for r in results.values() if isinstance(r, Exception))
+            families = sorted({m["family"] for m in miners})
+            print(
+                f"{size} miners ({', '.join(families)}), latency {latency_ms:g} ms,"
+                f" poll concurrency {concurrency}:"
+            )
+            print(f"  identified {len(report.identified)}, identify errors {len(report.errors)}")
+            print(
+                f"  poll wall   median {statistics.median(walls) * 1000:6.0f} ms"
+                f"  max {max(walls) * 1000:6.0f} ms"
+            )
+            print(
+                f"  poll CPU    median {statistics.median(cpus) * 1000:6.1f} ms"
+                f"  max {max(cpus) * 1000:6.1f} ms"
+                f"  ({statistics.median(cpus) / size * 1e6:.0f} us per miner)"
+            )
+            print(f"  miners in error on the last poll: {errors}")
+
+            family_of = {f"m{m['index']:04d}": m["family"] for m in miners}
+            for quick in (False, True):
+                gc.collect()
+                cpu, wall = time.process_time(), time.perf_counter()
+                outcomes = await fleet.command(fleet.keys, "stop", quick_readback=quick)
+                shed_wall = time.perf_counter() - wall
+                shed_cpu = time.process_time() - cpu
+                confirmed = sum(1 for o in outcomes.values() if o.confirmed)
+                slowest = max(o.elapsed_s for o in outcomes.values())
+                print(
+                    f"  shed, {'quick' if quick else 'full status'} read-back:"
+                    f" {confirmed}/{size} confirmed stopped in {shed_wall * 1000:.0f} ms wall"
+                    f" (slowest miner {slowest * 1000:.0f} ms), {shed_cpu * 1000:.0f} ms CPU"
+                )
+                for family in families:
+                    times = [o.elapsed_s for k, o in outcomes.items() if family_of[k] == family]
+                    print(
+                        f"    {family:14s} confirmed in median"
+                        f" {statistics.median(times) * 1000:5.0f} ms"
+                    )
+                await fleet.command(fleet.keys, "start")
+            # One miner of each family alone: how many round trips its poll takes.
+            for family in families:
+                key = next(k for k, f in family_of.items() if f == family)
+                driver = fleet.driver(key)
+                started = time.perf_counter()
+                await driver.read_status()
+                alone = time.perf_counter() - started
+                print(
+                    f"    {family:14s} one read_status alone {alone * 1000:5.0f} ms"
+                    f" (~{alone * 1000 / latency_ms:.1f} round trips)"
+                    if latency_ms
+                    else f"    {family:14s} one read_status alone {alone * 1000:5.1f} ms"
+                )
+            await fleet.close()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="160,1000")
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--mix", default=None)
+    parser.add_argument("--polls", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    for size in (int(part) for part in args.sizes.split(",")):
+        asyncio.run(measure(size, args.latency_ms, args.mix, args.polls, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,540 @@
+"""The fleet fan-out over real test servers: fast, slow, garbage and dead miners together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+import contextlib
+import importlib.util
+import time
+
+import aiohttp
+import pytest
+
+from custom_components.bitcoin_mining.miningsite.exceptions import (
+    CommandRejectedError,
+    DeviceConnectionError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+    UnsupportedError,
+)
+from custom_components.bitcoin_mining.miningsite.miners import fleet as fleet_module
+from custom_components.bitcoin_mining.miningsite.miners.antminer import AntminerDriver
+from custom_components.bitcoin_mining.miningsite.miners.base import (
+    FAMILIES,
+    MinerDriver,
+    MinerEndpoint,
+    MinerIdentity,
+    MinerStatus,
+    PoolConfig,
+)
+from custom_components.bitcoin_mining.miningsite.miners.braiins import BraiinsDriver
+from custom_components.bitcoin_mining.miningsite.miners.fleet import (
+    CommandResult,
+    Fleet,
+    QuickReadback,
+    driver_for,
+    fill_power,
+)
+from custom_components.bitcoin_mining.miningsite.miners.models import SLEEP_POWER_W
+from tests.support.modbus_meter import free_port
+from tests.support.web_firmware import AntminerServer, BraiinsServer, set_mac
+
+
+@pytest.fixture
+async def session(loopback_network: None) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running(*servers: AntminerServer | BraiinsServer) -> AsyncIterator[None]:
+    started: list[AntminerServer | BraiinsServer] = []
+    try:
+        for server in servers:
+            await server.start()
+            started.append(server)
+        yield
+    finally:
+        await asyncio.gather(*(server.stop() for server in started))
+
+
+def antminer(server: AntminerServer, session: aiohttp.ClientSession) -> AntminerDriver:
+    return AntminerDriver(MinerEndpoint(server.host, server.port), session=session, timeout=2)
+
+
+def braiins(server: BraiinsServer, session: aiohttp.ClientSession) -> BraiinsDriver:
+    return BraiinsDriver(MinerEndpoint(server.host, server.port), session=session, timeout=2)
+
+
+def dead(session: aiohttp.ClientSession) -> AntminerDriver:
+    return AntminerDriver(MinerEndpoint("127.0.0.1", free_port()), session=session, timeout=2)
+
+
+async def test_poll_returns_statuses_and_errors_side_by_side(
+    session: aiohttp.ClientSession,
+) -> None:
+    fast_a, fast_b = AntminerServer(), BraiinsServer()
+    slow = AntminerServer(web_fault="silent")
+    garbage = AntminerServer()
+    async with running(fast_a, fast_b, slow, garbage):
+        slow.rpc_fault = "silent"
+        garbage.rpc_fault = "garbage"
+        fleet = Fleet(
+            {
+                "fast-a": antminer(fast_a, session),
+                "fast-b": braiins(fast_b, session),
+                "slow": antminer(slow, session),
+                "garbage": antminer(garbage, session),
+                "dead": dead(session),
+            },
+            timeout=0.5,
+        )
+        started = time.monotonic()
+        results = await fleet.poll()
+        elapsed = time.monotonic() - started
+    assert set(results) == {"fast-a", "fast-b", "slow", "garbage", "dead"}
+    status_a, status_b = results["fast-a"], results["fast-b"]
+    assert isinstance(status_a, MinerStatus)
+    assert isinstance(status_b, MinerStatus)
+    assert status_a.hashrate_ths == pytest.approx(110.567, abs=1e-3)
+    assert status_b.power_w == 3480
+    assert isinstance(results["slow"], DeviceTimeoutError)
+    assert "within 0.5 s" in str(results["slow"])
+    assert isinstance(results["garbage"], DeviceProtocolError)
+    assert isinstance(results["dead"], DeviceConnectionError)
+    # The slow miner costs its own timeout, not the others' time.
+    assert elapsed < 1.2
+
+
+async def test_concurrency_is_bounded(session: aiohttp.ClientSession) -> None:
+    servers = [AntminerServer(latency_s=0.1) for _ in range(4)]
+    async with running(*servers):
+        drivers = {f"m{i}": antminer(server, session) for i, server in enumerate(servers)}
+        serial = Fleet(drivers, concurrency=1, timeout=2)
+        await serial.poll()  # the first poll also gets the digest challenge
+        started = time.monotonic()
+        await serial.poll()
+        one_at_a_time = time.monotonic() - started
+        parallel = Fleet(drivers, concurrency=64, timeout=2)
+        started = time.monotonic()
+        results = await parallel.poll()
+        all_at_once = time.monotonic() - started
+    assert all(isinstance(result, MinerStatus) for result in results.values())
+    # Each poll of one miner waits 0.1 s for its replies (in parallel).
+    assert one_at_a_time >= 0.4
+    assert all_at_once < one_at_a_time / 2
+
+
+async def test_identities_are_cached(session: aiohttp.ClientSession) -> None:
+    first, second = AntminerServer(), AntminerServer()
+    async with running(first, second):
+        fleet = Fleet({"a": antminer(first, session), "b": antminer(second, session)})
+        report = await fleet.identify_all()
+        assert set(report.identified) == {"a", "b"}
+        assert report.errors == {}
+        assert report.changed == {}
+        again = await fleet.identify_all()
+        await fleet.poll()
+        await fleet.poll()
+        assert again.identified == {}
+        assert first.counts["get_system_info"] == second.counts["get_system_info"] == 1
+        refreshed = await fleet.identify_all(refresh=True)
+    assert set(refreshed.identified) == {"a", "b"}
+    assert refreshed.changed == {}
+    assert first.counts["get_system_info"] == 2
+    assert fleet.identities["a"].model == "Antminer S21"
+
+
+async def test_identify_errors_are_per_miner_and_retried(session: aiohttp.ClientSession) -> None:
+    good = AntminerServer()
+    async with running(good):
+        fleet = Fleet({"good": antminer(good, session), "dead": dead(session)}, timeout=1)
+        report = await fleet.identify_all()
+        assert set(report.identified) == {"good"}
+        assert isinstance(report.errors["dead"], DeviceConnectionError)
+        # An unidentified member is tried again next time; the known one is not.
+        report = await fleet.identify_all()
+    assert set(report.errors) == {"dead"}
+    assert good.counts["get_system_info"] == 1
+
+
+async def test_a_changed_mac_is_reported_on_refresh(session: aiohttp.ClientSession) -> None:
+    server = AntminerServer()
+    async with running(server):
+        fleet = Fleet({"rack1-slot4": antminer(server, session)})
+        await fleet.identify_all()
+        set_mac(server, "AA:BB:CC:00:11:22")
+        report = await fleet.identify_all(refresh=True)
+    change = report.changed["rack1-slot4"]
+    assert change.previous.mac == "02:55:97:22:3M:72"
+    assert change.current is not None
+    assert change.current.mac == "AA:BB:CC:00:11:22"
+    assert change.seen_mac == "AA:BB:CC:00:11:22"
+
+
+async def test_a_status_naming_another_mac_marks_the_member(
+    session: aiohttp.ClientSession,
+) -> None:
+    server, other = BraiinsServer(), BraiinsServer()
+    async with running(server, other):
+        fleet = Fleet({"swapped": braiins(server, session), "same": braiins(other, session)})
+        await fleet.identify_all()
+        set_mac(server, "02:00:00:00:00:99")
+        await fleet.poll()
+        assert fleet.suspect_keys == {"swapped"}
+        seen = fleet.identity_changes_seen()
+        assert seen["swapped"].seen_mac == "02:00:00:00:00:99"
+        assert seen["swapped"].previous.mac == "02:8F:77:EC:E7:E0"
+        # The next identify_all re-reads only the suspect member, and reports it.
+        details_before = other.counts["GET /miner/details"]
+        report = await fleet.identify_all()
+    assert set(report.identified) == {"swapped"}
+    assert set(report.changed) == {"swapped"}
+    assert other.counts["GET /miner/details"] == details_before
+    assert fleet.suspect_keys == frozenset()
+    assert fleet.identities["swapped"].mac == "02:00:00:00:00:99"
+
+
+async def test_stop_and_start_are_confirmed_by_reading_back(
+    session: aiohttp.ClientSession,
+) -> None:
+    ant, bos = AntminerServer(), BraiinsServer()
+    async with running(ant, bos):
+        fleet = Fleet({"ant": antminer(ant, session), "bos": braiins(bos, session)})
+        await fleet.identify_all()
+        outcomes = await fleet.command(["ant", "bos"], "stop")
+        assert ant.asleep
+        assert bos.paused
+        for outcome in outcomes.values():
+            assert outcome.result is CommandResult.CONFIRMED
+            assert outcome.confirmed
+            assert outcome.attempts == 1
+            assert outcome.mining is False
+            assert outcome.status is not None
+            assert outcome.status.mining is False
+        ant_status = outcomes["ant"].status
+        assert ant_status is not None
+        assert ant_status.power_w == SLEEP_POWER_W
+        outcomes = await fleet.command(["ant", "bos"], "start")
+    assert not ant.asleep
+    assert not bos.paused
+    assert all(outcome.confirmed and outcome.mining for outcome in outcomes.values())
+
+
+async def test_a_quick_read_back_reads_the_mining_state_alone(
+    session: aiohttp.ClientSession,
+) -> None:
+    ant, bos = AntminerServer(), BraiinsServer()
+    async with running(ant, bos):
+        fleet = Fleet({"ant": antminer(ant, session), "bos": braiins(bos, session)})
+        outcomes = await fleet.command(["ant", "bos"], "stop", quick_readback=True)
+        assert ant.asleep
+        assert bos.paused
+    for outcome in outcomes.values():
+        assert outcome.confirmed
+        assert outcome.mining is False
+        assert outcome.status is None
+    # Antminer: the conf; Braiins: details. No full status reads.
+    assert ant.counts["rpc:stats"] == 0
+    assert bos.counts["GET /miner/stats"] == 0
+
+
+class FullReadback(MinerDriver):
+    """An Antminer driver without the cheap read-back, as drivers of other families."""
+
+    family = "antminer"
+
+    def __init__(self, inner: AntminerDriver) -> None:
+        super().__init__(inner.endpoint, session=inner.session, timeout=inner.timeout)
+        self.inner = inner
+
+    async def identify(self) -> MinerIdentity:
+        return await self.inner.identify()
+
+    async def read_status(self) -> MinerStatus:
+        return await self.inner.read_status()
+
+    async def stop_mining(self) -> None:
+        await self.inner.stop_mining()
+
+    async def start_mining(self) -> None:
+        await self.inner.start_mining()
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
+        await self.inner.set_pools(pools)
+
+    async def switch_pool(self, index: int) -> None:
+        await self.inner.switch_pool(index)
+
+
+async def test_a_quick_read_back_falls_back_to_the_status(
+    session: aiohttp.ClientSession,
+) -> None:
+    server = AntminerServer()
+    async with running(server):
+        driver = FullReadback(antminer(server, session))
+        assert not isinstance(driver, QuickReadback)
+        fleet = Fleet({"ant": driver})
+        await fleet.identify_all()
+        outcome = (await fleet.command(["ant"], "stop", quick_readback=True))["ant"]
+    assert outcome.confirmed
+    assert outcome.mining is False
+    assert outcome.status is not None
+    assert outcome.status.mining is False
+    assert outcome.status.power_w == SLEEP_POWER_W
+    assert server.counts["rpc:stats"] == 1
+
+
+async def test_command_failures_are_reported_per_miner(session: aiohttp.ClientSession) -> None:
+    good, refusing = AntminerServer(), BraiinsServer()
+    async with running(good, refusing):
+        refusing.refuse_actions = True
+        fleet = Fleet(
+            {
+                "good": antminer(good, session),
+                "refusing": braiins(refusing, session),
+                "dead": dead(session),
+            },
+            timeout=1,
+        )
+        outcomes = await fleet.command(["good", "refusing", "dead"], "stop")
+    assert outcomes["good"].result is CommandResult.CONFIRMED
+    assert good.asleep
+    assert outcomes["refusing"].result is CommandResult.FAILED
+    assert isinstance(outcomes["refusing"].error, CommandRejectedError)
+    assert outcomes["dead"].result is CommandResult.FAILED
+    assert isinstance(outcomes["dead"].error, DeviceConnectionError)
+
+
+async def test_a_refused_command_already_in_effect_is_confirmed(
+    session: aiohttp.ClientSession,
+) -> None:
+    server = BraiinsServer()
+    async with running(server):
+        server.data["miner_details"]["status"] = 3
+        server.refuse_actions = True  # e.g. pausing a paused miner answers false
+        fleet = Fleet({"bos": braiins(server, session)})
+        outcome = (await fleet.command(["bos"], "stop"))["bos"]
+    assert outcome.result is CommandResult.CONFIRMED
+
+
+async def test_a_lost_command_is_sent_once_more(session: aiohttp.ClientSession) -> None:
+    server = AntminerServer()
+    async with running(server):
+        server.ignore_writes = 1
+        fleet = Fleet({"ant": antminer(server, session)}, confirm_timeout=1)
+        outcome = (await fleet.command(["ant"], "stop"))["ant"]
+    assert outcome.result is CommandResult.CONFIRMED
+    assert outcome.attempts == 2
+    assert server.counts["set_miner_conf"] == 2
+    assert server.asleep
+
+
+async def test_a_miner_that_never_follows_is_not_confirmed(
+    session: aiohttp.ClientSession,
+) -> None:
+    server = AntminerServer()
+    async with running(server):
+        server.ignore_writes = 100
+        fleet = Fleet(
+            {"ant": antminer(server, session)}, confirm_timeout=0.4, confirm_interval=0.05
+        )
+        started = time.monotonic()
+        outcome = (await fleet.command(["ant"], "stop"))["ant"]
+        elapsed = time.monotonic() - started
+    assert outcome.result is CommandResult.NOT_CONFIRMED
+    assert not outcome.confirmed
+    assert outcome.attempts == 2  # one retry, no more
+    assert server.counts["set_miner_conf"] == 2
+    assert outcome.mining is True
+    assert 0.3 <= elapsed < 1.5
+    assert server.counts["get_miner_conf"] >= 3  # read back until the deadline
+
+
+async def test_shedding_many_miners_is_fast(session: aiohttp.ClientSession) -> None:
+    servers: list[AntminerServer | BraiinsServer] = [
+        AntminerServer(latency_s=0.1) if i % 2 else BraiinsServer(latency_s=0.1) for i in range(30)
+    ]
+    async with running(*servers):
+        drivers: dict[str, MinerDriver] = {
+            f"m{i}": antminer(s, session) if isinstance(s, AntminerServer) else braiins(s, session)
+            for i, s in enumerate(servers)
+        }
+        fleet = Fleet(drivers, timeout=2)
+        await fleet.identify_all()
+        await fleet.poll()  # normal operation: the poll before the emergency
+        started = time.monotonic()
+        outcomes = await fleet.command(list(drivers), "stop", quick_readback=True)
+        elapsed = time.monotonic() - started
+    assert all(outcome.confirmed for outcome in outcomes.values())
+    assert all(s.asleep if isinstance(s, AntminerServer) else s.paused for s in servers)
+    # One round trip to command, one to read back, at 0.1 s each: ~0.25 s with a
+    # normal loop, ~0.5 s under the test harness' asyncio debug mode. One after
+    # the other, 30 miners would take 6 s.
+    assert elapsed < 1.0
+    assert all(outcome.attempts == 1 for outcome in outcomes.values())
+
+
+class BrokenDriver(FullReadback):
+    """A driver with a bug: every call raises something that is no library error."""
+
+    async def read_status(self) -> MinerStatus:
+        raise KeyError("STATS")
+
+    async def stop_mining(self) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'get'")
+
+
+async def test_a_driver_bug_stays_with_its_miner(session: aiohttp.ClientSession) -> None:
+    server = AntminerServer()
+    async with running(server):
+        fleet = Fleet(
+            {"good": antminer(server, session), "buggy": BrokenDriver(antminer(server, session))}
+        )
+        results = await fleet.poll()
+        outcomes = await fleet.command(["good", "buggy"], "stop")
+    assert isinstance(results["good"], MinerStatus)
+    assert isinstance(results["buggy"], DeviceProtocolError)
+    assert "buggy: the driver failed: KeyError" in str(results["buggy"])
+    assert outcomes["good"].confirmed
+    assert outcomes["buggy"].result is CommandResult.FAILED
+    assert "AttributeError" in str(outcomes["buggy"].error)
+
+
+async def test_a_member_removed_during_a_poll(session: aiohttp.ClientSession) -> None:
+    slow, other = AntminerServer(latency_s=0.2), AntminerServer()
+    async with running(slow, other):
+        fleet = Fleet({"slow": antminer(slow, session), "other": antminer(other, session)})
+        await fleet.identify_all()
+        poll = asyncio.create_task(fleet.poll())
+        await asyncio.sleep(0.05)
+        await fleet.remove("other")
+        results = await poll
+    # The poll that was running finishes with the members it started with.
+    assert set(results) == {"slow", "other"}
+    assert fleet.keys == ("slow",)
+    assert "other" not in fleet.identities
+
+
+async def test_command_arguments_are_checked(session: aiohttp.ClientSession) -> None:
+    fleet = Fleet({"a": dead(session)})
+    with pytest.raises(KeyError, match="nope"):
+        await fleet.command(["a", "nope"], "stop")
+    with pytest.raises(ValueError, match="'stop' or 'start'"):
+        await fleet.command(["a"], "reboot")  # type: ignore[arg-type]
+
+
+def test_fleet_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        Fleet(concurrency=0)
+    with pytest.raises(ValueError, match="positive"):
+        Fleet(timeout=0)
+
+
+async def test_membership(session: aiohttp.ClientSession) -> None:
+    server = AntminerServer()
+    async with running(server):
+        fleet = Fleet()
+        fleet.add("a", antminer(server, session))
+        await fleet.identify_all()
+        assert "a" in fleet.identities
+        fleet.add("a", antminer(server, session))  # a new driver: identity to re-read
+        assert "a" not in fleet.identities
+        fleet.add("b", dead(session))
+        assert fleet.keys == ("a", "b")
+        await fleet.remove("b")
+        assert fleet.keys == ("a",)
+        await fleet.close()
+
+
+def test_fill_power_estimates_only_what_is_missing() -> None:
+    measured = MinerStatus(mining=True, hashrate_ths=100, power_w=3000)
+    assert fill_power(measured, "Antminer S19 Pro") is measured
+    hashing = fill_power(MinerStatus(mining=True, hashrate_ths=55.0), "Antminer S19 Pro")
+    assert hashing.power_estimated
+    assert hashing.power_w == pytest.approx(3250 * 0.55)
+    asleep = fill_power(MinerStatus(mining=False), None)
+    assert (asleep.power_w, asleep.power_estimated) == (SLEEP_POWER_W, True)
+    unknown = MinerStatus(mining=True, hashrate_ths=55.0)
+    assert fill_power(unknown, "Mystery 9000") is unknown
+
+
+async def test_poll_fills_power_from_the_cached_model(session: aiohttp.ClientSession) -> None:
+    server = BraiinsServer()
+    async with running(server):
+        # Braiins reports power; pretend this build does not.
+        del server.data["miner_stats"]["power_stats"]
+        fleet = Fleet({"bos": braiins(server, session)})
+        before = await fleet.poll()
+        await fleet.identify_all()
+        after = await fleet.poll()
+    unidentified, identified = before["bos"], after["bos"]
+    assert isinstance(unidentified, MinerStatus)
+    assert isinstance(identified, MinerStatus)
+    assert unidentified.power_w is None  # no model known yet: no guess
+    assert identified.power_estimated
+    assert identified.power_w is not None
+    assert 3000 < identified.power_w < 4000  # an S21 Pro hashing a bit over nameplate
+
+
+def test_driver_factory_maps_families(session: aiohttp.ClientSession) -> None:
+    endpoint = MinerEndpoint("127.0.0.1", 4028)
+    ant = driver_for("antminer", endpoint, session=session, timeout=1.5)
+    assert isinstance(ant, AntminerDriver)
+    assert ant.timeout == 1.5
+    assert ant.session is session
+    assert isinstance(driver_for("braiins", endpoint, session=session), BraiinsDriver)
+    for family in FAMILIES:
+        if importlib.util.find_spec(f"{fleet_module.__package__}.{family}") is None:
+            # Drivers written separately may not exist yet.
+            with pytest.raises(UnsupportedError, match=f"no driver for the {family} family"):
+                driver_for(family, endpoint, session=session)
+            continue
+        driver = driver_for(family, endpoint, session=session)
+        assert driver.family == family
+        assert driver.endpoint == endpoint
+    with pytest.raises(UnsupportedError, match="unknown miner family 'avalon'"):
+        driver_for("avalon", endpoint)
+
+
+# -- across every family of the site simulator --
+
+
+async def test_a_simulated_site_across_families(session: aiohttp.ClientSession) -> None:
+    from simulator import Site, SiteConfig
+
+    mix = "antminer=2,braiins=2,whatsminer=1,whatsminer_v3=1,luxos=1,cgminer=1"
+    config = SiteConfig(
+        miners=16, mix=mix, base_port=0, latency_ms=0, meter=None, control=None, pool="127.0.0.1:0"
+    )
+    async with Site(config) as site:
+        miners = {f"{m.family}-{m.api_port}": m for m in site.miners}
+        fleet = Fleet(
+            {
+                key: driver_for(m.family, MinerEndpoint(m.host, m.api_port), session=session)
+                for key, m in miners.items()
+            },
+            timeout=2,
+        )
+        report = await fleet.identify_all()
+        for key, identity in report.identified.items():
+            assert identity.family == miners[key].family
+            # Generic cgminer reports no MAC; every other family must give the right one.
+            if identity.family != "cgminer":
+                assert identity.mac == miners[key].mac
+        assert {m.family for k, m in miners.items() if k in report.identified} >= {
+            "antminer",
+            "braiins",
+        }
+        statuses = await fleet.poll()
+        assert all(isinstance(status, MinerStatus) for status in statuses.values())
+        assert all(status.mining for status in statuses.values() if isinstance(status, MinerStatus))
+
+        outcomes = await fleet.command(list(miners), "stop")
+        assert {key for key, o in outcomes.items() if not o.confirmed} == set()
+        assert {m.state for m in miners.values()} == {"sleeping"}
+        outcomes = await fleet.command(list(miners), "start")
+        assert all(outcome.confirmed for outcome in outcomes.values())
+        assert {m.state for m in miners.values()} <= {"starting", "mining"}
+        await fleet.close()
