@@ -46,7 +46,7 @@ async def post_grid(request: web.Request) -> web.Response:
     site, body = request.app[SITE_KEY], await _body(request)
     if "frequency_hz" in body:
         # 0 Hz and absurd values are allowed on purpose: they test the integration's guards.
-        site.state.grid.frequency_hz = _number(body, "frequency_hz", 0, 1000)
+        site.state.grid.set_frequency(_number(body, "frequency_hz", 0, 1000))
     if "voltage_v" in body:
         site.state.grid.voltage_v = _number(body, "voltage_v", 1, 100000)
     return web.json_response(site.snapshot()["grid"])

@@ -332,6 +332,8 @@ class Site:
             "miners": self.fleet.snapshot() if self.fleet is not None else [],
             "grid": {
                 "frequency_hz": grid.frequency_hz,
+                "changed_at": grid.changed_at,
+                "first_read_at": grid.first_read_at,
                 "nominal_hz": grid.nominal_hz,
                 "voltage_v": grid.voltage_v,
                 "current_a": round(self.state.line_current_a(site_w), 2),

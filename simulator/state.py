@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import math
 import random
+import time
 
 
 @dataclass(slots=True)
@@ -18,6 +19,16 @@ class GridState:
     # Deterministic small noise (±0.02 Hz) so readings look alive.
     noise_hz: float = 0.02
     meter_offline: bool = False
+    # Wall-clock times of the last frequency change and of the meter's first read after it:
+    # what a benchmark of the reaction to a dip measures from.
+    changed_at: float | None = None
+    first_read_at: float | None = None
+
+    def set_frequency(self, hz: float) -> None:
+        """Change the frequency, noting when (the meter notes the first read after it)."""
+        self.frequency_hz = hz
+        self.changed_at = time.time()
+        self.first_read_at = None
 
 
 @dataclass(slots=True)
@@ -50,7 +61,9 @@ class SiteState:
         return mining_w + self.overhead_kw * 1000
 
     def measured_frequency_hz(self) -> float:
-        """The grid frequency with a little measurement noise."""
+        """The grid frequency with a little measurement noise (a meter read)."""
+        if self.grid.changed_at is not None and self.grid.first_read_at is None:
+            self.grid.first_read_at = time.time()
         return self.grid.frequency_hz + self._rng.uniform(-self.grid.noise_hz, self.grid.noise_hz)
 
     def line_current_a(self, site_power_w: float) -> float:

@@ -43,7 +43,7 @@ from .miningsite.allocation import (
 from .storage import SiteStore
 
 if TYPE_CHECKING:
-    from .coordinator import GridCoordinator, SiteCoordinator
+    from .coordinator import GridCoordinator, SiteCoordinator, SiteData
     from .fleet import Action, FleetCoordinator
 
 Mode = Literal["auto", "advisory", "off"]
@@ -137,6 +137,7 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         entry = self.config_entry
         entry.async_on_unload(self.grid.async_add_listener(self._grid_updated))
         entry.async_on_unload(self.fleet.async_add_listener(self._fleet_updated))
+        entry.async_on_unload(self.site.async_add_listener(self._site_updated))
 
     @callback
     def _grid_updated(self) -> None:
@@ -152,6 +153,16 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         """Re-plan on fresh fleet data (skipped while a run is under way)."""
         if not self._run_lock.locked():
             self._schedule("fleet_update")
+
+    @callback
+    def _site_updated(self) -> None:
+        """A supply that falls below what runs must not wait for the fleet poll."""
+        site: SiteData | None = self.site.data
+        if site is None or self._run_lock.locked():
+            return
+        running_w = sum(a.power_w for a in self.fleet.asic_states() if a.running)
+        if site.available_power_w is None or site.available_power_w < running_w:
+            self._schedule("supply_change")
 
     def _schedule(self, trigger: str) -> None:
         self.config_entry.async_create_background_task(

@@ -147,6 +147,37 @@ def _answers_for(schema: list[dict[str, Any]], answers: dict[str, Any]) -> dict[
     return body
 
 
+async def set_options(
+    session: aiohttp.ClientSession,
+    base: str,
+    headers: dict[str, str],
+    entry_id: str,
+    values: dict[str, Any],
+) -> None:
+    """Change an entry's options through its options flow, keeping the others."""
+    async with session.post(
+        f"{base}/api/config/config_entries/options/flow",
+        json={"handler": entry_id},
+        headers=headers,
+    ) as response:
+        form = await response.json()
+    answers = _answers_for(form["data_schema"], {})
+    for field in form["data_schema"]:
+        # The form suggests the current options; keep them.
+        suggested = (field.get("description") or {}).get("suggested_value")
+        if suggested is not None:
+            answers[field["name"]] = suggested
+    answers.update(values)
+    async with session.post(
+        f"{base}/api/config/config_entries/options/flow/{form['flow_id']}",
+        json=answers,
+        headers=headers,
+    ) as response:
+        result = await response.json()
+        if response.status >= 400 or result.get("type") != "create_entry":
+            raise BootstrapError(f"options of {entry_id} refused: {result}")
+
+
 async def entry_domains(
     session: aiohttp.ClientSession, base: str, headers: dict[str, str]
 ) -> set[str]:
@@ -178,6 +209,15 @@ async def wait_for_state(
     raise BootstrapError(
         f"{entity_id} has no value after {timeout:.0f} s (is the simulator publishing?)"
     )
+
+
+DEV_OPTIONS = {
+    "fleet_interval": 5,
+    "min_on_s": 30,
+    "min_off_s": 20,
+    "max_starts_per_batch": 40,
+    "restore_hold_s": 20,
+}
 
 
 async def simulated_miners(session: aiohttp.ClientSession, control: str) -> str:
@@ -235,7 +275,7 @@ async def main(args: argparse.Namespace) -> None:
         supply_entity = "sensor.simulated_supply_supply_power"
         await wait_for_state(session, base, headers, supply_entity, 30)
         if "bitcoin_mining" not in domains:
-            await run_flow(
+            result = await run_flow(
                 session,
                 base,
                 headers,
@@ -255,6 +295,8 @@ async def main(args: argparse.Namespace) -> None:
                     "miners": miners,
                 },
             )
+            # Shorter timings than a real site's, so a demo dip restores in about a minute.
+            await set_options(session, base, headers, result["result"]["entry_id"], DEV_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -580,6 +580,8 @@ class SimMiner:
             "pool": "" if self.active_pool is None else self.pools[self.active_pool].url,
             "cycles": self.cycles,
             "faults": sorted(self.faults),
+            # Wall-clock time of the last state change (benchmarks time reactions with it).
+            "state_since": round(time.time() - (now - self._since), 4),
         }
 
     def __repr__(self) -> str:

@@ -212,3 +212,14 @@ async def test_services_refuse_bad_targets(
     # Nothing changed on the way.
     assert auto_entry.runtime_data.balancer.data.power_target_w is None
     assert auto_entry.runtime_data.fleet.store.locks == {}
+
+
+async def test_a_supply_drop_sheds_without_waiting_for_the_fleet_poll(
+    hass: HomeAssistant, auto_entry: MockConfigEntry, simulated: Site
+) -> None:
+    # 10 kW leaves nothing for mining after overhead and margin: every miner must stop,
+    # from the supply sensor's change alone (the fleet poll is 10 s away).
+    set_supply(hass, 10)
+    await wait_until(lambda: all(m.state == "sleeping" for m in simulated.miners))
+    await wait_until(lambda: hass.states.get(LAST_ACTION).state == "did: stop 6")
+    assert hass.states.get(LAST_ACTION).attributes["reason"] == "over_budget"

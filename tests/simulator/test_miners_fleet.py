@@ -187,9 +187,13 @@ async def test_slow_fault(loopback_network: None) -> None:
 async def test_offline_fault_refuses_connections_and_comes_back(loopback_network: None) -> None:
     async with running_site("antminer", miners=2) as site:
         miner = site.miners[0]
+        before = time.time()
         state = await fault(site, {"fault": "offline", "miners": [key(miner)]})
         listed = state["miners"][0]
         assert (listed["state"], listed["power_w"], listed["faults"]) == ("offline", 0, ["offline"])
+        # The wall-clock time of the change, for benchmarks that time reactions.
+        assert before <= listed["state_since"] <= time.time()
+        assert state["miners"][1]["state_since"] < before
         assert miner.web_port is not None
         for port in (miner.api_port, miner.web_port):
             with pytest.raises(ConnectionRefusedError):

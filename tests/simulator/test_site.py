@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 import json
 import shutil
+import time
 
 import aiohttp
 from pymodbus.client import AsyncModbusTcpClient
@@ -79,6 +80,21 @@ async def test_meter_registers_follow_the_control_api(site: Site) -> None:
     assert power_w == 12000
     assert voltage == 400.0
     assert abs(3**0.5 * voltage * current * 0.98 - power_w) < 5
+
+
+async def test_the_meter_notes_its_first_read_after_a_frequency_change(site: Site) -> None:
+    before = time.time()
+    status, grid = await control(site, "POST", "/api/grid", {"frequency_hz": 49.1})
+    assert status == 200
+    assert isinstance(grid, dict)
+    assert grid["changed_at"] >= before
+    assert grid["first_read_at"] is None
+    await read_meter(site, 900)
+    first = site.state.grid.first_read_at
+    assert first is not None
+    assert first >= grid["changed_at"]
+    await read_meter(site, 900)
+    assert site.state.grid.first_read_at == first, "only the first read after the change"
 
 
 async def test_state_shape(site: Site) -> None:
