@@ -122,15 +122,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     await grid.async_refresh()
     await fleet.async_config_entry_first_refresh()
     await site.async_config_entry_first_refresh()
-    entry.runtime_data = BitcoinMiningData(grid=grid, site=site, fleet=fleet, balancer=balancer)
+    registry = dr.async_get(hass)
+    site_device = registry.async_get_or_create(
+        config_entry_id=entry.entry_id, **site_device_info(entry)
+    )
+    entry.runtime_data = BitcoinMiningData(
+        grid=grid, site=site, fleet=fleet, balancer=balancer, site_device_id=site_device.id
+    )
     entry.async_on_unload(store.async_save)
     grid.start()
     entry.async_on_unload(
         async_track_state_change_event(hass, supply.entity_ids, site.async_supply_changed)
     )
 
-    registry = dr.async_get(hass)
-    registry.async_get_or_create(config_entry_id=entry.entry_id, **site_device_info(entry))
     _remove_stale_devices(hass, entry, {i.mac for i in store.identities.values()})
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     balancer.attach()

@@ -11,16 +11,19 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from homeassistant import config_entries
-from homeassistant.helpers import service as service_helper
+from homeassistant.helpers import device_registry as dr, service as service_helper
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant, ServiceCall
 
 __all__ = [
     "HAS_OPTIONS_FLOW_WITH_RELOAD",
+    "HAS_VIA_DEVICE_ID",
     "BinarySensorDeviceClass",
     "OptionsFlowWithReload",
     "async_extract_entity_ids",
+    "async_get_device_by_identifier",
+    "set_parent_device",
     "vol",
 ]
 
@@ -69,3 +72,32 @@ async def async_extract_entity_ids(hass: HomeAssistant, call: ServiceCall) -> se
     if _EXTRACT_TAKES_HASS:
         return set(await extract(hass, call))
     return set(await extract(call))
+
+
+# 2026.8 names a parent device by its registry id (`via_device_id`); `via_device` (the
+# parent's identifier) warns from then on and stops working in 2027.8.
+HAS_VIA_DEVICE_ID: bool = "via_device_id" in dr.DeviceInfo.__annotations__
+
+
+def set_parent_device(
+    info: dr.DeviceInfo, parent_identifier: tuple[str, str], parent_id: str
+) -> None:
+    """Put a device under its parent the way this release wants it."""
+    writable: dict[str, Any] = info  # type: ignore[assignment]
+    if HAS_VIA_DEVICE_ID:
+        writable["via_device_id"] = parent_id
+    else:
+        writable["via_device"] = parent_identifier
+
+
+# 2026.8 made identifiers unique per config entry only: `async_get_device(identifiers=)`
+# is deprecated for `async_get_device_by_identifier(identifier, config_entry_id)`.
+def async_get_device_by_identifier(
+    hass: HomeAssistant, identifier: tuple[str, str], config_entry_id: str
+) -> dr.DeviceEntry | None:
+    """The device of a config entry with this identifier."""
+    registry: Any = dr.async_get(hass)
+    if hasattr(registry, "async_get_device_by_identifier"):
+        return registry.async_get_device_by_identifier(identifier, config_entry_id)  # type: ignore[no-any-return]
+    device: dr.DeviceEntry | None = registry.async_get_device(identifiers={identifier})
+    return device if device and config_entry_id in device.config_entries else None

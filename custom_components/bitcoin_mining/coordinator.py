@@ -249,6 +249,8 @@ class BitcoinMiningData:
     site: SiteCoordinator
     fleet: FleetCoordinator
     balancer: LoadBalancer
+    # The site device's registry id: the parent of every ASIC's device.
+    site_device_id: str
 
 
 type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

@@ -9,6 +9,7 @@ from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC, Device
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity, DataUpdateCoordinator
 
+from .compat import set_parent_device
 from .const import DOMAIN
 from .fleet import FleetCoordinator, MinerView
 from .miningsite.miners.base import MinerIdentity, is_mac
@@ -53,7 +54,9 @@ class SiteEntity[CoordinatorT: DataUpdateCoordinator[Any]](CoordinatorEntity[Coo
         self._attr_device_info = site_device_info(entry)
 
 
-def miner_device_info(entry: ConfigEntry, identity: MinerIdentity, address: str) -> DeviceInfo:
+def miner_device_info(
+    entry: ConfigEntry, identity: MinerIdentity, address: str, site_device_id: str
+) -> DeviceInfo:
     """One device per ASIC, under the site device, identified by its MAC (never its IP)."""
     info = DeviceInfo(
         identifiers={(DOMAIN, identity.mac)},
@@ -61,8 +64,8 @@ def miner_device_info(entry: ConfigEntry, identity: MinerIdentity, address: str)
         manufacturer=FAMILY_MANUFACTURERS.get(identity.family, "Unknown"),
         model=identity.model,
         sw_version=identity.firmware,
-        via_device=(DOMAIN, site_identifier(entry)),
     )
+    set_parent_device(info, (DOMAIN, site_identifier(entry)), site_device_id)
     if is_mac(identity.mac):
         info["connections"] = {(CONNECTION_NETWORK_MAC, identity.mac.lower())}
     if identity.serial:
@@ -85,8 +88,9 @@ class MinerEntity(CoordinatorEntity[FleetCoordinator]):
         self.entity_description = description
         view = coordinator.data.miners[mac]
         self._attr_unique_id = f"{mac}_{description.key}"
+        entry = coordinator.config_entry
         self._attr_device_info = miner_device_info(
-            coordinator.config_entry, view.identity, view.address
+            entry, view.identity, view.address, entry.runtime_data.site_device_id
         )
 
     @property

@@ -12,19 +12,26 @@ from typing import Literal
 import aiohttp
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
 from .const import (
     COMMAND_CONCURRENCY,
     CONF_FLEET_INTERVAL,
     DEFAULT_FLEET_INTERVAL,
+    DOMAIN,
     LOGGER,
     MINER_TIMEOUT_S,
     POLL_CONCURRENCY,
 )
 from .miningsite.addresses import MinerAddress
 from .miningsite.allocation import AsicState
-from .miningsite.exceptions import DeviceAuthError, MiningSiteError
+from .miningsite.exceptions import (
+    DeviceAuthError,
+    DeviceProtocolError,
+    MiningSiteError,
+    UnsupportedError,
+)
 from .miningsite.miners.base import (
     Credentials,
     Family,
@@ -41,6 +48,8 @@ Action = Literal["stop", "start"]
 # Efficiency assumed for a miner of a model we do not know (S19-class), so it sorts mid-pack.
 UNKNOWN_EFFICIENCY_J_PER_TH = 30.0
 UNKNOWN_POWER_W = 3250.0
+# Unreadable answers this many polls running mean the miner runs other firmware now.
+UNREADABLE_POLLS = 3
 # Key of a miner that reports no MAC: its configured address.
 ADDRESS_KEY_PREFIX = "address:"
 
@@ -145,6 +154,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         self.running_power_w: dict[str, float] = {}
         self.running_hashrate_ths: dict[str, float] = {}
         self._last_errors: dict[str, str] = {}
+        # Polls in a row on which a miner answered in a way its driver cannot read.
+        self._unreadable: dict[str, int] = {}
+        self.explicit = {str(address) for address, family in miners if family is not None}
 
     async def async_shutdown(self) -> None:
         """Close the drivers (sessions and tokens held on miners) when the site unloads."""
@@ -193,6 +205,19 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 change.seen_mac,
                 change.previous.mac,
             )
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                f"miner_replaced_{change.previous.mac}",
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="miner_replaced",
+                translation_placeholders={
+                    "address": address,
+                    "old": change.previous.mac,
+                    "new": change.seen_mac,
+                },
+            )
         for address, identity in report.identified.items():
             self._set_identity(address, identity)
 
@@ -207,6 +232,45 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         if self.store.identities.get(address) != identity:
             self.store.identities[address] = identity
             self.store.async_schedule_save()
+
+    async def _async_track_unreadable(
+        self, results: dict[str, MinerStatus | MiningSiteError]
+    ) -> None:
+        """A miner that keeps answering in another protocol runs other firmware now.
+
+        A detected family is detected again; a family the operator named gets a repair
+        issue, since only the operator can say what the miner is.
+        """
+        for address, result in results.items():
+            if not isinstance(result, DeviceProtocolError | UnsupportedError):
+                if self._unreadable.pop(address, 0) >= UNREADABLE_POLLS:
+                    ir.async_delete_issue(self.hass, DOMAIN, f"wrong_family_{address}")
+                continue
+            count = self._unreadable[address] = self._unreadable.get(address, 0) + 1
+            if count != UNREADABLE_POLLS:
+                continue
+            family = self.families.get(address)
+            if address in self.explicit:
+                ir.async_create_issue(
+                    self.hass,
+                    DOMAIN,
+                    f"wrong_family_{address}",
+                    is_fixable=False,
+                    severity=ir.IssueSeverity.WARNING,
+                    translation_key="wrong_family",
+                    translation_placeholders={
+                        "address": address,
+                        "family": str(family),
+                        "error": str(result),
+                    },
+                )
+            else:
+                LOGGER.warning(
+                    "Miner %s no longer reads as %s: detecting it again", address, family
+                )
+                self.families.pop(address, None)
+                self._unreadable.pop(address, None)
+                await self.fleet.remove(address)
 
     def _note_error(self, address: str, error: str) -> None:
         """Log a miner's problem once, not on every poll."""
@@ -223,6 +287,7 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         if any(a not in known for a in self.fleet.keys) or self.fleet.suspect_keys:
             await self._async_identify()
         results = await self.fleet.poll()
+        await self._async_track_unreadable(results)
         return self._fleet_data(results)
 
     def _fleet_data(self, results: dict[str, MinerStatus | MiningSiteError]) -> FleetData:

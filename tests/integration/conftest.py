@@ -9,10 +9,11 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.bitcoin_mining.compat import async_get_device_by_identifier
 from custom_components.bitcoin_mining.const import (
     CONF_FLEET_INTERVAL,
     CONF_GRID_INTERVAL,
@@ -208,6 +209,11 @@ def entry_for(site: Site, **options: object) -> MockConfigEntry:
             **options,
         },
     )
+
+
+def device_of(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> dr.DeviceEntry | None:
+    """A device of the site by its identifier (a MAC, or the site's slug)."""
+    return async_get_device_by_identifier(hass, (DOMAIN, key), entry.entry_id)
 
 
 def miner_key(miner: SimMiner) -> str:

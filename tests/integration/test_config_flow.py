@@ -416,19 +416,25 @@ async def test_reconfigure_moves_the_meter(
         await moved.stop()
 
 
-async def _at_miners_step(hass: HomeAssistant, meter: MeterServer) -> str:
+async def _at_miners_step(hass: HomeAssistant, meter: MeterServer, pool_port: int) -> str:
     flow_id = await _at_supply_step(hass, meter)
     result = await configure(hass, flow_id, SUPPLY_INPUT)
-    result = await configure(hass, flow_id, {CONF_POOL_HOST: "pool.example", CONF_POOL_PORT: 3333})
+    result = await configure(
+        hass, flow_id, {CONF_POOL_HOST: "127.0.0.1", CONF_POOL_PORT: pool_port}
+    )
     assert result["step_id"] == "miners"
     return flow_id
 
 
 @pytest.mark.usefixtures("supply_sensor")
 async def test_miners_step_errors_and_recovery(
-    hass: HomeAssistant, meter_server: MeterServer, simulated: Site, closed_port: int
+    hass: HomeAssistant,
+    meter_server: MeterServer,
+    simulated: Site,
+    closed_port: int,
+    pool_port: int,
 ) -> None:
-    flow_id = await _at_miners_step(hass, meter_server)
+    flow_id = await _at_miners_step(hass, meter_server, pool_port)
     for text, error, item in (
         ("10.0.0.300", "invalid_address", "10.0.0.300"),
         ("10.0.0.1 avalon", "unknown_family", "avalon"),

@@ -8,7 +8,7 @@ from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -20,7 +20,7 @@ from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_
 from simulator import Site
 from simulator.miners import Fleet as SimFleet
 
-from .conftest import entity_id, entry_for, miner_key, miners_text, set_supply
+from .conftest import device_of, entity_id, entry_for, miner_key, miners_text, set_supply
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ async def test_every_asic_is_a_device_with_a_switch_and_sensors(
         if (DOMAIN, "test_site") in d.identifiers
     ]
     for miner in simulated.miners:
-        device = registry.async_get_device(identifiers={(DOMAIN, miner_key(miner))})
+        device = device_of(hass, site_entry, miner_key(miner))
         assert device is not None, miner.family
         assert device.via_device_id == site_device.id
         assert device.model
@@ -166,16 +166,15 @@ async def test_a_refused_login_fails_the_command_and_asks_for_a_new_one(
 async def test_miners_leaving_the_list_lose_their_devices(
     hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
 ) -> None:
-    registry = dr.async_get(hass)
     gone = simulated.miners[-1]
-    assert registry.async_get_device(identifiers={(DOMAIN, miner_key(gone))}) is not None
+    assert device_of(hass, site_entry, miner_key(gone)) is not None
     kept = "\n".join(miners_text(simulated).splitlines()[:-1])
     hass.config_entries.async_update_entry(
         site_entry, options={**site_entry.options, CONF_MINERS: kept}
     )
     assert await hass.config_entries.async_reload(site_entry.entry_id)
     await hass.async_block_till_done()
-    assert registry.async_get_device(identifiers={(DOMAIN, miner_key(gone))}) is None
+    assert device_of(hass, site_entry, miner_key(gone)) is None
     assert hass.states.get("sensor.test_site_miners_total").state == "5"
 
 
@@ -191,3 +190,48 @@ async def test_diagnostics_show_every_miner_without_secrets(
     assert shown["status"]["mining"] is True
     assert shown["status"]["pools"][0]["user"] == "**REDACTED**"
     assert diagnostics["balancer"]["mode"] == "off"
+
+
+async def test_another_machine_at_an_address_gets_its_own_device_and_a_repair_issue(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    miner = next(m for m in simulated.miners if m.family == "whatsminer")
+    old_mac = miner.mac
+    switch = entity_id(hass, "switch", old_mac, "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    # The same address now answers with another MAC: a swapped miner.
+    miner.mac = "02:AA:BB:CC:DD:EE"
+    await refresh(hass, site_entry)
+    await refresh(hass, site_entry)
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"miner_replaced_{old_mac}")
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "address": f"{miner.host}:{miner.api_port}",
+        "old": old_mac,
+        "new": "02:AA:BB:CC:DD:EE",
+    }
+    assert device_of(hass, site_entry, "02:AA:BB:CC:DD:EE") is not None
+    # The old miner's wear is not lost, nor given to the new one.
+    assert site_entry.runtime_data.fleet.store.cycles.get(old_mac).cycles == 1
+    assert site_entry.runtime_data.fleet.store.cycles.get("02:AA:BB:CC:DD:EE").cycles == 0
+
+
+async def test_a_miner_that_speaks_another_protocol_gets_a_repair_issue(
+    hass: HomeAssistant, simulated: Site
+) -> None:
+    whatsminer = next(m for m in simulated.miners if m.family == "whatsminer")
+    address = f"{whatsminer.host}:{whatsminer.api_port}"
+    # Listed as Braiins, it answers in btminer's protocol.
+    entry = entry_for(simulated, **{CONF_MINERS: f"{address} braiins"})
+    set_supply(hass, 300)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.fleet.data.unidentified == (address,)
+    for _ in range(3):
+        await refresh(hass, entry)
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"wrong_family_{address}")
+    assert issue is not None
+    assert issue.translation_placeholders["family"] == "braiins"
+    assert entry.state is ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
