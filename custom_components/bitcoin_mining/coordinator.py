@@ -92,6 +92,11 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
         while True:
             started = loop.time()
             await self.async_refresh()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # pymodbus (3.11) turns a cancelled request into an I/O error and the
+                # coordinator logs it as a failed update: the unload must still end the loop.
+                raise asyncio.CancelledError
             await asyncio.sleep(max(self.interval - (loop.time() - started), 0.01))
 
     async def _async_update_data(self) -> GridData:

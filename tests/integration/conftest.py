@@ -87,6 +87,22 @@ async def pool_port(loopback_network: None) -> AsyncIterator[int]:
 
 
 @pytest.fixture
+async def silent_port(loopback_network: None) -> AsyncIterator[int]:
+    """A server that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield int(server.sockets[0].getsockname()[1])
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
 def closed_port() -> int:
     """A port nobody listens on."""
     return free_port()

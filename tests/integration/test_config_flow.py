@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
@@ -173,22 +171,6 @@ async def test_meter_down_then_up(hass: HomeAssistant, loopback_network: None) -
         assert result["step_id"] == "supply"
     finally:
         await meter.stop()
-
-
-@pytest.fixture
-async def silent_port(loopback_network: None) -> AsyncIterator[int]:
-    """A server that accepts connections and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1])
-    for writer in held:
-        writer.close()
-    server.close()
-    await server.wait_closed()
 
 
 async def test_meter_that_never_answers_times_out(

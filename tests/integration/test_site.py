@@ -15,6 +15,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.bitcoin_mining.const import (
+    CONF_GRID_INTERVAL,
     CONF_METER_HOST,
     CONF_MINER_PASSWORD,
     CONF_POOL_HOST,
@@ -29,7 +30,7 @@ from custom_components.bitcoin_mining.const import (
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from tests.support.modbus_meter import MeterServer
 
-from .conftest import set_supply, wait_for_state
+from .conftest import set_supply, site_data, wait_for_state
 
 FREQUENCY = "sensor.test_site_grid_frequency"
 UNDER_FREQUENCY = "binary_sensor.test_site_grid_under_frequency"
@@ -287,3 +288,25 @@ async def test_diagnostics_redact_public_hosts_and_secrets(
     assert diagnostics["grid"]["data"]["reading"]["frequency_hz"] == 50.0
     assert diagnostics["site"]["data"]["probes"]["upstream_pool"]["target"]["host"] == "127.0.0.1"
     assert diagnostics["site"]["data"]["available_power_w"] == 285000.0
+
+
+async def test_unload_ends_the_grid_loop_while_a_meter_read_is_in_flight(
+    hass: HomeAssistant, silent_port: int, pool_port: int
+) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Test site",
+        unique_id="test_site",
+        data=site_data("127.0.0.1", silent_port, pool_port),
+        options={CONF_GRID_INTERVAL: 0.25},
+    )
+    set_supply(hass, 300)
+    entry.add_to_hass(hass)
+    # A meter that never answers leaves the grid unavailable, not the site.
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert hass.states.get(FREQUENCY).state == STATE_UNAVAILABLE
+    await asyncio.sleep(0.3)  # the loop waits on the meter again
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert loop.time() - started < 1.5, "the unload waited for the grid loop"
