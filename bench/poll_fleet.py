@@ -7,15 +7,25 @@ time.process_time over the poll, so it includes the HTTP client and socket work.
 
 Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/poll_fleet.py"
 Options: --sizes 160,1000  --latency-ms 100  --mix (simulator default)  --polls 5
-         --concurrency 64 (the fleet's default)
+         --concurrency N (default: the fleet's DEFAULT_CONCURRENCY)
+         --profile [FILE]: cProfile the measured polls (which slows them: the wall and CPU
+           figures of a profiled run are not the real ones), print the top functions by own
+           time and save the pstats data to FILE (default /tmp/poll_fleet.pstats)
+         --skip-commands: measure polls only (no load shed, no one-miner timings)
+The CPU figure includes the kernel's TCP work, on loopback also the simulator's side
+of it (its receive path runs in the sending process's time): "in the kernel" says about
+how much (getrusage splits user and system time by sampling). Profiles count CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 from pathlib import Path
+import pstats
+import resource
 import socket
 import statistics
 import sys
@@ -29,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint  # noqa: E402
 from custom_components.bitcoin_mining.miningsite.miners.fleet import (  # noqa: E402
+    DEFAULT_CONCURRENCY,
     Fleet,
     driver_for,
 )
@@ -77,7 +88,13 @@ async def start_site(
 
 
 async def measure(
-    size: int, latency_ms: float, mix: str | None, polls: int, concurrency: int
+    size: int,
+    latency_ms: float,
+    mix: str | None,
+    polls: int,
+    concurrency: int,
+    profile: str | None = None,
+    skip_commands: bool = False,
 ) -> None:
     process, miners = await start_site(size, latency_ms, mix)
     try:
@@ -96,14 +113,25 @@ async def measure(
             )
             report = await fleet.identify_all()
             await fleet.poll()  # logins, digest challenges, first connections
-            walls, cpus, errors = [], [], 0
+            walls, cpus, kernel, errors = [], [], [], 0
+            # CPU time, not wall time: the simulator shares the cores.
+            profiler = cProfile.Profile(time.process_time) if profile else None
             for _ in range(polls):
                 gc.collect()
+                if profiler is not None:
+                    profiler.enable()
+                usage = resource.getrusage(resource.RUSAGE_SELF)
                 cpu, wall = time.process_time(), time.perf_counter()
                 results = await fleet.poll()
                 cpus.append(time.process_time() - cpu)
                 walls.append(time.perf_counter() - wall)
+                kernel.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage.ru_stime)
+                if profiler is not None:
+                    profiler.disable()
                 errors = sum(1 for r in results.values() if isinstance(r, Exception))
+                if errors:
+                    first = next(r for r in results.values() if isinstance(r, Exception))
+                    print(f"  {errors} errors, e.g. {type(first).__name__}: {first}")
             families = sorted({m["family"] for m in miners})
             print(
                 f"{size} miners ({', '.join(families)}), latency {latency_ms:g} ms,"
@@ -117,9 +145,18 @@ async def measure(
             print(
                 f"  poll CPU    median {statistics.median(cpus) * 1000:6.1f} ms"
                 f"  max {max(cpus) * 1000:6.1f} ms"
-                f"  ({statistics.median(cpus) / size * 1e6:.0f} us per miner)"
+                f"  ({statistics.median(cpus) / size * 1e6:.0f} us per miner,"
+                f" {statistics.median(kernel) * 1000:.1f} ms of it in the kernel)"
             )
             print(f"  miners in error on the last poll: {errors}")
+            if profiler is not None and profile is not None:
+                profiler.dump_stats(profile)
+                print(f"  profile of the {polls} polls (saved to {profile}):")
+                stats = pstats.Stats(profiler)
+                stats.sort_stats("tottime").print_stats(30)
+            if skip_commands:
+                await fleet.close()
+                return
 
             family_of = {f"m{m['index']:04d}": m["family"] for m in miners}
             for quick in (False, True):
@@ -167,10 +204,22 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--mix", default=None)
     parser.add_argument("--polls", type=int, default=5)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
+    parser.add_argument("--profile", nargs="?", const="/tmp/poll_fleet.pstats", default=None)
+    parser.add_argument("--skip-commands", action="store_true")
     args = parser.parse_args()
     for size in (int(part) for part in args.sizes.split(",")):
-        asyncio.run(measure(size, args.latency_ms, args.mix, args.polls, args.concurrency))
+        asyncio.run(
+            measure(
+                size,
+                args.latency_ms,
+                args.mix,
+                args.polls,
+                args.concurrency,
+                args.profile,
+                args.skip_commands,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -112,6 +112,11 @@ def discovery_messages() -> list[tuple[str, str]]:
                     "device_class": device_class,
                     "unit_of_measurement": unit,
                     "state_class": "measurement",
+                    # A real INA219 board reports every second: every report counts
+                    # (the integration treats a silent supply sensor as unknown), and
+                    # one that stops reporting becomes unavailable.
+                    "force_update": True,
+                    "expire_after": 30,
                     "device": device,
                 }
             ),

@@ -178,6 +178,21 @@ async def set_options(
             raise BootstrapError(f"options of {entry_id} refused: {result}")
 
 
+async def promote_http_config(session: aiohttp.ClientSession, base: str, token: str) -> None:
+    """Confirm the HTTP settings taken from configuration.yaml.
+
+    Home Assistant 2026.10 moves them into storage as a trial and, unless someone
+    confirms them within five minutes, reverts and restarts. Older releases have no
+    such command; an error answer (nothing pending) is fine too.
+    """
+    async with session.ws_connect(f"{base.replace('http', 'ws', 1)}/api/websocket") as ws:
+        await ws.receive_json()
+        await ws.send_json({"type": "auth", "access_token": token})
+        await ws.receive_json()
+        await ws.send_json({"id": 1, "type": "http/config/promote"})
+        await ws.receive_json()
+
+
 async def entry_domains(
     session: aiohttp.ClientSession, base: str, headers: dict[str, str]
 ) -> set[str]:
@@ -257,6 +272,7 @@ async def main(args: argparse.Namespace) -> None:
                 " run scripts/develop --fresh"
             )
         headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        await promote_http_config(session, base, token_file.read_text().strip())
         domains = await entry_domains(session, base, headers)
         if "mqtt" not in domains:
             await run_flow(

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import json
+import os
+from pathlib import Path
 import time
+import warnings
 
 import pytest
+import pytest_socket
 
 from custom_components.bitcoin_mining.miningsite.exceptions import (
     CommandRejectedError,
@@ -20,11 +25,19 @@ from custom_components.bitcoin_mining.miningsite.miners.base import (
     PoolConfig,
 )
 from custom_components.bitcoin_mining.miningsite.miners.cgminer import (
+    JOIN_RETRY_S,
     CgminerDriver,
     escape_parameter,
     hashrate_ths,
 )
+from custom_components.bitcoin_mining.miningsite.miners.rpc import (
+    MAX_REPLY,
+    decode_reply,
+    exchange_many,
+    rpc_exchange,
+)
 from tests.support.firmware_servers import (
+    CGMINER_JOINABLE,
     CgminerServer,
     Fault,
     load_fixtures,
@@ -35,10 +48,13 @@ from tests.support.modbus_meter import free_port
 
 pytestmark = pytest.mark.usefixtures("loopback_network")
 
+STATUS_JOIN = "summary+devs+pools+stats"
 
-@pytest.fixture
-async def server() -> AsyncIterator[CgminerServer]:
-    async with CgminerServer("antminer/v2020") as running:
+
+# Stock bmminer refuses `a+b` as an unknown command; cgminer >= 3.1 joins its reports.
+@pytest.fixture(params=[None, CGMINER_JOINABLE], ids=["joins-refused", "joins-accepted"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[CgminerServer]:
+    async with CgminerServer("antminer/v2020", joinable=request.param) as running:
         yield running
 
 
@@ -276,3 +292,173 @@ async def test_drives_the_simulated_cgminer() -> None:
         assert (await driver.read_status()).mining is True
         assert miner.state in ("starting", "mining")
         assert miner.cycles == 1
+
+
+# --- reads in one round trip ---------------------------------------------------------
+
+
+async def test_a_joining_firmware_is_read_with_one_request() -> None:
+    async with CgminerServer("antminer/v2020", joinable=CGMINER_JOINABLE) as server:
+        joined = await driver_for(server).read_status()
+        assert server.commands() == [STATUS_JOIN]
+    async with CgminerServer("antminer/v2020") as plain:
+        alone = await driver_for(plain).read_status()
+    assert joined == alone
+    assert joined.hashrate_ths == pytest.approx(110.56689)
+
+
+async def test_a_firmware_that_refuses_joins_is_asked_command_by_command() -> None:
+    async with CgminerServer("antminer/v2020") as server:
+        driver = driver_for(server)
+        await driver.read_status()
+        assert server.commands()[0] == STATUS_JOIN
+        assert sorted(server.commands()[1:]) == ["devs", "pools", "stats", "summary"]
+        server.requests.clear()
+        await driver.read_status()
+        assert sorted(server.commands()) == ["devs", "pools", "stats", "summary"]
+        # An hour on it is asked to join again (a firmware update may have brought joins).
+        refused_at = driver.reports.join_refused_at
+        assert refused_at is not None
+        driver.reports.join_refused_at = refused_at - JOIN_RETRY_S
+        server.requests.clear()
+        await driver.read_status()
+        assert server.commands()[0] == STATUS_JOIN
+
+
+async def test_a_report_refused_inside_a_join_is_asked_alone_from_then_on() -> None:
+    # cgminer answers a part it will not join "access denied" (45).
+    async with CgminerServer("antminer/v2020", joinable=CGMINER_JOINABLE - {"stats"}) as server:
+        driver = driver_for(server)
+        status = await driver.read_status()
+        assert server.commands() == [STATUS_JOIN, "stats"]
+        assert status.fan_rpm == (6000, 5880, 5040, 5040)  # stats, asked alone
+        server.requests.clear()
+        assert await driver.read_status() == status
+        assert sorted(server.commands()) == ["stats", "summary+devs+pools"]
+
+
+async def test_a_report_the_firmware_lacks_is_taken_from_the_join() -> None:
+    async with CgminerServer("antminer/v2020", joinable=CGMINER_JOINABLE) as server:
+        del server.replies["stats"]  # "Invalid command" inside the join: no need to ask alone
+        status = await driver_for(server).read_status()
+        assert server.commands() == [STATUS_JOIN]
+        assert status.fan_rpm == ()
+        assert status.hashrate_ths == pytest.approx(110.56689)
+
+
+async def test_a_mangled_joined_reply_counts_as_a_refusal(server: CgminerServer) -> None:
+    server.overrides[STATUS_JOIN] = {"STATUS": [{"STATUS": "S", "Code": 11}], "id": 1}
+    status = await driver_for(server).read_status()
+    assert status.hashrate_ths == pytest.approx(110.56689)
+    assert sorted(server.commands()[1:]) == ["devs", "pools", "stats", "summary"]
+
+
+async def test_a_read_takes_one_round_trip(server: CgminerServer) -> None:
+    driver = driver_for(server, timeout=2.0)
+    await driver.read_status()  # learns whether the firmware joins
+    server.latency = 0.25
+    started = time.monotonic()
+    await driver.read_status()
+    # One request after another would take four times the latency.
+    assert time.monotonic() - started < 0.45
+
+
+# --- the transport -------------------------------------------------------------------
+
+
+def request_of(command: str) -> bytes:
+    return json.dumps({"command": command}).encode()
+
+
+async def test_requests_sent_together_come_back_in_order(server: CgminerServer) -> None:
+    commands = ["version", "summary", "pools", "devs"]
+    raws = await exchange_many("127.0.0.1", server.port, [request_of(c) for c in commands], 1.0)
+    fixtures = load_fixtures("antminer/v2020")
+    assert [decode_reply(raw, "x") for raw in raws] == [fixtures[c] for c in commands]
+    assert sorted(server.commands()) == sorted(commands)
+    assert await exchange_many("127.0.0.1", server.port, [], 1.0) == []
+
+
+async def test_the_first_failure_ends_the_batch_at_once(server: CgminerServer) -> None:
+    server.faults |= {"summary": "reset", "pools": "silent"}
+    started = time.monotonic()
+    with pytest.raises(DeviceConnectionError, match=r"127\.0\.0\.1") as caught:
+        await exchange_many(
+            "127.0.0.1", server.port, [request_of("pools"), request_of("summary")], 2.0
+        )
+    assert not isinstance(caught.value, DeviceTimeoutError)
+    assert time.monotonic() - started < 1.0  # the silent one was not waited for
+
+
+async def test_a_reply_of_exactly_the_limit_is_taken() -> None:
+    reply = {"STATUS": [{"STATUS": "S"}], "pad": ""}
+    reply["pad"] = "x" * (MAX_REPLY - len(json.dumps(reply)) - 1)  # plus the NUL: MAX_REPLY
+    async with CgminerServer(None) as server:
+        server.overrides["big"] = reply
+        raw = await rpc_exchange("127.0.0.1", server.port, request_of("big"), 2.0)
+        assert len(raw) == MAX_REPLY
+        assert decode_reply(raw, "x") == reply
+        reply["pad"] += "x"
+        with pytest.raises(DeviceProtocolError, match=f"more than {MAX_REPLY} bytes"):
+            await rpc_exchange("127.0.0.1", server.port, request_of("big"), 2.0)
+
+
+async def test_a_host_name_is_resolved(server: CgminerServer) -> None:
+    raw = await rpc_exchange("localhost", server.port, request_of("version"), 1.0)
+    assert decode_reply(raw, "x") == load_fixtures("antminer/v2020")["version"]
+
+
+async def test_the_transport_honours_a_test_network_guard() -> None:
+    # connect() goes through pytest-socket's guard (connect_ex() would slip past it).
+    pytest_socket.socket_allow_hosts(["127.0.0.1"])
+    # pytest-socket >= 0.8 also warns about the attempt; that is not what is tested here.
+    with (
+        warnings.catch_warnings(action="ignore", category=UserWarning),
+        pytest.raises(pytest_socket.SocketConnectBlockedError),
+    ):
+        await rpc_exchange("127.0.1.7", 4028, request_of("version"), 1.0)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+async def test_every_socket_is_closed_whatever_the_outcome() -> None:
+    selector_map = asyncio.get_running_loop()._selector.get_map()  # type: ignore[attr-defined]
+    watched, descriptors = len(selector_map), open_descriptors()
+    async with CgminerServer("antminer/v2020") as server:
+        driver = driver_for(server, timeout=0.3)
+        await driver.read_status()
+        server.faults["summary"] = "reset"
+        with pytest.raises(DeviceConnectionError):
+            await driver.read_status()
+        server.faults = {"*": "silent"}
+        with pytest.raises(DeviceTimeoutError):
+            await driver.read_status()
+        task = asyncio.create_task(driver.read_status())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # The server is gone: whatever is still open or watched by the loop would be ours.
+    assert len(selector_map) == watched
+    assert open_descriptors() == descriptors
+
+
+async def test_every_device_is_switched_at_once(server: CgminerServer) -> None:
+    server.replies["devs"]["DEVS"] += [
+        dict(server.devs[0], ASC=number) for number in (1, 2)
+    ]  # three chains, as an S9
+    driver = driver_for(server, timeout=2.0)
+    server.latency = 0.25
+    started = time.monotonic()
+    await driver.stop_mining()
+    assert time.monotonic() - started < 0.7  # devs, then the three commands together
+    assert sorted(server.commands()[1:]) == ["ascdisable"] * 3
+    assert sorted(r["parameter"] for r in server.requests[1:]) == ["0", "1", "2"]
+    assert all(dev["Enabled"] == "N" for dev in server.devs)
+    assert await driver.read_mining() is False
+    await driver.start_mining()
+    assert await driver.read_mining() is True
+    assert (await driver.read_status()).mining is True

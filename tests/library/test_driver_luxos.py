@@ -16,16 +16,25 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     DeviceTimeoutError,
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint, PoolConfig
-from custom_components.bitcoin_mining.miningsite.miners.luxos import LuxosDriver
-from tests.support.firmware_servers import Fault, LuxosServer, load_fixtures, simulated_miner
+from custom_components.bitcoin_mining.miningsite.miners.luxos import EVENTS_MAX_AGE_S, LuxosDriver
+from tests.support.firmware_servers import (
+    CGMINER_JOINABLE,
+    Fault,
+    LuxosServer,
+    load_fixtures,
+    simulated_miner,
+)
 from tests.support.modbus_meter import free_port
 
 pytestmark = pytest.mark.usefixtures("loopback_network")
 
+READS = ["config+summary+pools+devs", "events", "fans", "power", "temps"]
 
-@pytest.fixture
-async def server() -> AsyncIterator[LuxosServer]:
-    async with LuxosServer() as running:
+
+# LUXminer joins cgminer's reports; the driver must also cope with a build that does not.
+@pytest.fixture(params=[CGMINER_JOINABLE, None], ids=["joins-accepted", "joins-refused"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[LuxosServer]:
+    async with LuxosServer(joinable=request.param) as running:
         yield running
 
 
@@ -246,3 +255,40 @@ async def test_drives_the_simulated_luxos() -> None:
         assert (await driver.read_status()).mining is True
         assert miner.state in ("starting", "mining")
         assert miner.cycles == 1
+
+
+async def test_a_read_is_one_round_trip_of_five_requests() -> None:
+    async with LuxosServer() as server:
+        driver = driver_for(server)
+        status = await driver.read_status()
+        assert sorted(server.commands()) == READS
+        server.latency = 0.25
+        server.requests.clear()
+        started = time.monotonic()
+        assert await driver.read_status() == status
+        assert time.monotonic() - started < 0.45
+        # The event log is not read again within the minute.
+        assert sorted(server.commands()) == [r for r in READS if r != "events"]
+
+
+async def test_events_are_read_at_most_once_a_minute(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    assert len((await driver.read_status()).errors) == 2
+    server.replies["events"]["EVENTS"] = []
+    assert len((await driver.read_status()).errors) == 2  # up to a minute old
+    cached = driver._events
+    assert cached is not None
+    driver._events = (cached[0] - EVENTS_MAX_AGE_S, cached[1])
+    assert (await driver.read_status()).errors == ()
+    assert server.commands().count("events") == 2
+
+
+async def test_the_quick_read_back_asks_config_alone(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    assert await driver.read_mining() is True
+    await driver.stop_mining()
+    server.requests.clear()
+    assert await driver.read_mining() is False
+    assert server.commands() == ["config"]
+    del server.config["CurtailMode"]  # then the hashrate decides, as in read_status()
+    assert await driver.read_mining() is True

@@ -28,16 +28,28 @@ from custom_components.bitcoin_mining.miningsite.miners.base import (
     PoolConfig,
 )
 from custom_components.bitcoin_mining.miningsite.miners.md5crypt import md5_crypt, md5_crypt_hash
-from custom_components.bitcoin_mining.miningsite.miners.whatsminer import WhatsminerDriver
-from tests.support.firmware_servers import Fault, WhatsminerServer, load_fixtures, simulated_miner
+from custom_components.bitcoin_mining.miningsite.miners.whatsminer import (
+    ERRORS_MAX_AGE_S,
+    WhatsminerDriver,
+)
+from tests.support.firmware_servers import (
+    WHATSMINER_JOINABLE,
+    Fault,
+    WhatsminerServer,
+    load_fixtures,
+    simulated_miner,
+)
 from tests.support.modbus_meter import free_port
 
 pytestmark = pytest.mark.usefixtures("loopback_network")
 
+READS = ["get_error_code", "status", "summary+devs+pools"]
 
-@pytest.fixture
-async def server() -> AsyncIterator[WhatsminerServer]:
-    async with WhatsminerServer("whatsminer/v2") as running:
+
+# Stock btminer is said to refuse `a+b`; a build that joins its cgminer reports is read too.
+@pytest.fixture(params=[None, WHATSMINER_JOINABLE], ids=["joins-refused", "joins-accepted"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[WhatsminerServer]:
+    async with WhatsminerServer("whatsminer/v2", joinable=request.param) as running:
         yield running
 
 
@@ -359,3 +371,44 @@ async def test_drives_the_simulated_whatsminer() -> None:
         assert (await driver.read_status()).mining is True
         assert miner.state in ("starting", "mining")
         assert miner.cycles == 1
+
+
+async def test_a_joining_btminer_is_read_in_one_round_trip() -> None:
+    async with WhatsminerServer("whatsminer/v2", joinable=WHATSMINER_JOINABLE) as server:
+        driver = driver_for(server)
+        joined = await driver.read_status()
+        assert sorted(server.commands()) == READS
+        server.latency = 0.25
+        started = time.monotonic()
+        assert await driver.read_status() == joined
+        assert time.monotonic() - started < 0.45  # status and the joined reports at once
+    async with WhatsminerServer("whatsminer/v2") as plain:
+        assert await driver_for(plain).read_status() == joined
+        # Refused once as a whole, the join is not asked for again.
+        assert sorted(plain.commands()) == sorted([*READS, "devs", "pools", "summary"])
+
+
+async def test_error_codes_are_read_at_most_once_a_minute(server: WhatsminerServer) -> None:
+    driver = driver_for(server)
+    assert (await driver.read_status()).errors == ()
+    server.replies["get_error_code"] = server.replies["get_error_code_with_errors"]
+    # Up to a minute old: the codes are not asked for on every poll.
+    assert (await driver.read_status()).errors == ()
+    assert server.commands().count("get_error_code") == 1
+    cached = driver._error_codes
+    assert cached is not None
+    driver._error_codes = (cached[0] - ERRORS_MAX_AGE_S, cached[1])
+    assert (await driver.read_status()).errors == ("218", "110")
+    assert server.commands().count("get_error_code") == 2
+
+
+async def test_the_quick_read_back_asks_status_alone(server: WhatsminerServer) -> None:
+    driver = driver_for(server)
+    assert await driver.read_mining() is True
+    await driver.stop_mining()
+    server.requests.clear()
+    assert await driver.read_mining() is False
+    assert server.commands() == ["status"]
+    # A build that refuses `status` is read whole, as read_status() decides.
+    server.overrides["status"] = {"STATUS": "E", "Code": 14, "Msg": "invalid cmd"}
+    assert await driver.read_mining() is True  # hashing, by summary

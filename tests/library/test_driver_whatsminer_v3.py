@@ -249,3 +249,63 @@ async def test_drives_the_simulated_whatsminer_v3() -> None:
         assert (await driver.read_status()).mining is True
         assert miner.state in ("starting", "mining")
         assert miner.cycles == 1
+
+
+async def test_a_read_is_one_round_trip_of_four_requests(server: WhatsminerV3Server) -> None:
+    driver = driver_for(server)
+    server.latency = 0.25
+    started = time.monotonic()
+    status = await driver.read_status()
+    assert time.monotonic() - started < 0.45
+    assert status.hashrate_ths == pytest.approx(171.2)
+    assert sorted(server.commands()) == ["get.device.info"] + ["get.miner.status"] * 3
+    assert sorted(str(request.get("param")) for request in server.requests) == [
+        "None",
+        "edevs",
+        "pools",
+        "summary",
+    ]
+
+
+async def test_a_refused_device_info_fails_the_read(server: WhatsminerV3Server) -> None:
+    server.overrides["get.device.info"] = {"code": -2, "msg": "invalid command"}
+    with pytest.raises(CommandRejectedError, match="get.device.info.*code -2"):
+        await driver_for(server).read_status()
+    server.overrides["get.device.info"] = {"code": -4, "msg": "permission denied"}
+    with pytest.raises(DeviceAuthError, match="code -4"):
+        await driver_for(server).read_status()
+    # A status report may be refused (service stopped), but not for want of access.
+    del server.overrides["get.device.info"]
+    server.overrides["get.miner.status"] = {"code": -4, "msg": "permission denied"}
+    with pytest.raises(DeviceAuthError, match=r"get\.miner\.status.*code -4"):
+        await driver_for(server).read_status()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "message"),
+    [
+        ("garbage", DeviceProtocolError, "not JSON"),
+        ("truncated", DeviceProtocolError, "mid-reply"),
+        ("close", DeviceProtocolError, "without a reply"),
+        ("oversized", DeviceProtocolError, "announced a reply of"),
+        ("reset", DeviceConnectionError, r"127\.0\.0\.1"),
+    ],
+)
+async def test_a_bad_status_report_fails_the_read(
+    server: WhatsminerV3Server, fault: Fault, error: type[Exception], message: str
+) -> None:
+    server.faults["get.miner.status"] = fault
+    with pytest.raises(error, match=message) as caught:
+        await driver_for(server).read_status()
+    assert f"127.0.0.1:{server.port}" in str(caught.value)
+
+
+async def test_the_quick_read_back_asks_device_info_alone(server: WhatsminerV3Server) -> None:
+    driver = driver_for(server)
+    assert await driver.read_mining() is True
+    await driver.stop_mining()
+    server.requests.clear()
+    assert await driver.read_mining() is False
+    assert server.commands() == ["get.device.info"]
+    del server.device_info["msg"]["miner"]["working"]  # then the hashrate decides
+    assert await driver.read_mining() is True

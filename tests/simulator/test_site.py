@@ -260,6 +260,8 @@ async def test_supply_sensors_over_a_real_broker(loopback_network: None) -> None
         power = json.loads(discovery["homeassistant/sensor/bitcoin_mining_sim_power_w/config"])
         assert power["device_class"] == "power"
         assert power["unit_of_measurement"] == "W"
+        # Every report counts, so a steady supply is never mistaken for a silent one.
+        assert (power["force_update"], power["expire_after"]) == (True, 30)
         await control(site, "POST", "/api/supply", {"power_kw": 250})
         values = await read_mqtt_messages("127.0.0.1", port, "bitcoin_mining_sim/supply/#", 3)
         assert float(values["bitcoin_mining_sim/supply/power_w"]) in (321000.0, 250000.0)

@@ -31,6 +31,12 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "miner-api"
 Fault = Literal["garbage", "truncated", "oversized", "reset", "silent", "close"]
 GARBAGE = b"\x89PNG\r\n\x1a\n\xff not a reply {{"
 OVERSIZED = 1024 * 1024
+# The reports cgminer's api.c lets a request join with "+" (API >= 3.1).
+CGMINER_JOINABLE = frozenset(
+    {"version", "config", "summary", "pools", "devs", "edevs", "stats", "estats", "devdetails"}
+)
+# A btminer build that joins is assumed to join its cgminer reports only (not `get_*`, `status`).
+WHATSMINER_JOINABLE = frozenset({"summary", "pools", "devs", "edevs"})
 
 # Whatsminer v2 tokens, computed with `openssl passwd -1` (not with our md5crypt):
 # key = hash part of md5-crypt(password, salt); sign = that of md5-crypt(key + time, newsalt).
@@ -124,6 +130,8 @@ class FirmwareServer:
         self.faults: dict[str, Fault] = {}
         # command name -> a scripted reply, answered instead of the normal one.
         self.overrides: dict[str, dict[str, Any]] = {}
+        # Seconds every reply waits (a miner across a slow network); connections are concurrent.
+        self.latency = 0.0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._stopping = asyncio.Event()
@@ -152,8 +160,12 @@ class FirmwareServer:
         await self.stop()
 
     def commands(self) -> list[str]:
-        """The command names received, in order."""
+        """The command names received, in order (a joined request as "a+b")."""
         return [self.command_of(request) for request in self.requests]
+
+    def fault_for(self, command: str) -> Fault | None:
+        """How to misbehave on a command, if at all."""
+        return self.faults.get(command, self.faults.get("*"))
 
     # --- per protocol -------------------------------------------------------
 
@@ -184,7 +196,9 @@ class FirmwareServer:
                 return
             self.requests.append(request)
             command = self.command_of(request)
-            fault = self.faults.get(command, self.faults.get("*"))
+            fault = self.fault_for(command)
+            if self.latency:
+                await asyncio.sleep(self.latency)
             if fault is None:
                 reply = self.overrides.get(command) or self.answer(request)
                 writer.write(self.frame(json.dumps(reply).encode()))
@@ -241,13 +255,21 @@ class CgminerServer(FirmwareServer):
         *,
         write_access: bool = True,
         command_key: str = "command",
+        joinable: frozenset[str] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
-        """Serve a fixture folder's replies (file stem = command, `cmd_param` with a parameter)."""
+        """Serve a fixture folder's replies (file stem = command, `cmd_param` with a parameter).
+
+        `joinable` None: a joined request `a+b` is an unknown command, as stock
+        bmminer answers. A set: joins are answered as cgminer's api.c does, each
+        part's reply in a list under its name; a part not in the set is refused
+        "access denied" (45), an unknown one "invalid command" (14).
+        """
         super().__init__(host)
         self.replies = copy.deepcopy(load_fixtures(folder)) if folder else {}
         self.write_access = write_access
         self.command_key = command_key
+        self.joinable = joinable
 
     async def read_request(self, reader: asyncio.StreamReader) -> Any:
         """Read until the bytes form a JSON request (cgminer reads once; loopback may split)."""
@@ -274,8 +296,39 @@ class CgminerServer(FirmwareServer):
         entry = {"STATUS": letter, "When": int(time.time()), "Code": code, "Msg": msg}
         return {"STATUS": [entry | {"Description": "test cgminer"}], **sections, "id": 1}
 
+    def fault_for(self, command: str) -> Fault | None:
+        """A fault on any part of a joined request hits the whole connection."""
+        if self.joinable is not None and "+" in command:
+            for part in command.split("+"):
+                fault = super().fault_for(part)
+                if fault is not None:
+                    return fault
+            return None
+        return super().fault_for(command)
+
     def answer(self, request: Any) -> dict[str, Any]:
-        """Reports from the fixtures; commands from the do_* methods."""
+        """Reports from the fixtures; commands from the do_* methods; joins if enabled."""
+        command = self.command_of(request)
+        if self.joinable is not None and "+" in command:
+            return self.joined(command)
+        return self.answer_one(request)
+
+    def joined(self, command: str) -> dict[str, Any]:
+        """`summary+pools`: each part's own reply in a list under its name, then "id"."""
+        reply: dict[str, Any] = {}
+        for part in command.split("+"):
+            known = part in self.replies or hasattr(self, f"do_{part}")
+            if self.joinable is not None and part in self.joinable and known:
+                answer = self.overrides.get(part) or self.answer_one({self.command_key: part})
+            elif known:
+                answer = self.status("E", 45, f"Access denied to '{part}' command")
+            else:
+                answer = self.status("E", 14, "Invalid command")
+            reply[part] = [answer]
+        return reply | {"id": 1}
+
+    def answer_one(self, request: Any) -> dict[str, Any]:
+        """The reply to one command."""
         command = self.command_of(request)
         parameter = request.get("parameter")
         if command in self.PRIVILEGED and not self.write_access:
@@ -383,9 +436,15 @@ class CgminerServer(FirmwareServer):
 class LuxosServer(CgminerServer):
     """LuxOS: the cgminer API plus one-at-a-time sessions and curtail."""
 
-    def __init__(self, *, refuse_logon: bool = False, host: str = "127.0.0.1") -> None:
-        """Serve luxminer/v1; no session is open."""
-        super().__init__("luxminer/v1", host=host)
+    def __init__(
+        self,
+        *,
+        refuse_logon: bool = False,
+        joinable: frozenset[str] | None = CGMINER_JOINABLE,
+        host: str = "127.0.0.1",
+    ) -> None:
+        """Serve luxminer/v1 (LUXminer joins cgminer's reports); no session is open."""
+        super().__init__("luxminer/v1", joinable=joinable, host=host)
         self.session: str | None = None
         self.refuse_logon = refuse_logon
         self.sessions_opened = 0
@@ -440,10 +499,11 @@ class WhatsminerServer(CgminerServer):
         *,
         password: str = "admin",  # noqa: S107 - the factory default the driver assumes
         write_access: bool = True,
+        joinable: frozenset[str] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
-        """Serve a fixture folder; privileged commands need `password`."""
-        super().__init__(folder, command_key="cmd", host=host)
+        """Serve a fixture folder; privileged commands need `password`; joins refused by default."""
+        super().__init__(folder, command_key="cmd", joinable=joinable, host=host)
         if password not in WHATSMINER_TOKENS[0]:
             raise ValueError(f"no precomputed md5-crypt values for password {password!r}")
         self.password = password

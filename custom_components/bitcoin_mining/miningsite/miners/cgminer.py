@@ -8,6 +8,10 @@ miners by MAC, never by IP. The driver looks for one in `summary`, `config`,
 `version` and `stats` (some forks put it there); for a miner that reports none
 the identity's `mac` is empty and the caller keys it by its address instead.
 Power: cgminer reports none, so `power_w` stays None (the fleet estimates it).
+
+Reads: a status is `summary+devs+pools+stats`, one request where the firmware
+joins report commands (cgminer API >= 3.1), else one request each, all at once
+(see ReportReader); every value is fresh on every poll.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from collections.abc import Iterable, Sequence
 import json
 import math
 import re
+import time
 from typing import Any, ClassVar
 
 from ..exceptions import (
     CommandRejectedError,
     DeviceAuthError,
     DeviceProtocolError,
+    MiningSiteError,
 )
 from .base import (
     Family,
@@ -33,17 +39,25 @@ from .base import (
     is_mac,
     normalize_mac,
 )
-from .rpc import decode_reply, rpc_exchange, section
+from .rpc import decode_reply, exchange_many, rpc_exchange, section
 
 API_PORT = 4028
 # cgminer STATUS code 45: "Access denied to '...' command" (no --api-allow W: for us).
 ACCESS_DENIED = 45
 MAX_POOLS = 3
+# The report commands cgminer's api.c marks joinable: `summary+pools` (API >= 3.1).
+JOINABLE = frozenset(
+    {"version", "config", "summary", "pools", "devs", "edevs", "stats", "estats", "devdetails"}
+)
+# A firmware that refused a join as a whole is asked to join again after this long
+# (a firmware update may have brought joins; the retry costs one round trip).
+JOIN_RETRY_S = 3600.0
 
 # Hashrate fields, most useful first: a short window follows sleep and wake quickly;
 # "av" (since the mining process started) is the last resort.
 _WINDOWS = ("1m", "5m", "5s", "15m", "30m", "av")
 _UNITS = (("THS", 1.0), ("GHS", 1e-3), ("MHS", 1e-6), ("KHS", 1e-9))
+_HASHRATE_KEYS = tuple((f"{unit} {window}", scale) for window in _WINDOWS for unit, scale in _UNITS)
 _RATE_UNITS = {"TH": 1.0, "GH": 1e-3, "MH": 1e-6}
 _DEVICE_KINDS = ("ASC", "PGA", "GPU")
 _MAC_KEYS = ("MAC", "MACAddr", "mac", "macaddr", "MAC Address")
@@ -195,15 +209,152 @@ class CgminerRpc:
         except CommandRejectedError:
             return None
 
+    def encode(self, command: str, parameter: str | None = None) -> bytes:
+        """The JSON request of a command."""
+        request: dict[str, Any] = {self.command_key: command}
+        if parameter is not None:
+            request["parameter"] = parameter
+        return json.dumps(request).encode()
+
+    async def call_all(self, commands: Sequence[tuple[str, str | None]]) -> list[dict[str, Any]]:
+        """Send (command, parameter) pairs at once; their replies, or the first refusal raised."""
+        requests = [self.encode(command, parameter) for command, parameter in commands]
+        raws = await exchange_many(self.host, self.port, requests, self.timeout)
+        return [
+            check_status(decode_reply(raw, self.where), self.where, command, self.auth_codes)
+            for (command, _), raw in zip(commands, raws, strict=True)
+        ]
+
+    async def exchange(self, commands: Sequence[str]) -> list[bytes]:
+        """Send commands (no parameters) at once, one connection each; the raw replies."""
+        requests = [self.encode(command) for command in commands]
+        return await exchange_many(self.host, self.port, requests, self.timeout)
+
+    def checked(self, reply: dict[str, Any], command: str) -> dict[str, Any] | MiningSiteError:
+        """The reply if its STATUS is a success, else the refusal (as a value, not raised)."""
+        try:
+            return check_status(reply, self.where, command, self.auth_codes)
+        except (CommandRejectedError, DeviceAuthError) as err:
+            return err
+
+
+class Reports:
+    """The replies of one read: each command's status-checked reply, or its refusal."""
+
+    def __init__(self) -> None:
+        """No replies yet."""
+        self.replies: dict[str, dict[str, Any] | MiningSiteError] = {}
+
+    def required(self, command: str) -> dict[str, Any]:
+        """A reply the read cannot do without: a refusal is raised (as call() would)."""
+        reply = self.replies[command]
+        if isinstance(reply, MiningSiteError):
+            raise reply
+        return reply
+
+    def optional(self, command: str) -> dict[str, Any] | None:
+        """A reply this firmware may refuse: None then (as CgminerRpc.optional())."""
+        reply = self.replies.get(command)
+        if isinstance(reply, CommandRejectedError):
+            return None
+        if isinstance(reply, MiningSiteError):
+            raise reply
+        return reply
+
+
+def _joined_part(joined: dict[str, Any], command: str) -> dict[str, Any] | None:
+    """One command's reply inside a joined reply: `{"summary": [{STATUS..., SUMMARY...}]}`."""
+    part = joined.get(command)
+    if isinstance(part, list) and part and isinstance(part[0], dict):
+        return part[0]
+    return None
+
+
+class ReportReader:
+    """Reads report commands in as few requests as the firmware allows, all sent at once.
+
+    Commands in JOINABLE go as one `a+b+c` request, the others one request each,
+    concurrently: a read costs one round trip. A firmware that refuses the join
+    as a whole (stock bmminer answers "Invalid command"; a mangled reply counts
+    too) is asked one command per request at once, and not asked to join for
+    JOIN_RETRY_S. A command refused with "access denied" inside a join (how
+    cgminer answers a report it will not join) or missing from the joined reply
+    is asked alone, now and from then on. Other refusals inside a join are taken
+    as the answer: the command alone would be refused the same way.
+    """
+
+    def __init__(self) -> None:
+        """Nothing known about the firmware yet: try joining."""
+        self.join_refused_at: float | None = None
+        self.unjoinable: set[str] = set()
+
+    def _joinable(self, commands: Sequence[str]) -> list[str]:
+        """The commands to join this time (none if fewer than two)."""
+        refused = self.join_refused_at
+        if refused is not None and time.monotonic() - refused < JOIN_RETRY_S:
+            return []
+        joined = [c for c in commands if c in JOINABLE and c not in self.unjoinable]
+        return joined if len(joined) > 1 else []
+
+    async def read(self, rpc: CgminerRpc, commands: Sequence[str]) -> Reports:
+        """Every command's status-checked reply or refusal; transport errors are raised."""
+        joined = self._joinable(commands)
+        alone = [command for command in commands if command not in joined]
+        raws = await rpc.exchange([*alone, "+".join(joined)] if joined else alone)
+        reports = Reports()
+        for command, raw in zip(alone, raws[: len(alone)], strict=True):
+            reports.replies[command] = rpc.checked(decode_reply(raw, rpc.where), command)
+        if joined:
+            again = self._split(rpc, joined, raws[-1], reports)
+            if again:
+                for command, raw in zip(again, await rpc.exchange(again), strict=True):
+                    reports.replies[command] = rpc.checked(decode_reply(raw, rpc.where), command)
+        return reports
+
+    def _split(
+        self, rpc: CgminerRpc, joined: Sequence[str], raw: bytes, reports: Reports
+    ) -> list[str]:
+        """File the parts of a joined reply; the commands to ask alone."""
+        try:
+            reply = decode_reply(raw, rpc.where)
+        except DeviceProtocolError:
+            reply = {}
+        parts = {command: _joined_part(reply, command) for command in joined}
+        if all(part is None for part in parts.values()):
+            self.join_refused_at = time.monotonic()
+            return list(joined)
+        self.join_refused_at = None
+        again = []
+        for command, part in parts.items():
+            if part is None or status_code(part) == ACCESS_DENIED:
+                self.unjoinable.add(command)
+                again.append(command)
+            else:
+                reports.replies[command] = rpc.checked(part, command)
+        return again
+
+
+class ReadsReports:
+    """A driver mixin: the ReportReader of this miner, created on first use."""
+
+    _reports: ReportReader | None = None
+
+    @property
+    def reports(self) -> ReportReader:
+        """What this miner's firmware joins (learned by the first reads)."""
+        if self._reports is None:
+            self._reports = ReportReader()
+        return self._reports
+
 
 # --- readings -----------------------------------------------------------------
 
 
 def hashrate_ths(entry: dict[str, Any]) -> float | None:
     """Hashrate of a SUMMARY or DEVS entry in TH/s, whatever unit the firmware used."""
-    for window in _WINDOWS:
-        for unit, scale in _UNITS:
-            value = number(entry.get(f"{unit} {window}"))
+    for key, scale in _HASHRATE_KEYS:
+        if key in entry:
+            value = number(entry[key])
             if value is not None:
                 return value * scale
     return None
@@ -244,14 +395,17 @@ def mac_in(entries: Iterable[dict[str, Any]]) -> str | None:
     return None
 
 
-def _numbered(entry: dict[str, Any], pattern: str) -> list[float]:
-    """Values of keys like fan1, fan2 ... in key-number order."""
-    found: list[tuple[int, float]] = []
-    for key, value in entry.items():
-        match = re.fullmatch(pattern, key)
-        reading = number(value)
-        if match and reading is not None and reading > 0:
-            found.append((int(match.group(1)), reading))
+def _numbered_suffix(key: str, prefix: str) -> int | None:
+    """N of a key `<prefix>N` (fan3 -> 3 for "fan"); None for any other key."""
+    if key.startswith(prefix):
+        suffix = key[len(prefix) :]
+        if suffix.isdecimal():
+            return int(suffix)
+    return None
+
+
+def _sorted_readings(found: list[tuple[int, float]]) -> list[float]:
+    """Readings in key-number order."""
     return [reading for _, reading in sorted(found)]
 
 
@@ -275,14 +429,7 @@ class StatsReadings:
         self.nominal_ths: float | None = None
         self.mac: str | None = None
         for entry in stats:
-            self.fans += [int(rpm) for rpm in _numbered(entry, r"fan(\d+)")]
-            self.boards += _numbered(entry, r"temp(\d+)")
-            self.chips += _numbered(entry, r"temp2_(\d+)")
-            for key, value in entry.items():
-                if key.startswith("temp_chip"):
-                    chip = _dash_maximum(value)
-                    if chip is not None:
-                        self.chips.append(chip)
+            self._read_sensors(entry)
             ideal = number(entry.get("total_rateideal"))
             scale = _RATE_UNITS.get(str(entry.get("rate_unit", "GH")).upper())
             if ideal is not None and ideal > 0 and scale is not None:
@@ -291,6 +438,34 @@ class StatsReadings:
             miner_id = text(entry.get("miner_id"))
             if miner_id is not None and _BARE_MAC.match(miner_id):
                 self.mac = normalize_mac(miner_id)
+
+    def _read_sensors(self, entry: dict[str, Any]) -> None:
+        """fanN, tempN, temp2_N (real readings only, in N order) and temp_chipN of one entry."""
+        fans: list[tuple[int, float]] = []
+        boards: list[tuple[int, float]] = []
+        chips: list[tuple[int, float]] = []
+        chip_maxima: list[float] = []
+        # One pass over the keys (a big miner's entry has a hundred or more).
+        for key, value in entry.items():
+            if key.startswith("fan"):
+                index, found = _numbered_suffix(key, "fan"), fans
+            elif key.startswith("temp2_"):
+                index, found = _numbered_suffix(key, "temp2_"), chips
+            elif key.startswith("temp_chip"):
+                chip = _dash_maximum(value)
+                if chip is not None:
+                    chip_maxima.append(chip)
+                continue
+            elif key.startswith("temp"):
+                index, found = _numbered_suffix(key, "temp"), boards
+            else:
+                continue
+            reading = number(value) if index is not None else None
+            if index is not None and reading is not None and reading > 0:
+                found.append((index, reading))
+        self.fans += [int(rpm) for rpm in _sorted_readings(fans)]
+        self.boards += _sorted_readings(boards)
+        self.chips += _sorted_readings(chips) + chip_maxima
 
 
 # --- pools --------------------------------------------------------------------
@@ -356,7 +531,7 @@ async def switch_pool(rpc: CgminerRpc, index: int) -> None:
 # --- the driver ---------------------------------------------------------------
 
 
-class CgminerDriver(MinerDriver):
+class CgminerDriver(ReadsReports, MinerDriver):
     """A miner running plain cgminer (or a fork that keeps its API)."""
 
     family: ClassVar[Family] = "cgminer"
@@ -394,14 +569,15 @@ class CgminerDriver(MinerDriver):
         )
 
     async def read_status(self) -> MinerStatus:
-        """`summary`, `devs`, `pools` and, where the fork has it, `stats`."""
+        """`summary`, `devs`, `pools` and, where the fork has it, `stats`: one round trip."""
         rpc = self.rpc
+        reports = await self.reports.read(rpc, ("summary", "devs", "pools", "stats"))
         summary = first_entry(
-            require_section(await rpc.call("summary"), "SUMMARY", rpc.where, "summary")
+            require_section(reports.required("summary"), "SUMMARY", rpc.where, "summary")
         )
-        devs = require_section(await rpc.call("devs"), "DEVS", rpc.where, "devs")
-        pools = require_section(await rpc.call("pools"), "POOLS", rpc.where, "pools")
-        stats_reply = await rpc.optional("stats")
+        devs = require_section(reports.required("devs"), "DEVS", rpc.where, "devs")
+        pools = require_section(reports.required("pools"), "POOLS", rpc.where, "pools")
+        stats_reply = reports.optional("stats")
         stats = StatsReadings(section(stats_reply, "STATS") if stats_reply else [])
         boards = device_temperatures(devs) or tuple(stats.boards)
         return MinerStatus(
@@ -417,6 +593,12 @@ class CgminerDriver(MinerDriver):
             nominal_hashrate_ths=stats.nominal_ths,
             mac=mac_in([summary]),
         )
+
+    async def read_mining(self) -> bool:
+        """Whether any device is enabled, from `devs` alone (the fleet's quick read-back)."""
+        rpc = self.rpc
+        devs = require_section(await rpc.call("devs"), "DEVS", rpc.where, "devs")
+        return any(flag(dev.get("Enabled")) for dev in devs)
 
     async def stop_mining(self) -> None:
         """Disable every device (`ascdisable|N`); cgminer has no sleep of its own."""
@@ -435,7 +617,7 @@ class CgminerDriver(MinerDriver):
         await switch_pool(self.rpc, index)
 
     async def _set_devices(self, action: str) -> None:
-        """Send `<kind><action>|N` for every device `devs` lists."""
+        """Send `<kind><action>|N` for every device `devs` lists, all at once."""
         rpc = self.rpc
         devs = require_section(await rpc.call("devs"), "DEVS", rpc.where, "devs")
         commands = []
@@ -446,8 +628,8 @@ class CgminerDriver(MinerDriver):
                 commands.append((f"{kind.lower()}{action}", str(number_)))
         if not commands:
             raise CommandRejectedError(f"{rpc.where} lists no devices to {action}")
-        for command, parameter in commands:
-            await rpc.call(command, parameter)
+        # cgminer's API thread takes them one after another anyway; we wait one round trip.
+        await rpc.call_all(commands)
 
 
 def _firmware(version: dict[str, Any]) -> str:

@@ -6,18 +6,24 @@ active" (402) the driver asks `session` for the active id and uses it, as
 pyasic does. That session is usually our own, left over from an interrupted
 call; it is not logged off (whoever opened it may still be using it), only
 sessions this driver opened are. Pool commands need no session.
+
+A status read is one round trip: `config+summary+pools+devs` (joined where the
+firmware takes it, see ReportReader), `power`, `temps`, `fans` and, at most once
+a minute, `events`, all at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 import logging
+import time
 from typing import Any, ClassVar
 
 from ..exceptions import CommandRejectedError, DeviceAuthError, DeviceProtocolError, MiningSiteError
 from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
 from .cgminer import (
     CgminerRpc,
+    ReadsReports,
     check_status,
     device_temperatures,
     first_entry,
@@ -40,6 +46,9 @@ LOGGER = logging.getLogger(__name__)
 API_PORT = 4028
 SESSION_ACTIVE = 402
 _TEMPS_META = ("ID", "TEMP")
+# The event log (the errors) changes rarely: `events` is read along at most this often.
+EVENTS_MAX_AGE_S = 60.0
+_STATUS_COMMANDS = ("config", "summary", "pools", "devs", "power", "temps", "fans")
 
 
 def _events(reply: dict[str, Any] | None) -> tuple[str, ...]:
@@ -69,10 +78,18 @@ def _sensor_readings(reply: dict[str, Any] | None) -> list[float | None]:
     ]
 
 
-class LuxosDriver(MinerDriver):
+def _awake(config: dict[str, Any]) -> bool | None:
+    """Mining according to CONFIG's CurtailMode ("Sleep" when curtailed), if it says."""
+    mode = text(config.get("CurtailMode"))
+    return mode.lower() != "sleep" if mode is not None else None
+
+
+class LuxosDriver(ReadsReports, MinerDriver):
     """An Antminer running LuxOS."""
 
     family: ClassVar[Family] = "luxos"
+    # When `events` was last read, and its reply (None: refused by this build).
+    _events: tuple[float, dict[str, Any] | None] | None = None
 
     @property
     def rpc(self) -> CgminerRpc:
@@ -104,24 +121,40 @@ class LuxosDriver(MinerDriver):
         )
 
     async def read_status(self) -> MinerStatus:
-        """`config`, `summary`, `pools`; and `power`, `devs`, `temps`, `fans`, `events` if known."""
+        """`config`, `summary`, `pools`; `power`, `devs`, `temps`, `fans`, `events` if known.
+
+        Everything is fresh on every read except `errors`, from `events` read at
+        most once a minute (up to EVENTS_MAX_AGE_S old).
+        """
         rpc = self.rpc
+        now = time.monotonic()
+        cached = self._events
+        stale = cached is None or now - cached[0] >= EVENTS_MAX_AGE_S
+        reports = await self.reports.read(
+            rpc, (*_STATUS_COMMANDS, "events") if stale else _STATUS_COMMANDS
+        )
         config = first_entry(
-            require_section(await rpc.call("config"), "CONFIG", rpc.where, "config")
+            require_section(reports.required("config"), "CONFIG", rpc.where, "config")
         )
         summary = first_entry(
-            require_section(await rpc.call("summary"), "SUMMARY", rpc.where, "summary")
+            require_section(reports.required("summary"), "SUMMARY", rpc.where, "summary")
         )
-        pools = require_section(await rpc.call("pools"), "POOLS", rpc.where, "pools")
-        power_reply = await rpc.optional("power")
-        devs_reply = await rpc.optional("devs")
-        temps_reply = await rpc.optional("temps")
-        fans_reply = await rpc.optional("fans")
-        events_reply = await rpc.optional("events")
+        pools = require_section(reports.required("pools"), "POOLS", rpc.where, "pools")
+        power_reply = reports.optional("power")
+        devs_reply = reports.optional("devs")
+        temps_reply = reports.optional("temps")
+        fans_reply = reports.optional("fans")
+        if stale:
+            events_reply = reports.optional("events")
+            self._events = (now, events_reply)
+        else:
+            assert cached is not None
+            events_reply = cached[1]
 
         hashrate = hashrate_ths(summary)
-        mode = text(config.get("CurtailMode"))
-        mining = mode.lower() != "sleep" if mode is not None else (hashrate or 0) > 0
+        mining = _awake(config)
+        if mining is None:
+            mining = (hashrate or 0) > 0
         boards = device_temperatures(section(devs_reply, "DEVS") if devs_reply else [])
         power = first_entry(section(power_reply, "POWER")) if power_reply else {}
         fans = (
@@ -143,6 +176,16 @@ class LuxosDriver(MinerDriver):
             nominal_hashrate_ths=number(config.get("NameplateTHS")),
             mac=normalize_mac(mac) if mac else None,
         )
+
+    async def read_mining(self) -> bool:
+        """Whether the miner is not curtailed, from `config` alone (the quick read-back)."""
+        rpc = self.rpc
+        config = first_entry(
+            require_section(await rpc.call("config"), "CONFIG", rpc.where, "config")
+        )
+        mining = _awake(config)
+        # A build without CurtailMode: the whole reading decides, as in read_status().
+        return mining if mining is not None else (await self.read_status()).mining
 
     async def stop_mining(self) -> None:
         """`curtail|<sid>,sleep`: hashboards and PSU off (persists across restarts)."""

@@ -8,7 +8,9 @@ miner answers 135 (check-token error, e.g. after a reboot) or, for a cached
 token, 23 (the command no longer decrypts: the admin password was set again).
 Write access must have been enabled on the miner (WhatsMinerTool) beforehand.
 Reads go as {"cmd": ...}; API v1 (no `get_miner_info`, no `get_error_code`,
-"btmineroff") is read by the same driver.
+"btmineroff") is read by the same driver. A status read is one round trip:
+`status`, `summary+devs+pools` (joined where the firmware takes it, see
+ReportReader) and, at most once a minute, `get_error_code`, all at once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .cgminer import (
     ACCESS_DENIED,
     MAX_POOLS,
     CgminerRpc,
+    ReadsReports,
     check_pools,
     check_status,
     device_temperatures,
@@ -56,6 +59,8 @@ INVALID_JSON = 23
 # 23: invalid JSON (what a command encrypted with the wrong key decrypts to), 24: wrong
 # admin password [pywhatsminer], 45: permission denied, 135: token refused.
 WRITE_AUTH_CODES = frozenset({INVALID_JSON, 24, ACCESS_DENIED, CHECK_TOKEN_ERROR})
+# Error codes change rarely: `get_error_code` is read along at most this often.
+ERRORS_MAX_AGE_S = 60.0
 
 
 def aes_ecb(key: bytes, data: bytes, *, encrypt: bool) -> bytes:
@@ -135,11 +140,19 @@ def _error_codes(summary: dict[str, Any], errors_reply: dict[str, Any] | None) -
     )
 
 
-class WhatsminerDriver(MinerDriver):
+def _powered(state: dict[str, Any]) -> bool | None:
+    """Mining according to a `status` Msg (API v2 says "mineroff", v1 "btmineroff")."""
+    off = state.get("mineroff", state.get("btmineroff"))
+    return not flag(off) if off is not None else None
+
+
+class WhatsminerDriver(ReadsReports, MinerDriver):
     """A Whatsminer speaking btminer API v1 or v2."""
 
     family: ClassVar[Family] = "whatsminer"
     _token: WriteToken | None = None
+    # When `get_error_code` was last read, and its reply (None: refused, as by API v1).
+    _error_codes: tuple[float, dict[str, Any] | None] | None = None
 
     @property
     def rpc(self) -> CgminerRpc:
@@ -183,32 +196,44 @@ class WhatsminerDriver(MinerDriver):
         )
 
     async def read_status(self) -> MinerStatus:
-        """`status` (mining or powered off), `summary`, `devs`, `pools`, `get_error_code`."""
+        """`status` (mining or powered off), `summary`, `devs`, `pools`: one round trip.
+
+        Everything is fresh on every read except `errors` of API v2, which come
+        from `get_error_code` read at most once a minute (up to ERRORS_MAX_AGE_S
+        old); API v1 errors come from `summary`, fresh.
+        """
         rpc = self.rpc
-        status_reply = await rpc.optional("status")
+        now = time.monotonic()
+        cached = self._error_codes
+        stale = cached is None or now - cached[0] >= ERRORS_MAX_AGE_S
+        commands = ("status", "summary", "devs", "pools")
+        reports = await self.reports.read(rpc, (*commands, "get_error_code") if stale else commands)
+        status_reply = reports.optional("status")
         state = message(status_reply, rpc.where, "status") if status_reply else {}
         # A powered-off btminer may refuse the reports: they are all optional then.
-        summary_reply = await rpc.optional("summary")
+        summary_reply = reports.optional("summary")
         summary = (
             first_entry(require_section(summary_reply, "SUMMARY", rpc.where, "summary"))
             if summary_reply
             else {}
         )
-        devs_reply = await rpc.optional("devs")
+        devs_reply = reports.optional("devs")
         devs = require_section(devs_reply, "DEVS", rpc.where, "devs") if devs_reply else []
-        pools_reply = await rpc.optional("pools")
+        pools_reply = reports.optional("pools")
         pools = require_section(pools_reply, "POOLS", rpc.where, "pools") if pools_reply else []
-        errors_reply = await rpc.optional("get_error_code")
+        if stale:
+            errors_reply = reports.optional("get_error_code")
+            self._error_codes = (now, errors_reply)
+        else:
+            assert cached is not None
+            errors_reply = cached[1]
 
         hashrate = hashrate_ths(summary)
-        # API v2 says "mineroff", v1 "btmineroff".
-        off = state.get("mineroff", state.get("btmineroff"))
-        if off is not None:
-            mining = not flag(off)
-        elif summary_reply is not None:
+        mining = _powered(state)
+        if mining is None:
+            if summary_reply is None:
+                raise DeviceProtocolError(f"{rpc.where} answered neither status nor summary")
             mining = (hashrate or 0) > 0
-        else:
-            raise DeviceProtocolError(f"{rpc.where} answered neither status nor summary")
         boards = device_temperatures(devs)
         fans = (integer(summary.get("Fan Speed In")), integer(summary.get("Fan Speed Out")))
         factory_ghs = number(summary.get("Factory GHS"))
@@ -229,6 +254,14 @@ class WhatsminerDriver(MinerDriver):
             nominal_hashrate_ths=factory_ghs / 1000 if factory_ghs else None,
             mac=mac_in([summary]),
         )
+
+    async def read_mining(self) -> bool:
+        """Whether btminer is on, from `status` alone (the fleet's quick read-back)."""
+        rpc = self.rpc
+        reply = await rpc.optional("status")
+        mining = _powered(message(reply, rpc.where, "status")) if reply else None
+        # A build without `status`: the whole reading decides, as in read_status().
+        return mining if mining is not None else (await self.read_status()).mining
 
     async def stop_mining(self) -> None:
         """`power_off`, answering before the hashboards go down."""

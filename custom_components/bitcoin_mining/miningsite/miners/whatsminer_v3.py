@@ -6,17 +6,20 @@ base64(SHA-256(cmd + password + salt + ts)); the salt comes from
 `get.device.info` and is cached (fetched again once if a write is refused, as
 after a reboot). Sensitive parameters (`set.miner.pools`) travel AES-256-ECB
 encrypted with that SHA-256 as key, PKCS7-padded, base64-encoded.
+
+A status read is one round trip: its four requests go at once, each on its own
+connection. The firmware keeps a connection open for more requests, but whether
+it answers requests pipelined on one is not known, and how long it keeps an idle
+one is not either (the simulator: 10 s, the default poll interval), so none is
+kept between requests.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Sequence
-import contextlib
 import hashlib
 import json
-import struct
 import time
 from typing import Any, ClassVar
 
@@ -25,9 +28,8 @@ from cryptography.hazmat.primitives import padding
 from ..exceptions import (
     CommandRejectedError,
     DeviceAuthError,
-    DeviceConnectionError,
     DeviceProtocolError,
-    DeviceTimeoutError,
+    MiningSiteError,
     UnsupportedError,
 )
 from .base import (
@@ -40,7 +42,7 @@ from .base import (
     normalize_mac,
 )
 from .cgminer import MAX_POOLS, check_pools, flag, hottest, integer, number, text
-from .rpc import MAX_REPLY
+from .rpc import exchange_many, fast_loads
 from .whatsminer import aes_ecb
 
 API_PORT = 4433
@@ -50,45 +52,35 @@ ACCESS_DENIED = -4
 _HASHRATE_KEYS = ("hash-1min", "hash-average", "hash-realtime")
 
 
+def _decode(payload: bytes, where: str) -> dict[str, Any]:
+    """The JSON object of a reply."""
+    try:
+        decoded = fast_loads(payload)
+    except ValueError:
+        try:
+            decoded = json.loads(payload.decode())
+        except ValueError as err:
+            raise DeviceProtocolError(f"{where} sent a reply that is not JSON") from err
+    if not isinstance(decoded, dict):
+        raise DeviceProtocolError(f"{where} sent JSON that is not an object")
+    return decoded
+
+
+async def v3_exchanges(
+    host: str, port: int, requests: Sequence[dict[str, Any]], timeout: float
+) -> list[dict[str, Any]]:
+    """Send length-prefixed requests at once, one connection each; the decoded replies."""
+    payloads = [json.dumps(request).encode() for request in requests]
+    replies = await exchange_many(host, port, payloads, timeout, length_prefixed=True)
+    where = f"{host}:{port}"
+    return [_decode(reply, where) for reply in replies]
+
+
 async def v3_exchange(
     host: str, port: int, request: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
     """Send one length-prefixed request and read the length-prefixed reply."""
-    where = f"{host}:{port}"
-    body = json.dumps(request).encode()
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(struct.pack("<I", len(body)) + body)
-            await writer.drain()
-            (length,) = struct.unpack("<I", await reader.readexactly(4))
-            if not 0 < length <= MAX_REPLY:
-                raise DeviceProtocolError(f"{where} announced a reply of {length} bytes")
-            payload = await reader.readexactly(length)
-    except TimeoutError as err:
-        raise DeviceTimeoutError(f"{where} did not answer within {timeout} s") from err
-    except asyncio.IncompleteReadError as err:
-        got = len(err.partial)
-        raise DeviceProtocolError(
-            f"{where} closed the connection mid-reply ({got} of {err.expected} bytes)"
-            if got
-            else f"{where} closed the connection without a reply"
-        ) from err
-    except OSError as err:
-        raise DeviceConnectionError(f"{where}: {err.strerror or err}") from err
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-    try:
-        decoded = json.loads(payload.decode())
-    except ValueError as err:
-        raise DeviceProtocolError(f"{where} sent a reply that is not JSON") from err
-    if not isinstance(decoded, dict):
-        raise DeviceProtocolError(f"{where} sent JSON that is not an object")
-    return decoded
+    return (await v3_exchanges(host, port, (request,), timeout))[0]
 
 
 def check_reply(reply: dict[str, Any], where: str, command: str) -> Any:
@@ -179,12 +171,22 @@ class WhatsminerV3Driver(MinerDriver):
         )
         return check_reply(reply, self.where, command)
 
-    async def _optional(self, command: str, param: Any = None) -> Any:
-        """query(), or None when the firmware refuses the command (e.g. mining stopped)."""
-        try:
-            return await self.query(command, param)
-        except CommandRejectedError:
-            return None
+    async def query_many(self, queries: Sequence[tuple[str, Any]]) -> list[Any]:
+        """Read commands (cmd, param) at once: each one's `msg`, or its refusal as a value."""
+        requests = [
+            {"cmd": command} if param is None else {"cmd": command, "param": param}
+            for command, param in queries
+        ]
+        replies = await v3_exchanges(
+            self.endpoint.host, self.endpoint.api_port(API_PORT), requests, self.timeout
+        )
+        results: list[Any] = []
+        for (command, _), reply in zip(queries, replies, strict=True):
+            try:
+                results.append(check_reply(reply, self.where, command))
+            except (CommandRejectedError, DeviceAuthError) as err:
+                results.append(err)
+        return results
 
     def _listed(self, msg: Any, name: str) -> list[dict[str, Any]]:
         """The list a `get.miner.status` reply must carry (none when the command was refused)."""
@@ -215,20 +217,31 @@ class WhatsminerV3Driver(MinerDriver):
         )
 
     async def read_status(self) -> MinerStatus:
-        """`get.device.info` (working, errors) and `get.miner.status` summary, edevs, pools."""
-        info = _object(await self.query("get.device.info"), self.where, "device info")
+        """`get.device.info` (working, errors) and `get.miner.status` summary, edevs, pools.
+
+        All four at once (one round trip); every value is fresh.
+        """
+        info_msg, summary_msg, edevs_msg, pools_msg = await self.query_many(
+            (
+                ("get.device.info", None),
+                ("get.miner.status", "summary"),
+                ("get.miner.status", "edevs"),
+                ("get.miner.status", "pools"),
+            )
+        )
+        info = _object(_required(info_msg), self.where, "device info")
         miner = _object(info.get("miner"), self.where, "miner")
         network = _maybe_object(info.get("network"))
         self._remember_salt(info)
         # A stopped miner service may refuse the status reports: they are optional.
-        status = await self._optional("get.miner.status", "summary")
+        status = _optional(summary_msg)
         summary = (
             _object(_object(status, self.where, "status").get("summary"), self.where, "summary")
             if status is not None
             else {}
         )
-        edevs = self._listed(await self._optional("get.miner.status", "edevs"), "edevs")
-        pools = self._listed(await self._optional("get.miner.status", "pools"), "pools")
+        edevs = self._listed(_optional(edevs_msg), "edevs")
+        pools = self._listed(_optional(pools_msg), "pools")
 
         hashrate = next(
             (
@@ -262,6 +275,14 @@ class WhatsminerV3Driver(MinerDriver):
             nominal_hashrate_ths=number(summary.get("factory-hash")),
             mac=normalize_mac(mac) if mac else None,
         )
+
+    async def read_mining(self) -> bool:
+        """Whether the miner service works, from `get.device.info` alone (quick read-back)."""
+        info = _object(await self.query("get.device.info"), self.where, "device info")
+        self._remember_salt(info)
+        working = _object(info.get("miner"), self.where, "miner").get("working")
+        # A build without `working`: the whole reading decides, as in read_status().
+        return flag(working) if working is not None else (await self.read_status()).mining
 
     async def stop_mining(self) -> None:
         """`set.miner.service` stop."""
@@ -333,6 +354,20 @@ class WhatsminerV3Driver(MinerDriver):
         salt = text(info.get("salt"))
         if salt is not None:
             self._salt = salt
+
+
+def _required(msg: Any) -> Any:
+    """A `msg` of query_many() the read needs: a refusal is raised."""
+    if isinstance(msg, MiningSiteError):
+        raise msg
+    return msg
+
+
+def _optional(msg: Any) -> Any:
+    """A `msg` of query_many() the firmware may refuse (e.g. mining stopped): None then."""
+    if isinstance(msg, CommandRejectedError):
+        return None
+    return _required(msg)
 
 
 def _pool(index: int, entry: dict[str, Any]) -> PoolStatus:
