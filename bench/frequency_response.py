@@ -201,11 +201,13 @@ async def measure(
         base,
         headers,
         entry_id,
-        fleet_interval=2,
-        restore_hold_s=2,
-        min_on_s=0,
-        min_off_s=0,
-        max_starts_per_batch=1000,
+        {
+            "fleet_interval": 2,
+            "restore_hold_s": 2,
+            "min_on_s": 0,
+            "min_off_s": 0,
+            "max_starts_per_batch": 1000,
+        },
     )
     print(
         f"site up in {time.monotonic() - started:.0f} s: {args.miners} miners, "
@@ -224,7 +226,17 @@ async def measure(
                 return dict(state)
             return None
 
-        await wait_for(lambda: all_in(("mining",)), 60, "the fleet to mine", 0.2)
+        try:
+            await wait_for(lambda: all_in(("mining",)), 90, "the fleet to mine", 0.2)
+        except BootstrapError:
+            laggards = [
+                (m["family"], m["ip"], m["api_port"], m["state"])
+                for m in (await get_json(session, state_url))["miners"]
+                if m["state"] != "mining"
+            ]
+            action = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
+            print(f"not mining: {laggards[:10]}; balancer: {action}", flush=True)
+            raise
         before = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
         await asyncio.sleep(1.0)
         await post_json(session, f"http://{control}/api/grid", {"frequency_hz": 49.3})
