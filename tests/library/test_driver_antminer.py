@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import time
 
 import aiohttp
 import pytest
@@ -15,7 +16,10 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     DeviceTimeoutError,
     UnsupportedError,
 )
-from custom_components.bitcoin_mining.miningsite.miners.antminer import AntminerDriver
+from custom_components.bitcoin_mining.miningsite.miners.antminer import (
+    CONF_REFRESH_S,
+    AntminerDriver,
+)
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     Credentials,
     MinerEndpoint,
@@ -157,6 +161,125 @@ async def test_read_mining_asks_only_the_conf(
     assert await driver.read_mining() is False
     assert server.counts["get_miner_conf"] == 2
     assert server.counts["rpc:stats"] == 0
+
+
+async def test_a_hashing_miner_is_polled_over_rpc_alone(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    first = await driver.read_status()  # state unknown: the conf is read along
+    assert first.mining is True
+    assert server.counts["get_miner_conf"] == 1
+    http = server.counts["http"]
+    for _ in range(3):
+        assert await driver.read_status() == first
+    # Full stats decide: no HTTP request at all on these polls.
+    assert server.counts["http"] == http
+    assert server.counts["get_miner_conf"] == 1
+    assert server.counts["rpc:stats"] == server.counts["rpc:pools"] == 4
+
+
+async def test_a_poll_after_the_conf_refresh_age_reads_it_again(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    await driver.read_status()
+    await driver.read_status()
+    assert server.counts["get_miner_conf"] == 1
+    driver._conf_at -= CONF_REFRESH_S  # as if the conf were that old
+    await driver.read_status()
+    assert server.counts["get_miner_conf"] == 2
+    # ...so a shed soon after reuses it: one write, no read.
+    await driver.stop_mining()
+    assert server.counts["get_miner_conf"] == 2
+    assert server.counts["set_miner_conf"] == 1
+    assert server.asleep
+
+
+async def test_a_miner_put_to_sleep_elsewhere_is_seen_asleep_at_once(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    await driver.read_status()
+    await driver.read_status()
+    server.conf["bitmain-work-mode"] = "1"  # through the miner's own web page
+    server.latency_s = 0.1
+    started = time.monotonic()
+    status = await driver.read_status()
+    # Empty stats are ambiguous: the conf, read after them, decides.
+    assert status.mining is False
+    assert time.monotonic() - started >= 0.2
+    assert server.counts["get_miner_conf"] == 2
+    # While asleep every poll reads the conf along, in the same round trip.
+    started = time.monotonic()
+    assert (await driver.read_status()).mining is False
+    assert time.monotonic() - started < 0.19
+    assert server.counts["get_miner_conf"] == 3
+
+
+async def test_rpc_failing_on_a_hashing_miner_asks_the_conf(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    await driver.read_status()
+    server.rpc_fault = "reset"
+    with pytest.raises(DeviceConnectionError):
+        await driver.read_status()  # the conf says hashing: the RPC failure stands
+    assert server.counts["get_miner_conf"] == 2
+    server.conf["bitmain-work-mode"] = "1"
+    assert (await driver.read_status()).mining is False  # asleep, RPC down: no error
+    assert server.counts["get_miner_conf"] == 3
+
+
+async def test_the_status_after_a_sleep_command_follows_the_conf(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    await driver.read_status()
+    await driver.read_status()
+    server.rpc_asleep = False  # bmminer still hashes a moment after the write
+    await driver.stop_mining()
+    status = await driver.read_status()
+    assert status.mining is False
+    assert status.power_w is not None
+    assert status.power_w < 50
+    assert server.counts["get_miner_conf"] == 2
+    assert (await driver.read_status()).mining is False  # asleep: the conf again
+    assert server.counts["get_miner_conf"] == 3
+
+
+async def test_the_status_after_a_wake_command_follows_the_conf(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    server.conf["bitmain-work-mode"] = "1"
+    driver = driver_for(server, session)
+    assert (await driver.read_status()).mining is False
+    server.rpc_asleep = True  # bmminer not started yet: empty stats
+    await driver.start_mining()
+    assert (await driver.read_status()).mining is True  # the conf says awake
+    assert server.counts["get_miner_conf"] == 2
+    # Still empty stats: the conf keeps being read along until they fill.
+    assert (await driver.read_status()).mining is True
+    assert server.counts["get_miner_conf"] == 3
+    server.rpc_asleep = None
+    status = await driver.read_status()
+    assert status.mining is True
+    assert status.hashrate_ths is not None
+    assert status.hashrate_ths > 100
+    assert server.counts["get_miner_conf"] == 4
+    await driver.read_status()  # hashing with full stats: RPC alone from now on
+    assert server.counts["get_miner_conf"] == 4
+
+
+async def test_pool_commands_make_the_next_poll_read_the_conf(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    await driver.read_status()
+    await driver.switch_pool(1)
+    reads = server.counts["get_miner_conf"]
+    await driver.read_status()
+    assert server.counts["get_miner_conf"] == reads + 1
 
 
 async def test_wake_restores_the_mode_the_miner_had(
@@ -429,12 +552,22 @@ async def test_against_the_simulator(loopback_network: None) -> None:
         assert status.power_estimated
         assert status.active_pool is not None
         assert status.active_pool.alive
+        assert (await driver.read_status()).mining is True  # over RPC alone
         await driver.stop_mining()
         assert miner.state == "sleeping"
         asleep = await driver.read_status()
         assert asleep.mining is False
         assert asleep.power_w is not None
         assert asleep.power_w < 50
+        assert await driver.read_mining() is False
         await driver.start_mining()
         assert miner.state in ("starting", "mining")
+        assert await driver.read_mining() is True
+        assert (await driver.read_status()).mining is True
+        assert (await driver.read_status()).mining is True  # full stats while starting
+        # Asleep by other means: the simulator's empty stats send the driver to the conf.
+        miner.stop()
+        assert (await driver.read_status()).mining is False
+        assert (await driver.read_status()).mining is False
+        miner.start()
         assert (await driver.read_status()).mining is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import time
 
 import aiohttp
 import pytest
@@ -20,9 +21,17 @@ from custom_components.bitcoin_mining.miningsite.miners.base import (
     MinerEndpoint,
     PoolConfig,
 )
-from custom_components.bitcoin_mining.miningsite.miners.braiins import BraiinsDriver
+from custom_components.bitcoin_mining.miningsite.miners.braiins import (
+    SLOW_MAX_AGE_S,
+    BraiinsDriver,
+)
 from tests.support.modbus_meter import free_port
-from tests.support.web_firmware import BadHttpServer, BraiinsServer
+from tests.support.web_firmware import (
+    BRAIINS_FIXTURES,
+    BadHttpServer,
+    BraiinsServer,
+    load_fixture,
+)
 
 
 @pytest.fixture
@@ -110,6 +119,106 @@ async def test_the_error_log_is_read_once_a_minute(
     assert server.counts["GET /miner/errors"] == 2
     assert third.errors[0] == "new trouble"
     assert server.counts["GET /miner/details"] == 3
+
+
+def _requests(server: BraiinsServer) -> int:
+    return sum(count for what, count in server.counts.items() if what != "POST /auth/login")
+
+
+async def test_slow_parts_are_read_every_30_s_the_rest_every_poll(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    first = await driver.read_status()
+    assert _requests(server) == 6
+    server.data["cooling_state"]["fans"][0]["rpm"] = 1234
+    server.data["miner_stats"]["power_stats"]["approximated_consumption"]["watt"] = 3000
+    second = await driver.read_status()
+    # Two requests: details and stats. Power is fresh, the fans are the cached ones.
+    assert _requests(server) == 8
+    assert second.power_w == 3000
+    assert second.fan_rpm == first.fan_rpm
+    assert second.board_temperatures_c == first.board_temperatures_c
+    assert second.temperature_c == first.temperature_c
+    assert second.pools == first.pools
+    assert second.errors == first.errors
+    assert sorted(max_age for max_age in SLOW_MAX_AGE_S.values()) == [30.0, 30.0, 30.0]
+    for path, (at, reply) in list(driver._slow.items()):
+        driver._slow[path] = (at - 30, reply)  # 30 s later
+    third = await driver.read_status()
+    assert third.fan_rpm[0] == 1234
+    for path in ("/miner/hw/hashboards", "/cooling/state", "/pools"):
+        assert server.counts[f"GET {path}"] == 2, path
+    assert server.counts["GET /miner/details"] == server.counts["GET /miner/stats"] == 3
+    assert server.counts["GET /miner/errors"] == 1  # a minute, not 30 s
+
+
+async def test_the_first_refresh_is_spread_over_the_second_half_of_the_age(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    drivers = [driver_for(server, session) for _ in range(20)]
+    for driver in drivers:
+        await driver.read_status()
+    # A cold read counts as 0-50 % of its max age old, a different share per driver.
+    ages = [time.monotonic() - driver._slow["/cooling/state"][0] for driver in drivers]
+    assert all(0 <= age < 15 + 1 for age in ages)
+    assert len({round(age, 3) for age in ages}) > 1
+    # Refreshed reads are stamped with their own time.
+    driver = drivers[0]
+    at, reply = driver._slow["/cooling/state"]
+    driver._slow["/cooling/state"] = (at - 30, reply)
+    await driver.read_status()
+    assert time.monotonic() - driver._slow["/cooling/state"][0] < 1
+
+
+async def test_mining_state_hashrate_and_power_are_fresh_every_poll(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    hashing = await driver.read_status()
+    assert hashing.mining is True
+    assert hashing.hashrate_ths
+    await driver.stop_mining()
+    paused = await driver.read_status()
+    assert paused.mining is False
+    assert paused.hashrate_ths == 0.0
+    assert paused.power_w == 25
+    await driver.start_mining()
+    assert (await driver.read_status()).hashrate_ths == hashing.hashrate_ths
+    assert server.counts["GET /cooling/state"] == 1
+
+
+async def test_pools_are_read_again_right_after_a_pool_command(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    before = await driver.read_status()
+    await driver.switch_pool(1)
+    reads = server.counts["GET /pools"]
+    after = await driver.read_status()
+    assert server.counts["GET /pools"] == reads + 1
+    assert after.pools[0].url == before.pools[1].url
+    await driver.read_status()
+    assert server.counts["GET /pools"] == reads + 1  # then cached again
+    server.passwords.clear()  # a refused write: still read again, it may have half-happened
+    with pytest.raises(CommandRejectedError):
+        await driver.switch_pool(1)
+    reads = server.counts["GET /pools"]
+    await driver.read_status()
+    assert server.counts["GET /pools"] == reads + 1
+
+
+async def test_a_failed_slow_read_is_raised_and_retried_next_poll(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    server.data["cooling_state"] = ["not", "an", "object"]
+    with pytest.raises(DeviceProtocolError, match="cooling/state: not a JSON object"):
+        await driver.read_status()
+    server.data["cooling_state"] = load_fixture(BRAIINS_FIXTURES, "cooling_state")
+    status = await driver.read_status()
+    assert status.fan_rpm
+    assert server.counts["GET /cooling/state"] == 2
 
 
 async def test_pause_and_resume_change_the_state(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 import logging
 import time
@@ -90,25 +91,91 @@ async def test_identify_luxos(server: LuxosServer) -> None:
 async def test_sleep_and_wake_in_a_session(server: LuxosServer) -> None:
     driver = driver_for(server)
     await driver.stop_mining()
-    assert server.commands() == ["logon", "curtail", "logoff"]
+    # The session stays open for the next command: a shed is one round trip.
+    assert server.commands() == ["logon", "curtail"]
     assert server.requests[1]["parameter"].endswith(",sleep")
-    assert server.session is None  # logged off
+    kept = server.session
+    assert kept is not None
     status = await driver.read_status()
     assert status.mining is False
     assert status.power_w == 24.0
+    server.requests.clear()
     await driver.start_mining()
-    assert server.requests[-2]["parameter"].endswith(",wakeup")
+    assert server.commands() == ["curtail"]
+    assert server.requests[-1]["parameter"] == f"{kept},wakeup"
     assert (await driver.read_status()).mining is True
+    assert server.sessions_opened == 1
+    server.requests.clear()
+    await driver.close()
+    assert server.commands() == ["logoff"]
+    assert server.requests[0]["parameter"] == kept
+    assert server.session is None  # logged off
+    await driver.close()  # nothing left to log off
+    assert server.commands() == ["logoff"]
+
+
+async def test_an_expired_session_is_opened_again_once(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await driver.stop_mining()
+    expired = server.session
+    server.session = None  # the miner forgot it (timed out, or restarted)
+    server.requests.clear()
+    await driver.start_mining()
+    # The refused id is released (best effort), a new one opened, the curtail retried.
+    assert server.commands() == ["curtail", "logoff", "logon", "curtail"]
+    assert server.requests[0]["parameter"] == f"{expired},wakeup"
+    assert server.session not in (None, expired)
+    assert server.requests[-1]["parameter"] == f"{server.session},wakeup"
+    assert server.config["CurtailMode"] == "None"
+    assert server.sessions_opened == 2
+    server.requests.clear()
+    await driver.stop_mining()  # the new session is kept in turn
+    assert server.commands() == ["curtail"]
+    await driver.close()
     assert server.session is None
+
+
+async def test_a_session_refused_again_after_a_new_logon_is_an_auth_error(
+    server: LuxosServer,
+) -> None:
+    driver = driver_for(server)
+    await driver.stop_mining()
+    server.overrides["curtail"] = server.status("E", 403, "Invalid session id")
+    server.requests.clear()
+    with pytest.raises(DeviceAuthError, match="Invalid session id"):
+        await driver.start_mining()
+    # One new logon and one retry, no more; both refused ids are released.
+    assert server.commands() == ["curtail", "logoff", "logon", "curtail", "logoff"]
+    assert server.session is None
+    server.overrides.clear()
+    server.requests.clear()
+    await driver.start_mining()  # nothing kept: a fresh logon
+    assert server.commands() == ["logon", "curtail"]
+    await driver.close()
+
+
+async def test_concurrent_commands_share_one_logon(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await asyncio.gather(driver.stop_mining(), driver.stop_mining())
+    assert server.commands().count("logon") == 1
+    assert server.commands().count("curtail") == 2
+    await driver.close()
 
 
 async def test_a_session_left_open_is_used_not_closed(server: LuxosServer) -> None:
     server.session = "5e55104a"
-    await driver_for(server).stop_mining()
+    driver = driver_for(server)
+    await driver.stop_mining()
     assert server.commands() == ["logon", "session", "curtail"]
     assert server.requests[-1]["parameter"] == "5e55104a,sleep"
     assert server.session == "5e55104a"
     assert server.sessions_opened == 0
+    # Borrowed, not kept: the next command asks again, and close() leaves it open.
+    await driver.start_mining()
+    assert server.commands()[3:] == ["logon", "session", "curtail"]
+    await driver.close()
+    assert "logoff" not in server.commands()
+    assert server.session == "5e55104a"
 
 
 async def test_an_active_session_nobody_names_is_an_auth_error(server: LuxosServer) -> None:
@@ -148,8 +215,11 @@ async def test_a_failed_logoff_is_reported_not_raised(
     server: LuxosServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.overrides["logoff"] = server.status("E", 403, "Invalid session id")
+    driver = driver_for(server)
     with caplog.at_level(logging.WARNING):
-        await driver_for(server).stop_mining()
+        await driver.stop_mining()
+        assert "logoff failed" not in caplog.text  # the session is kept, not logged off
+        await driver.close()
     assert "logoff failed" in caplog.text
     assert server.config["CurtailMode"] == "Sleep"
 
@@ -207,9 +277,12 @@ async def test_bad_replies_are_library_errors(
 async def test_a_silent_miner_times_out(server: LuxosServer) -> None:
     server.faults["curtail"] = "silent"
     started = time.monotonic()
+    driver = driver_for(server, timeout=0.3)
     with pytest.raises(DeviceTimeoutError):
-        await driver_for(server, timeout=0.3).stop_mining()
-    # The curtail timed out; the logoff that follows still closes our session.
+        await driver.stop_mining()
+    # The curtail timed out; the session is kept, and close() still logs it off.
+    assert server.session is not None
+    await driver.close()
     assert server.session is None
     assert time.monotonic() - started < 1.0
 

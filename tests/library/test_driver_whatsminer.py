@@ -339,6 +339,32 @@ async def test_a_powered_off_miner_that_refuses_reports(server: WhatsminerServer
     assert status.pools == ()
 
 
+async def test_reads_renew_the_token_so_a_stop_is_one_round_trip(
+    server: WhatsminerServer,
+) -> None:
+    driver = driver_for(server)
+    await driver.read_status()
+    assert server.commands().count("get_token") == 1
+    server.requests.clear()
+    await driver.stop_mining()
+    assert server.commands() == ["enc"], "the stop waited for no token"
+    # A token nearly expired is renewed by the next read, not by the next write.
+    token = driver._token
+    assert token is not None
+    driver._token = replace(token, fetched_at=token.fetched_at - 26 * 60)
+    await driver.read_status()
+    assert server.commands().count("get_token") == 1
+    server.requests.clear()
+    await driver.start_mining()
+    assert server.commands() == ["enc"]
+    # A miner that refuses tokens still answers reads; the next write reports the refusal.
+    driver._token = None
+    server.overrides["get_token"] = {"STATUS": "S", "Code": 136, "Msg": "over max connect"}
+    assert (await driver.read_status()).mining is True
+    with pytest.raises(CommandRejectedError, match="over max connect"):
+        await driver.stop_mining()
+
+
 async def test_a_token_is_reused_for_thirty_minutes(server: WhatsminerServer) -> None:
     driver = driver_for(server)
     await driver.stop_mining()
@@ -377,7 +403,8 @@ async def test_a_joining_btminer_is_read_in_one_round_trip() -> None:
     async with WhatsminerServer("whatsminer/v2", joinable=WHATSMINER_JOINABLE) as server:
         driver = driver_for(server)
         joined = await driver.read_status()
-        assert sorted(server.commands()) == READS
+        # The first read also fetches a write token, in the same round trip.
+        assert sorted(server.commands()) == sorted([*READS, "get_token"])
         server.latency = 0.25
         started = time.monotonic()
         assert await driver.read_status() == joined
@@ -385,7 +412,7 @@ async def test_a_joining_btminer_is_read_in_one_round_trip() -> None:
     async with WhatsminerServer("whatsminer/v2") as plain:
         assert await driver_for(plain).read_status() == joined
         # Refused once as a whole, the join is not asked for again.
-        assert sorted(plain.commands()) == sorted([*READS, "devs", "pools", "summary"])
+        assert sorted(plain.commands()) == sorted([*READS, "devs", "pools", "summary", "get_token"])
 
 
 async def test_error_codes_are_read_at_most_once_a_minute(server: WhatsminerServer) -> None:

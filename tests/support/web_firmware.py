@@ -258,6 +258,9 @@ class AntminerServer:
         # Writes to acknowledge and then drop, as a miner that lost them would.
         self.ignore_writes = 0
         self.latency_s = latency_s
+        # What `stats`/`summary` show regardless of the conf (None: they follow it):
+        # bmminer still hashing a moment after a sleep write, or not yet after a wake.
+        self.rpc_asleep: bool | None = None
         self.counts: Counter[str] = Counter()
         self.posted: list[dict[str, Any]] = []
         self._rpc: asyncio.Server | None = None
@@ -285,7 +288,8 @@ class AntminerServer:
                 "id": 1,
             }
         reply: dict[str, Any] = copy.deepcopy(self.fixtures[command])
-        if self.asleep and command in ("stats", "summary"):
+        asleep = self.asleep if self.rpc_asleep is None else self.rpc_asleep
+        if asleep and command in ("stats", "summary"):
             # Asleep, bmminer still answers, with empty sections.
             reply[command.upper()] = []
         return reply
@@ -323,6 +327,8 @@ class AntminerServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # Every HTTP request, challenged ones included: what a poll costs on the web side.
+        self.counts["http"] += 1
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if not self.digest.verify(request):

@@ -7,6 +7,16 @@ the web CGI (`/cgi-bin/*.cgi`, HTTP Digest, root/root by default):
 `get_miner_conf` → `bitmain-work-mode` ("1" = asleep), `set_miner_conf` with
 the whole conf and `miner-mode` (1 sleep, 0 normal, 2/3 low or high power).
 The firmware reports no power: it is estimated from the model (models.py).
+
+A poll reads the web conf only when the RPC cannot decide: the stock firmware
+answers `stats` with an empty STATS while asleep (or not at all) and a full one
+while hashing, so a miner last seen hashing, with no command sent since, is
+polled over RPC alone (one HTTP Digest request less, about half its CPU). The
+conf is read along (same round trip) when the last state was asleep or unknown,
+right after any command (the read-back must say what the conf says, even while
+bmminer still hashes or is still starting), and once it is CONF_REFRESH_S old,
+so a shed can reuse it; an RPC answer that turns out empty or failed is
+followed by a conf read.
 """
 
 from __future__ import annotations
@@ -49,6 +59,9 @@ POOL_SLOTS = 3
 # A conf read by the last poll is reused for a write this young: shedding load
 # then costs one round trip instead of two. Pools change rarely and only via us.
 CONF_REUSE_S = 60.0
+# A poll re-reads the conf once it is this old, so a conf young enough to reuse
+# is at hand whenever the fleet polls at least every CONF_REUSE_S - CONF_REFRESH_S.
+CONF_REFRESH_S = 45.0
 # How each `rate_unit` of stats converts to TH/s.
 _TO_THS = {"MH": 1e-6, "GH": 1e-3, "TH": 1.0}
 
@@ -111,6 +124,11 @@ class AntminerDriver(MinerDriver):
         self._wake_mode = NORMAL_MODE
         self._conf: dict[str, Any] | None = None
         self._conf_at = 0.0
+        # Whether a full `stats` alone may decide the next poll: the last status
+        # found the miner hashing with full stats, and no command was sent since.
+        self._rpc_decides = False
+        # Writes sent: a poll that overlaps one must not conclude from a conf read before it.
+        self._writes = 0
 
     # -- transport ---------------------------------------------------------
 
@@ -188,7 +206,10 @@ class AntminerDriver(MinerDriver):
                 raise CommandRejectedError(
                     f"{self.endpoint} set_miner_conf: {reply.get('msg', verdict)}"
                 )
-        # The conf now holds what was written; the next poll reads it again anyway.
+        # The conf now holds what was written; the next poll reads it again anyway
+        # (whatever the RPC says: the miner may take a while to act on it).
+        self._rpc_decides = False
+        self._writes += 1
         written = dict(conf)
         written.update({"bitmain-work-mode": str(mode), "pools": pools})
         self._conf, self._conf_at = written, time.monotonic()
@@ -219,27 +240,53 @@ class AntminerDriver(MinerDriver):
         )
 
     async def read_status(self) -> MinerStatus:
-        """Conf (sleep state) over the web, stats and pools over RPC, all at once."""
+        """Stats and pools over RPC; the conf (sleep state) too unless the RPC decides."""
+        writes = self._writes
+        conf_age = time.monotonic() - self._conf_at
+        if self._rpc_decides and self._conf is not None and conf_age < CONF_REFRESH_S:
+            replies: Sequence[dict[str, Any] | BaseException] = await asyncio.gather(
+                self._rpc("stats"), self._rpc("pools"), return_exceptions=True
+            )
+            only_stats, only_pools = replies
+            if isinstance(only_stats, dict) and len(section(only_stats, "STATS")) > 1:
+                if isinstance(only_pools, BaseException):
+                    raise only_pools
+                return self._status(True, only_stats, only_pools)
+            # Empty or failed: asleep, starting or broken; the conf tells which. Until
+            # a status settles it, polls read the conf along (one round trip, not two).
+            self._rpc_decides = False
+            return self._decide(await self._read_conf(), only_stats, only_pools, writes)
         results: Sequence[dict[str, Any] | BaseException] = await asyncio.gather(
-            self._read_conf(),
-            self._rpc("stats"),
-            self._rpc("pools"),
-            return_exceptions=True,
+            self._read_conf(), self._rpc("stats"), self._rpc("pools"), return_exceptions=True
         )
-        conf = results[0]
+        conf, stats, pools = results
         if isinstance(conf, BaseException):
             raise conf
+        return self._decide(conf, stats, pools, writes)
+
+    def _decide(
+        self,
+        conf: dict[str, Any],
+        stats: dict[str, Any] | BaseException,
+        pools: dict[str, Any] | BaseException,
+        writes: int,
+    ) -> MinerStatus:
+        """A status where the conf says whether the miner hashes."""
         mining = _work_mode(conf) != SLEEP_MODE
         # While asleep bmminer answers with empty sections (or not at all): not an error.
         replies: list[dict[str, Any]] = []
-        for reply in results[1:]:
+        for reply in (stats, pools):
             if isinstance(reply, BaseException):
                 if mining or not isinstance(reply, MiningSiteError):
                     raise reply
                 replies.append({})
             else:
                 replies.append(reply)
-        return self._status(mining, *replies)
+        status = self._status(mining, *replies)
+        self._rpc_decides = (
+            mining and len(section(replies[0], "STATS")) > 1 and writes == self._writes
+        )
+        return status
 
     def _status(
         self,

@@ -13,6 +13,15 @@ reordering for switch_pool) is sent with its `uid` and without `password`:
 the firmware keeps the stored password of that uid. Unverified on hardware:
 asic-rs writes the same groups with `PUT /pools/batch` (plus
 `load_balance_strategy`), and the real API may not honour `uid`.
+
+A status is fresh where it moves: mining state, hashrate, power, shares and
+uptime (`miner/details` and `miner/stats`) are read on every poll. The slow
+parts are re-read only once older than: hashboard temperatures
+(`miner/hw/hashboards`) and fans (`cooling/state`) 30 s, pools 30 s (at once
+after set_pools or switch_pool), the error log (`miner/errors`) 60 s; between
+times the last reply read is used. A poll is then two requests, not five. The
+first refresh after a cold read comes 50-100 % of the age in (random per
+driver), so a fleet's miners do not all refresh on the same poll.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 import json
+import random
 import time
 from typing import Any, TypeVar
 
@@ -52,6 +62,13 @@ MAX_ERRORS = 10
 # The log is the biggest reply (~40 kB) and changes rarely: re-read it this seldom,
 # so a 1000-miner poll does not parse 40 MB of history every time.
 ERRORS_REFRESH_S = 60.0
+DETAILS = "/miner/details"
+STATS = "/miner/stats"
+HASHBOARDS = "/miner/hw/hashboards"
+COOLING = "/cooling/state"
+POOLS = "/pools"
+# How old the other slow-changing replies may be (seconds; see the module docstring).
+SLOW_MAX_AGE_S: dict[str, float] = {HASHBOARDS: 30.0, COOLING: 30.0, POOLS: 30.0}
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -86,6 +103,12 @@ class BraiinsDriver(MinerDriver):
         self._token: str | None = None
         self._errors: tuple[str, ...] = ()
         self._errors_at: float | None = None
+        # The slow parts' last replies (path -> when read, decoded reply).
+        self._slow: dict[str, tuple[float, Any]] = {}
+        # Pool writes made: a poll overlapping one must not keep the pools it read.
+        self._pool_writes = 0
+        # A cold read counts as this much of the max age old (spreads the fleet's refreshes).
+        self._head_start = random.random() * 0.5
         # Concurrent requests of one poll share one login.
         self._login_lock = asyncio.Lock()
 
@@ -189,7 +212,7 @@ class BraiinsDriver(MinerDriver):
         return await self._timed(self._identify(), "identify")
 
     async def read_status(self) -> MinerStatus:
-        """Details, stats, hashboards, cooling and pools (errors now and then), together."""
+        """Details and stats; hashboards, cooling, pools and errors when due; together."""
         return await self._timed(self._read_status(), "status")
 
     async def read_mining(self) -> bool:
@@ -208,14 +231,25 @@ class BraiinsDriver(MinerDriver):
         """Replace the pools with one group in this order (the first has priority)."""
         if not 1 <= len(pools) <= 3:
             raise ValueError(f"set_pools takes 1 to 3 pools, not {len(pools)}")
-        await self._timed(self._set_pools(pools), "set pools")
+        try:
+            await self._timed(self._set_pools(pools), "set pools")
+        finally:
+            self._forget_pools()
 
     async def switch_pool(self, index: int) -> None:
         """Move pool `index` (counted across groups, as read_status lists them) to the front."""
-        await self._timed(self._switch_pool(index), "switch pool")
+        try:
+            await self._timed(self._switch_pool(index), "switch pool")
+        finally:
+            self._forget_pools()
+
+    def _forget_pools(self) -> None:
+        """After a pool write, whatever its outcome (a timeout may hide a done one)."""
+        self._slow.pop(POOLS, None)
+        self._pool_writes += 1
 
     async def _read_mining(self) -> bool:
-        return self._mining(await self._get_object("/miner/details"))
+        return self._mining(await self._get_object(DETAILS))
 
     def _mining(self, details: dict[str, Any]) -> bool:
         """Whether details say normal (2); paused (3) and the rest are not mining."""
@@ -225,7 +259,7 @@ class BraiinsDriver(MinerDriver):
         return status == STATUS_NORMAL
 
     async def _identify(self) -> MinerIdentity:
-        details = await self._get_object("/miner/details")
+        details = await self._get_object(DETAILS)
         identity = details.get("miner_identity")
         model = _get(identity, "miner_model") or _get(identity, "name")
         mac = details.get("mac_address")
@@ -247,14 +281,18 @@ class BraiinsDriver(MinerDriver):
 
     async def _read_status(self) -> MinerStatus:
         now = time.monotonic()
+        pool_writes = self._pool_writes
         refresh_errors = self._errors_at is None or now - self._errors_at >= ERRORS_REFRESH_S
-        requests = [
-            self._get_object("/miner/details"),
-            self._get_object("/miner/stats"),
-            self._get_object("/miner/hw/hashboards"),
-            self._get_object("/cooling/state"),
-            self._call("GET", "/pools"),
+        slow = self._slow
+        due = [
+            path
+            for path, max_age in SLOW_MAX_AGE_S.items()
+            if path not in slow or now - slow[path][0] >= max_age
         ]
+        # The cached parts as they are now (a pool write may drop one meanwhile).
+        parts = {path: reply for path, (_, reply) in slow.items()}
+        requests = [self._get_object(DETAILS), self._get_object(STATS)]
+        requests += [self._call("GET", POOLS) if p == POOLS else self._get_object(p) for p in due]
         if refresh_errors:
             requests.append(self._get_object("/miner/errors"))
         # Every request ends (each has its timeout) before one failure is raised.
@@ -262,9 +300,16 @@ class BraiinsDriver(MinerDriver):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        details, stats, boards, cooling, pools = results[:5]
+        details, stats = results[:2]
+        for path, result in zip(due, results[2 : 2 + len(due)], strict=True):
+            at = now if path in parts else now - self._head_start * SLOW_MAX_AGE_S[path]
+            parts[path] = result
+            slow[path] = (at, result)
+        if pool_writes != self._pool_writes:
+            slow.pop(POOLS, None)  # read before the write finished: not to be kept
         if refresh_errors:
-            self._errors, self._errors_at = _error_messages(results[5]), now
+            self._errors, self._errors_at = _error_messages(results[-1]), now
+        boards, cooling, pools = parts[HASHBOARDS], parts[COOLING], parts[POOLS]
         mining = self._mining(details)
 
         board_list = boards.get("hashboards")

@@ -1,11 +1,18 @@
 """LuxOS (Luxor firmware): cgminer-style JSON on TCP 4028, sessions for privileged commands.
 
 Sleep and wake are `curtail|<sid>,sleep` / `<sid>,wakeup` inside a logon session.
+The driver logs on at its first curtail and keeps that session for the next
+ones, so a shed costs one round trip (the curtail), not three (logon, curtail,
+logoff). A curtail refused for its session (it expired, or the miner
+restarted) logs off that id (best effort) and on again once, then retries; the
+session is logged off by close(). While we hold it, other tools that log on
+get 402 and, like us, borrow it.
+
 LuxOS allows one session at a time: when logon answers "Another session is
-active" (402) the driver asks `session` for the active id and uses it, as
-pyasic does. That session is usually our own, left over from an interrupted
-call; it is not logged off (whoever opened it may still be using it), only
-sessions this driver opened are. Pool commands need no session.
+active" (402) the driver asks `session` for the active id and uses it for that
+one command, as pyasic does. That session is usually our own, left over from
+an interrupted run; it is neither kept nor logged off (whoever opened it may
+still be using it). Pool commands need no session.
 
 A status read is one round trip: `config+summary+pools+devs` (joined where the
 firmware takes it, see ReportReader), `power`, `temps`, `fans` and, at most once
@@ -14,6 +21,7 @@ a minute, `events`, all at once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 import logging
 import time
@@ -90,6 +98,9 @@ class LuxosDriver(ReadsReports, MinerDriver):
     family: ClassVar[Family] = "luxos"
     # When `events` was last read, and its reply (None: refused by this build).
     _events: tuple[float, dict[str, Any] | None] | None = None
+    # The session we opened and keep for the next curtail (None: none held).
+    _session_id: str | None = None
+    _session_lock: asyncio.Lock | None = None
 
     @property
     def rpc(self) -> CgminerRpc:
@@ -203,27 +214,51 @@ class LuxosDriver(ReadsReports, MinerDriver):
         """`switchpool|index`."""
         await switch_pool(self.rpc, index)
 
+    async def close(self) -> None:
+        """Log off the session this driver kept open (a failure is only logged)."""
+        session_id, self._session_id = self._session_id, None
+        if session_id is not None:
+            await self._logoff(self.rpc, session_id)
+
     async def _curtail(self, action: str) -> None:
-        """Run one curtail action inside a session."""
-        rpc = self.rpc
-        session_id, opened = await self._session(rpc)
-        try:
-            await rpc.call("curtail", f"{session_id},{action}")
-        except CommandRejectedError as err:
-            if "session" in str(err).lower():
-                raise DeviceAuthError(str(err)) from err
-            raise
-        finally:
-            if opened:
+        """Run one curtail action in our kept session (opened on first use)."""
+        if self._session_lock is None:
+            self._session_lock = asyncio.Lock()
+        # One curtail at a time: two would each log on, and the second would get 402.
+        async with self._session_lock:
+            rpc = self.rpc
+            # A kept session may have expired since: then one fresh logon and a retry.
+            retry = self._session_id is not None
+            while True:
+                session_id, owned = await self._session(rpc)
                 try:
-                    await rpc.call("logoff", session_id)
-                except MiningSiteError as err:
-                    # The curtail went through (or failed on its own); an unclosed
-                    # session is taken over by the next call, so only report it.
-                    LOGGER.warning("%s: logoff failed: %s", rpc.where, err)
+                    await rpc.call("curtail", f"{session_id},{action}")
+                except CommandRejectedError as err:
+                    if "session" not in str(err).lower():
+                        raise
+                    if owned:
+                        # The miner no longer takes our id: release it in case it still
+                        # holds it (a new logon would get 402 until it times out).
+                        self._session_id = None
+                        await self._logoff(rpc, session_id, logging.DEBUG)
+                    if not retry:
+                        raise DeviceAuthError(str(err)) from err
+                    retry = False
+                else:
+                    return
+
+    async def _logoff(self, rpc: CgminerRpc, session_id: str, level: int = logging.WARNING) -> None:
+        try:
+            await rpc.call("logoff", session_id)
+        except MiningSiteError as err:
+            # An unclosed session is taken over by the next logon (402), so only report
+            # it; releasing an id the miner already refused usually fails (DEBUG then).
+            LOGGER.log(level, "%s: logoff failed: %s", rpc.where, err)
 
     async def _session(self, rpc: CgminerRpc) -> tuple[str, bool]:
-        """A session id, and whether we opened it (True) or borrowed the active one."""
+        """A session id, and whether it is ours (kept) or the active one borrowed."""
+        if self._session_id is not None:
+            return self._session_id, True
         reply = await rpc.send({"command": "logon"})
         entry = status_entry(reply) or {}
         if (
@@ -242,4 +277,5 @@ class LuxosDriver(ReadsReports, MinerDriver):
         session_id = text(first_entry(section(reply, "SESSION")).get("SessionID"))
         if session_id is None:
             raise DeviceProtocolError(f"{rpc.where} answered logon without a SessionID")
+        self._session_id = session_id
         return session_id, True

@@ -15,18 +15,25 @@ ReportReader) and, at most once a minute, `get_error_code`, all at once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 import hashlib
 import json
+import logging
 import time
 from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..exceptions import CommandRejectedError, DeviceProtocolError, UnsupportedError
+from ..exceptions import (
+    CommandRejectedError,
+    DeviceProtocolError,
+    MiningSiteError,
+    UnsupportedError,
+)
 from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
 from .cgminer import (
     ACCESS_DENIED,
@@ -53,7 +60,10 @@ from .rpc import section
 
 API_PORT = 4028
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - the factory default, documented by MicroBT
+LOGGER = logging.getLogger(__name__)
 TOKEN_LIFETIME_S = 30 * 60
+# Reads renew the token before it expires, so a load shed never waits for get_token.
+TOKEN_RENEW_AFTER_S = 25 * 60
 CHECK_TOKEN_ERROR = 135
 INVALID_JSON = 23
 # 23: invalid JSON (what a command encrypted with the wrong key decrypts to), 24: wrong
@@ -207,7 +217,13 @@ class WhatsminerDriver(ReadsReports, MinerDriver):
         cached = self._error_codes
         stale = cached is None or now - cached[0] >= ERRORS_MAX_AGE_S
         commands = ("status", "summary", "devs", "pools")
-        reports = await self.reports.read(rpc, (*commands, "get_error_code") if stale else commands)
+        read = self.reports.read(rpc, (*commands, "get_error_code") if stale else commands)
+        token = self._token
+        if token is None or now - token.fetched_at >= TOKEN_RENEW_AFTER_S:
+            # Alongside the reads, in the same round trip: a token ready for the next write.
+            reports, _ = await asyncio.gather(read, self._renew_token(rpc))
+        else:
+            reports = await read
         status_reply = reports.optional("status")
         state = message(status_reply, rpc.where, "status") if status_reply else {}
         # A powered-off btminer may refuse the reports: they are all optional then.
@@ -318,11 +334,26 @@ class WhatsminerDriver(ReadsReports, MinerDriver):
             return decrypt_reply(token, reply["enc"], rpc.where)
         return reply
 
+    async def _renew_token(self, rpc: CgminerRpc) -> None:
+        """Fetch a fresh write token; a failure only means the next write fetches one."""
+        try:
+            token = await self._fetch_token(rpc)
+        except MiningSiteError as err:
+            LOGGER.debug("%s: no write token ahead of time: %s", rpc.where, err)
+        else:
+            self._token = token
+
     async def _write_token(self, rpc: CgminerRpc) -> WriteToken:
         """The cached token, or a fresh one from `get_token`."""
         now = time.monotonic()
         if self._token is not None and now - self._token.fetched_at < TOKEN_LIFETIME_S:
             return self._token
+        self._token = await self._fetch_token(rpc)
+        return self._token
+
+    async def _fetch_token(self, rpc: CgminerRpc) -> WriteToken:
+        """A new token from `get_token`."""
+        now = time.monotonic()
         reply = check_status(await rpc.send({"cmd": "get_token"}), rpc.where, "get_token")
         if isinstance(reply.get("Msg"), str):
             # e.g. "over max connect": the miner has handed out too many tokens.
@@ -333,5 +364,4 @@ class WhatsminerDriver(ReadsReports, MinerDriver):
         if salt is None or newsalt is None or time_text is None:
             raise DeviceProtocolError(f"{rpc.where} sent a token without salt, newsalt and time")
         aes_key, sign = derive_token(self.password, salt, newsalt, time_text)
-        self._token = WriteToken(aes_key, sign, now)
-        return self._token
+        return WriteToken(aes_key, sign, now)
