@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+from dataclasses import FrozenInstanceError, replace
+import math
 import random
 
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+import pytest
 
 from custom_components.bitcoin_mining.miningsite.allocation import (
     AllocationMemory,
@@ -15,6 +18,7 @@ from custom_components.bitcoin_mining.miningsite.allocation import (
     Curtailment,
     FrequencySample,
     FrequencyStage,
+    PlannedAction,
     SiteSnapshot,
     plan_allocation,
 )
@@ -430,3 +434,479 @@ def test_simulated_days_spread_wear_and_never_flap() -> None:
     # Mixed efficiency: the least efficient are stopped first, by design; still no flaps.
     _, flaps, _ = simulate(days=2, efficiency_spread=15.0)
     assert flaps == 0
+
+
+# The optimised planner must give exactly the plans of the straightforward one it
+# replaced. That one is kept here as the reference: the old code, renamed, without comments.
+
+
+def _reference_valid_samples(snapshot: SiteSnapshot) -> list[FrequencySample]:
+    low, high = snapshot.settings.valid_range_hz
+    return [s for s in snapshot.frequency_samples if math.isfinite(s.hz) and low <= s.hz <= high]
+
+
+def _reference_confirmed_stage(
+    samples: list[FrequencySample], settings: AllocationSettings
+) -> int | None:
+    recent = samples[-settings.confirm_samples :]
+    if len(recent) < settings.confirm_samples:
+        return None
+    highest = max(sample.hz for sample in recent)
+    confirmed = None
+    for index, stage in enumerate(settings.effective_stages):
+        if highest < stage.below_hz:
+            confirmed = index
+    return confirmed
+
+
+def _reference_frequency_memory(
+    snapshot: SiteSnapshot, running_w: float, notes: list[str]
+) -> AllocationMemory:
+    settings, memory = snapshot.settings, snapshot.memory
+    stages = settings.effective_stages
+    samples = _reference_valid_samples(snapshot)
+    if len(samples) < len(snapshot.frequency_samples):
+        notes.append("implausible frequency samples discarded")
+    confirmed = _reference_confirmed_stage(samples, settings)
+    if confirmed is not None and (memory.stage is None or confirmed > memory.stage):
+        cap = running_w * (1 - stages[confirmed].shed_fraction)
+        if memory.stage_cap_w is not None:
+            cap = min(cap, memory.stage_cap_w)
+        return replace(
+            memory,
+            stage=confirmed,
+            stage_cap_w=max(cap, 0.0),
+            restore_above_since=None,
+            restoring=False,
+        )
+    if memory.stage is None:
+        return memory
+    if confirmed is not None or not samples or samples[-1].hz < settings.effective_restore_hz:
+        return replace(memory, restore_above_since=None)
+    since = memory.restore_above_since if memory.restore_above_since is not None else samples[-1].t
+    if snapshot.now - since >= settings.restore_hold_s:
+        notes.append("grid frequency restored: load returns in batches")
+        return replace(
+            memory, stage=None, stage_cap_w=None, restore_above_since=None, restoring=True
+        )
+    return replace(memory, restore_above_since=since)
+
+
+def _reference_plan(snapshot: SiteSnapshot) -> AllocationPlan:
+    settings, now = snapshot.settings, snapshot.now
+    notes: list[str] = []
+    asics = snapshot.asics
+    running_w = math.fsum(a.power_w for a in asics if a.online and (a.mining or a.starting))
+    memory = _reference_frequency_memory(snapshot, running_w, notes)
+
+    supply_known = (
+        snapshot.available_power_w is not None
+        and snapshot.supply_updated_at is not None
+        and now - snapshot.supply_updated_at <= settings.supply_stale_s
+    )
+    if not supply_known:
+        notes.append("supply unknown or stale: no starts")
+    caps: list[tuple[float, str]] = []
+    if supply_known:
+        caps.append((max(snapshot.available_power_w or 0.0, 0.0), "over_budget"))
+    if snapshot.power_target_w is not None:
+        caps.append((max(snapshot.power_target_w, 0.0), "power_target"))
+        if supply_known and snapshot.power_target_w > (snapshot.available_power_w or 0.0):
+            notes.append("power target above available supply: capped to the supply")
+    curtailed = snapshot.curtailment is not None and now < snapshot.curtailment.until
+    if curtailed and snapshot.curtailment is not None:
+        caps.append((max(snapshot.curtailment.cap_w, 0.0), "curtailment"))
+    if memory.stage is not None and memory.stage_cap_w is not None:
+        caps.append((memory.stage_cap_w, "under_frequency"))
+        if curtailed:
+            notes.append("curtailment during an under-frequency event: the lower cap applies")
+    budget, binding = min(caps, default=(None, ""), key=lambda cap: cap[0])
+    emergency = memory.stage is not None and settings.effective_stages[memory.stage].emergency
+
+    stops: list[PlannedAction] = []
+    expected_w = running_w
+    if budget is not None and expected_w > budget:
+        min_on_before = math.inf if emergency else now - settings.min_on_s
+        candidates = [
+            a
+            for a in asics
+            if a.online
+            and (a.mining or a.starting)
+            and a.lock == "none"
+            and (a.last_on is None or a.last_on <= min_on_before)
+        ]
+        band = settings.efficiency_band_j_per_th or 1e-9
+        if expected_w - math.fsum(a.power_w for a in candidates) >= budget:
+            candidates.sort(key=lambda a: a.id)
+        else:
+            candidates.sort(
+                key=lambda a: (
+                    -math.floor(a.efficiency_j_per_th / band),
+                    a.last_on if a.last_on is not None else -math.inf,
+                    a.id,
+                )
+            )
+        detail = f"{expected_w / 1000:.1f} kW running over a budget of {budget / 1000:.1f} kW"
+        for a in candidates:
+            if expected_w <= budget:
+                break
+            stops.append(PlannedAction(a.id, "stop", binding, detail))
+            expected_w -= a.power_w
+        if expected_w > budget:
+            notes.append("shortfall remains: the rest are locked or within their minimum on-time")
+
+    starts: list[PlannedAction] = []
+    batch_due = (
+        memory.last_start_batch_at is None
+        or now - memory.last_start_batch_at >= settings.batch_interval_s
+    )
+    if supply_known and budget is not None and memory.stage is None and batch_due and not stops:
+        min_off_before = now - settings.min_off_s
+        candidates = [
+            a
+            for a in asics
+            if a.online
+            and a.lock == "none"
+            and not (a.mining or a.starting)
+            and (a.last_off is None or a.last_off <= min_off_before)
+        ]
+        candidates.sort(
+            key=lambda a: (
+                a.cycles,
+                a.last_off if a.last_off is not None else -math.inf,
+                a.efficiency_j_per_th,
+                a.id,
+            )
+        )
+        reason = "restore_after_frequency_event" if memory.restoring else "available_power"
+        detail = f"fits a budget of {budget / 1000:.1f} kW"
+        for a in candidates:
+            if len(starts) >= settings.max_starts_per_batch:
+                break
+            if expected_w + a.power_w + settings.start_hysteresis_w <= budget:
+                starts.append(PlannedAction(a.id, "start", reason, detail))
+                expected_w += a.power_w
+        if starts:
+            memory = replace(memory, last_start_batch_at=now)
+        elif memory.restoring:
+            memory = replace(memory, restoring=False)
+
+    return AllocationPlan(
+        stops=tuple(stops),
+        starts=tuple(starts),
+        expected_power_w=expected_w,
+        budget_w=budget,
+        frequency_stage=memory.stage,
+        curtailed=curtailed,
+        notes=tuple(notes),
+        memory=memory,
+    )
+
+
+@st.composite
+def fleet_snapshots(draw: st.DrawFn) -> SiteSnapshot:
+    """Fleets up to 3000 ASICs, many ties (few distinct values), some duplicate ids."""
+    size = draw(st.one_of(st.integers(0, 80), st.integers(80, 3000)))
+    # A monotonic clock soon after boot makes times near zero, or below it.
+    now = draw(st.sampled_from([NOW, NOW, 1000.0]))
+    rnd = random.Random(draw(st.integers(0, 2**32)))
+    # Few distinct values make every tie-break matter; continuous ones test the rest.
+    distinct = draw(st.sampled_from([1, 2, 3, 10, 500, 0]))
+
+    def pick(low: float, high: float) -> float:
+        if distinct:
+            return low + (high - low) * rnd.randrange(distinct) / distinct
+        return rnd.uniform(low, high)
+
+    def moment(none_share: float) -> float | None:
+        return None if rnd.random() < none_share else now - pick(0, 10_000)
+
+    duplicates = draw(st.booleans())
+    cycles_spread = draw(st.sampled_from([1, 3, 50, 500]))
+    online = draw(st.sampled_from([1.0, 0.9, 0.5]))
+    mining = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]))
+    starting = draw(st.sampled_from([0.0, 0.05]))
+    locked = draw(st.sampled_from([0.0, 0.1, 0.5]))
+    none_share = draw(st.sampled_from([0.0, 0.2, 1.0]))
+    integral_efficiency = draw(st.booleans())
+    asics = tuple(
+        AsicState(
+            id=f"asic-{rnd.randrange(size // 2 + 1) if duplicates else n:05d}",
+            online=rnd.random() < online,
+            mining=rnd.random() < mining,
+            starting=rnd.random() < starting,
+            power_w=pick(50, 6000),
+            efficiency_j_per_th=(rnd.randrange(10, 60) if integral_efficiency else pick(10, 60)),
+            cycles=rnd.randrange(cycles_spread),
+            last_on=moment(none_share),
+            last_off=moment(none_share),
+            lock=rnd.choice(["none", "none", "none", "locked", "maintenance"])
+            if rnd.random() < locked
+            else "none",
+        )
+        for n in range(size)
+    )
+    running = math.fsum(a.power_w for a in asics if a.running)
+    # Aim most examples where the fast paths are: starts that fit (few or many, small
+    # or large batches), and sheds short by a few ASICs or by a lot.
+    aim = draw(st.sampled_from(["start", "start", "stop", "stop", "anything"]))
+    margin = draw(
+        st.one_of(
+            st.sampled_from([0.0, 1e-7, 50.0, 3000.0, 3500.0, 3501.0, 7000.0, 1e9]),
+            st.floats(0, 40).map(lambda n: n * 3000),
+            st.floats(0, 1).map(lambda share: share * running),
+        )
+    )
+    settings = AllocationSettings(
+        max_starts_per_batch=draw(st.one_of(st.integers(1, 20), st.integers(-1, 5000))),
+        start_hysteresis_w=draw(st.sampled_from([0.0, 3500.0, -500.0])),
+        efficiency_band_j_per_th=draw(st.sampled_from([2.0, 0.0, 0.5, 10.0])),
+        min_on_s=draw(st.sampled_from([0.0, 600.0, 3600.0])),
+        min_off_s=draw(st.sampled_from([0.0, 300.0, 3600.0])),
+        stages=draw(
+            st.sampled_from(
+                [(), (FrequencyStage(49.8, 0.5), FrequencyStage(49.5, 1.0, emergency=True))]
+            )
+        ),
+    )
+    snap = SiteSnapshot(
+        now=now,
+        available_power_w=running + margin if aim == "start" else running - margin,
+        supply_updated_at=now,
+        asics=asics,
+        frequency_samples=(FrequencySample(now - 1, 50.0), FrequencySample(now, 50.0)),
+        memory=AllocationMemory(restoring=draw(st.booleans())),
+        settings=settings,
+    )
+    if aim != "anything":
+        return snap
+    dip = draw(st.sampled_from([50.0, 49.0, 49.7]))
+    return replace(
+        snap,
+        available_power_w=draw(st.one_of(st.none(), st.floats(0, 2 * running + 1))),
+        supply_updated_at=draw(st.sampled_from([now, now - 1000])),
+        frequency_samples=(FrequencySample(now - 0.01, dip), FrequencySample(now, dip)),
+        power_target_w=draw(st.one_of(st.none(), st.floats(0, 2 * running + 1))),
+        curtailment=draw(
+            st.one_of(
+                st.none(),
+                st.builds(Curtailment, cap_w=st.floats(0, running + 1), until=st.just(now + 60)),
+            )
+        ),
+        memory=draw(
+            st.builds(
+                AllocationMemory,
+                stage=st.sampled_from([None, None, 0]),
+                stage_cap_w=st.one_of(st.none(), st.floats(0, running + 1)),
+                last_start_batch_at=st.sampled_from([None, None, now - 10]),
+                restoring=st.booleans(),
+            )
+        ),
+    )
+
+
+EQUIVALENCE = hypothesis_settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@EQUIVALENCE
+@given(st.one_of(snapshot_strategy, fleet_snapshots()))
+def test_plans_are_exactly_those_of_the_reference(snap: SiteSnapshot) -> None:
+    plan, reference = plan_allocation(snap), _reference_plan(snap)
+    assert plan == reference
+    # repr also tells 0.0 from -0.0 and an int from a float: identical, not just equal.
+    assert repr(plan) == repr(reference)
+    assert all(type(a) is PlannedAction for a in plan.stops + plan.starts)
+
+
+def _outcome(snap: SiteSnapshot, planner: object) -> tuple[object, ...]:
+    try:
+        plan = planner(snap)  # type: ignore[operator]
+    except (ArithmeticError, ValueError, TypeError) as err:
+        return ("raised", type(err), str(err))
+    return ("plan", repr(plan))
+
+
+wild_float = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 3000.0, 30.0]),
+)
+wild_asic = st.builds(
+    AsicState,
+    id=st.text("abc", min_size=1, max_size=2),
+    online=st.sampled_from([True, True, True, False]),
+    mining=st.booleans(),
+    power_w=st.one_of(wild_float, st.floats(50, 6000)),
+    efficiency_j_per_th=st.one_of(wild_float, st.floats(10, 60)),
+    cycles=st.integers(0, 3),
+    last_on=st.one_of(st.none(), wild_float, st.floats(NOW - 10_000, NOW)),
+    last_off=st.one_of(st.none(), wild_float, st.floats(NOW - 10_000, NOW)),
+    lock=st.sampled_from(["none", "none", "locked"]),
+    starting=st.sampled_from([False, False, False, True]),
+)
+
+
+@PROPERTIES
+@given(
+    snapshot_strategy,
+    st.lists(wild_asic, max_size=40).map(tuple),
+    st.one_of(st.none(), wild_float, st.floats(0, 100_000)),
+    st.one_of(st.sampled_from([0.0, 3500.0]), wild_float),
+    st.one_of(st.just(2.0), wild_float),
+)
+def test_non_finite_inputs_give_the_reference_outcome(
+    snap: SiteSnapshot,
+    asics: tuple[AsicState, ...],
+    available: float | None,
+    hyst: float,
+    band: float,
+) -> None:
+    snap = replace(
+        snap,
+        asics=asics,
+        available_power_w=available,
+        supply_updated_at=NOW,
+        settings=replace(snap.settings, start_hysteresis_w=hyst, efficiency_band_j_per_th=band),
+    )
+    # NaN never equals itself, so compare the exact text of the plan (or of the error).
+    assert _outcome(snap, plan_allocation) == _outcome(snap, _reference_plan)
+
+
+@PROPERTIES
+@given(
+    st.lists(wild_asic, max_size=40).map(tuple),
+    st.floats(0, 200_000),
+    st.sampled_from([0.0, 3500.0, -100.0]),
+    st.integers(1, 5),
+)
+def test_non_finite_readings_start_as_they_always_have(
+    asics: tuple[AsicState, ...], available: float, hyst: float, limit: int
+) -> None:
+    # An ordinary site (no event, batch due, no minimum times) whose readings are wild:
+    # where starts, and the shortcuts that skip candidates, happen.
+    idle = {"online": True, "mining": False, "starting": False, "lock": "none"}
+    asics = tuple(replace(a, **idle) if n % 2 else a for n, a in enumerate(asics))  # type: ignore[arg-type]
+    settings = AllocationSettings(
+        max_starts_per_batch=limit, start_hysteresis_w=hyst, min_on_s=0.0, min_off_s=0.0
+    )
+    snap = SiteSnapshot(
+        now=NOW,
+        available_power_w=available,
+        supply_updated_at=NOW,
+        asics=asics,
+        settings=settings,
+    )
+    assert _outcome(snap, plan_allocation) == _outcome(snap, _reference_plan)
+
+
+def test_a_nan_efficiency_orders_starts_as_it_always_has() -> None:
+    # NaN makes the start key no order at all: sorting only the fewest-cycles part
+    # first would pick asic-051 here, where sorting the whole fleet picks asic-000.
+    rnd = random.Random(0)
+    fleet = [
+        asic(
+            n,
+            cycles=n % 3,
+            efficiency_j_per_th=math.nan if n % 4 == 0 else float(rnd.randrange(20, 40)),
+        )
+        for n in range(120)
+    ]
+    rnd.shuffle(fleet)
+    snap = snapshot(fleet, settings=replace(SETTINGS, max_starts_per_batch=1))
+    plan = plan_allocation(snap)
+    assert plan == _reference_plan(snap)
+    assert ids(plan.starts) == ["asic-000"]
+
+
+def test_starts_read_on_past_candidates_too_big_to_fit() -> None:
+    # Fewest cycles first, but the first 50 are too big for the 1 kW of headroom:
+    # the planner must read on to the small ones, as the full sort did.
+    fleet = [asic(n, cycles=n, power_w=5000.0 if n < 50 else 500.0) for n in range(200)]
+    fleet.append(asic(999, mining=True, power_w=99_000.0))
+    random.Random(1).shuffle(fleet)
+    snap = snapshot(fleet, available_kw=100, settings=replace(SETTINGS, max_starts_per_batch=2))
+    plan = plan_allocation(snap)
+    assert plan == _reference_plan(snap)
+    assert ids(plan.starts) == ["asic-050", "asic-051"]
+    assert plan.expected_power_w == 100_000
+
+
+def test_a_negative_reading_is_planned_exactly_as_before() -> None:
+    # A reversed current clamp reads negative power: starting that miner grows the
+    # headroom, so ones skipped earlier may fit later. Each ASIC is still read once,
+    # in order, even across the part of the fleet sorted first and the rest.
+    fleet = [
+        asic(n, cycles=n, power_w=5000.0 if n < 13 else 6000.0 if n < 50 else 500.0)
+        for n in range(200)
+    ]
+    fleet[13] = replace(fleet[13], power_w=-4000.0)
+    fleet.append(asic(999, mining=True, power_w=99_000.0))
+    random.Random(2).shuffle(fleet)
+    snap = snapshot(fleet, available_kw=100, settings=replace(SETTINGS, max_starts_per_batch=3))
+    plan = plan_allocation(snap)
+    assert plan == _reference_plan(snap)
+    assert ids(plan.starts) == ["asic-013", "asic-050", "asic-051"]
+    assert plan.expected_power_w == 96_000
+
+
+def test_nothing_fits_means_no_starts_and_no_change() -> None:
+    fleet = [asic(n, power_w=3000.0 + n) for n in range(100)]
+    fleet.append(asic(999, mining=True, power_w=97_001.0))
+    snap = snapshot(fleet, available_kw=100)
+    plan = plan_allocation(snap)
+    assert plan == _reference_plan(snap)
+    assert not plan.starts
+    assert plan.expected_power_w == 97_001.0
+    assert plan.memory == snap.memory
+    # One watt more and the smallest fits, exactly at the budget.
+    plan = plan_allocation(replace(snap, available_power_w=100_001.0))
+    assert ids(plan.starts) == ["asic-000"]
+    assert plan.expected_power_w == 100_001.0
+
+
+def test_never_started_runs_longest_even_on_a_clock_near_zero() -> None:
+    # A monotonic clock soon after boot: recorded starts are negative times, and an
+    # ASIC with no recorded start still counts as the longest running, so it stops
+    # first, however few of the fleet the planner sorts.
+    now = 1000.0
+    fleet = [asic(n, mining=True, last_on=-5000.0 + n) for n in range(100)]
+    fleet[7] = replace(fleet[7], last_on=None)
+    snap = snapshot(
+        fleet,
+        available_kw=(100 * 3000 - 2500) / 1000,
+        now=now,
+        supply_updated_at=now,
+        frequency_samples=(FrequencySample(now - 1, 50.0), FrequencySample(now, 50.0)),
+        settings=replace(SETTINGS, min_on_s=0.0),
+    )
+    plan = plan_allocation(snap)
+    assert plan == _reference_plan(snap)
+    assert ids(plan.stops) == ["asic-007"]
+
+
+def test_a_nan_power_never_starts_nor_hides_the_others() -> None:
+    fleet = [asic(1, power_w=math.nan), asic(2, power_w=100.0), asic(3, power_w=math.nan)]
+    for order in (fleet, fleet[::-1]):
+        snap = snapshot(order)
+        plan = plan_allocation(snap)
+        assert repr(plan) == repr(_reference_plan(snap))
+        assert ids(plan.starts) == ["asic-002"]
+
+
+def test_planned_actions_are_genuine_frozen_dataclasses() -> None:
+    fleet = [asic(n, mining=True, last_on=NOW - 5000) for n in range(300)]
+    plan = plan_allocation(snapshot(fleet, available_kw=0))
+    assert len(plan.stops) == 300
+    action = plan.stops[0]
+    built = PlannedAction(action.asic_id, "stop", "over_budget", action.detail)
+    assert type(action) is PlannedAction
+    assert action == built
+    assert hash(action) == hash(built)
+    assert repr(action) == repr(built)
+    assert copy.deepcopy(action) == built
+    assert type(copy.copy(action)) is PlannedAction
+    assert replace(action, action="start") == replace(built, action="start")
+    with pytest.raises(FrozenInstanceError):
+        action.reason = "changed"  # type: ignore[misc]
+    assert action.reason == "over_budget"
