@@ -41,6 +41,7 @@ from bootstrap import (  # noqa: E402
     BootstrapError,
     long_lived_token,
     onboard,
+    promote_http_config,
     run_flow,
     set_options,
     wait_for_http,
@@ -173,6 +174,8 @@ async def measure(
     await wait_for_http(session, base, 180)
     token = await long_lived_token(session, base, await onboard(session, base))
     headers = {"Authorization": f"Bearer {token}"}
+    # Otherwise Home Assistant 2026.10 reverts its HTTP settings and restarts after 5 minutes.
+    await promote_http_config(session, base, token)
     lines = "\n".join(f"127.0.0.1:{m['api_port']} {m['family']}" for m in miners)
     result = await run_flow(
         session,
@@ -207,6 +210,8 @@ async def measure(
             "min_on_s": 0,
             "min_off_s": 0,
             "max_starts_per_batch": 1000,
+            # The template supply sensor never reports again (its value is constant).
+            "supply_stale_s": 3600,
         },
     )
     print(
@@ -235,7 +240,12 @@ async def measure(
                 if m["state"] != "mining"
             ]
             action = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
-            print(f"not mining: {laggards[:10]}; balancer: {action}", flush=True)
+            attributes = action.get("attributes", {})
+            print(
+                f"not mining ({len(laggards)}): {laggards[:5]}; balancer: {action.get('state')}, "
+                f"notes {attributes.get('notes')}, failures {attributes.get('failures')}",
+                flush=True,
+            )
             raise
         before = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
         await asyncio.sleep(1.0)
