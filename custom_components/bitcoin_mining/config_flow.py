@@ -302,6 +302,10 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
         """Start with nothing collected."""
         self._data: dict[str, Any] = {}
         self._options: dict[str, Any] = {}
+        # The miners step's probe runs as a task while the flow shows its progress.
+        self._probe: asyncio.Task[dict[str, str]] | None = None
+        self._probe_count = 0
+        self._miners_input: dict[str, Any] = {}
 
     @staticmethod
     @callback
@@ -409,25 +413,61 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
     async def async_step_miners(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """List the ASICs: addresses, ranges or subnets, a family per line, and their login."""
-        errors: dict[str, str] = {}
-        item = ""
-        if user_input is not None:
-            miners, errors, item = check_miner_list(user_input.get(CONF_MINERS, ""))
-            credentials = _credentials(user_input)
-            if not errors:
-                errors = await async_probe_miners(self.hass, miners, credentials)
-            if not errors:
-                self._data.update(_credentials_data(user_input))
-                self._options[CONF_MINERS] = user_input.get(CONF_MINERS, "").strip()
-                return self.async_create_entry(
-                    title=self._data[CONF_SITE_NAME], data=self._data, options=self._options
-                )
+        """List the ASICs: addresses, ranges or subnets, a family per line, and their login.
+
+        Contacting up to 1000 miners (detecting families) takes seconds: the flow shows
+        its progress meanwhile.
+        """
+        if self._probe is None:
+            errors: dict[str, str] = {}
+            item = ""
+            if user_input is not None:
+                miners, errors, item = check_miner_list(user_input.get(CONF_MINERS, ""))
+                if not errors and not miners:
+                    return self._create_site(user_input)
+                if not errors:
+                    self._miners_input = user_input
+                    self._probe_count = len(miners)
+                    self._probe = self.hass.async_create_task(
+                        async_probe_miners(self.hass, miners, _credentials(user_input))
+                    )
+            if self._probe is None:
+                return self._miners_form(user_input, errors, item)
+        if not self._probe.done():
+            return self.async_show_progress(
+                step_id="miners",
+                progress_action="probe_miners",
+                progress_task=self._probe,
+                description_placeholders={"count": str(self._probe_count)},
+            )
+        return self.async_show_progress_done(next_step_id="miners_probed")
+
+    async def async_step_miners_probed(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Create the site once a miner answered; otherwise back to the list, saying why."""
+        probe, self._probe = self._probe, None
+        assert probe is not None
+        errors = probe.result()
+        if errors:
+            return self._miners_form(self._miners_input, errors, "")
+        return self._create_site(self._miners_input)
+
+    def _miners_form(
+        self, user_input: dict[str, Any] | None, errors: dict[str, str], item: str
+    ) -> ConfigFlowResult:
         return self.async_show_form(
             step_id="miners",
             data_schema=self.add_suggested_values_to_schema(MINERS_SCHEMA, user_input or {}),
             errors=errors,
             description_placeholders={"item": item},
+        )
+
+    def _create_site(self, user_input: dict[str, Any]) -> ConfigFlowResult:
+        self._data.update(_credentials_data(user_input))
+        self._options[CONF_MINERS] = user_input.get(CONF_MINERS, "").strip()
+        return self.async_create_entry(
+            title=self._data[CONF_SITE_NAME], data=self._data, options=self._options
         )
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:

@@ -108,12 +108,20 @@ async def run_flow(
         f"{base}/api/config/config_entries/flow", json={"handler": handler}, headers=headers
     ) as response:
         result = await response.json()
-    for _ in range(10):
+    for _ in range(100):
         kind = result.get("type")
         if kind == "create_entry":
             return dict(result)
         if kind == "abort":
             raise BootstrapError(f"{handler}: flow aborted: {result.get('reason')}")
+        if kind == "progress":
+            # The step works in the background (the miners step probes the miners).
+            await asyncio.sleep(0.5)
+            async with session.get(
+                f"{base}/api/config/config_entries/flow/{result['flow_id']}", headers=headers
+            ) as response:
+                result = await response.json()
+            continue
         if kind == "menu":
             choice = answers.get(f"menu:{result['step_id']}") or result["menu_options"][0]
             body: dict[str, Any] = {"next_step_id": choice}
@@ -131,7 +139,7 @@ async def run_flow(
             result = await response.json()
             if response.status >= 400:
                 raise BootstrapError(f"{handler}: step answer refused: {result}")
-    raise BootstrapError(f"{handler}: the flow did not finish in 10 steps")
+    raise BootstrapError(f"{handler}: the flow did not finish in 100 steps")
 
 
 def _answers_for(schema: list[dict[str, Any]], answers: dict[str, Any]) -> dict[str, Any]:

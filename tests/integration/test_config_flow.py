@@ -82,7 +82,14 @@ async def start_flow(hass: HomeAssistant) -> dict[str, Any]:
 
 
 async def configure(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    return dict(await hass.config_entries.flow.async_configure(flow_id, data))
+    """Answer a step; a step that shows progress is followed to where it leads."""
+    result = dict(await hass.config_entries.flow.async_configure(flow_id, data))
+    if result["type"] is FlowResultType.SHOW_PROGRESS:
+        assert result["progress_action"] == "probe_miners"
+        assert int(result["description_placeholders"]["count"]) > 0
+        await hass.async_block_till_done()
+        result = dict(await hass.config_entries.flow.async_configure(flow_id))
+    return result
 
 
 @pytest.fixture
@@ -505,3 +512,17 @@ async def test_options_refuse_a_bad_miner_list_and_keep_the_old_one(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert loaded_entry.options[CONF_MINERS] == "10.0.0.1-5 braiins"
+
+
+async def test_reauth_of_a_site_without_miners_saves_the_login(
+    hass: HomeAssistant, simulated: Site
+) -> None:
+    entry = entry_for(simulated, **{CONF_MINERS: ""})
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    result = await configure(hass, result["flow_id"], {CONF_MINER_PASSWORD: "new"})
+    assert result["reason"] == "reauth_successful"
+    assert entry.data[CONF_MINER_PASSWORD] == "new"
+    await hass.async_block_till_done()
+    if entry.state is ConfigEntryState.LOADED:
+        assert await hass.config_entries.async_unload(entry.entry_id)
