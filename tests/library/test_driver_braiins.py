@@ -454,3 +454,29 @@ async def test_against_the_simulator(loopback_network: None) -> None:
         await driver.switch_pool(1)
         switched = await driver.read_status()
         assert switched.pools[0].url == status.pools[1].url
+
+
+async def test_every_fixture_is_served_and_parsed(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    driver = driver_for(server, session)
+    paths = {
+        "miner_details": "/miner/details",
+        "miner_stats": "/miner/stats",
+        "miner_hw_hashboards": "/miner/hw/hashboards",
+        "cooling_state": "/cooling/state",
+        "pools": "/pools",
+        "miner_errors": "/miner/errors",
+        "version": "/version",
+        "configuration_miner": "/configuration/miner",
+        "performance_tuner_state": "/performance/tuner-state",
+        "actions_locate": "/actions/locate",
+        "network": "/network/configuration",
+    }
+    files = {path.stem for path in BRAIINS_FIXTURES.glob("*.json")}
+    assert files == set(paths), "a fixture without a route"
+    for name, path in paths.items():
+        assert await driver.query(path) == load_fixture(BRAIINS_FIXTURES, name), name
+    tuner = await driver.query("/configuration/miner")
+    assert tuner["tuner"]["power_target"]["watt"] == 3500
+    assert await driver.query("/actions/locate") is False

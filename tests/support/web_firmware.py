@@ -467,6 +467,10 @@ class BraiinsServer:
                 "pools",
                 "miner_errors",
                 "version",
+                "configuration_miner",
+                "performance_tuner_state",
+                "actions_locate",
+                "network",
             )
         }
         self.passwords: dict[str, str] = {
@@ -588,6 +592,10 @@ class BraiinsServer:
             ("pools", "/pools"),
             ("miner_errors", "/miner/errors"),
             ("version", "/version"),
+            ("configuration_miner", "/configuration/miner"),
+            ("performance_tuner_state", "/performance/tuner-state"),
+            ("actions_locate", "/actions/locate"),
+            ("network", "/network/configuration"),
         ):
             app.router.add_get(f"/api/v1{path}", self._getter(name))
         app.router.add_put("/api/v1/actions/{action}", self._action)

@@ -189,6 +189,10 @@ class BraiinsDriver(MinerDriver):
             return None
         return reply.json(where)
 
+    async def query(self, path: str) -> Any:
+        """One authenticated GET of the REST API, e.g. `/configuration/miner` (diagnostics)."""
+        return await self._timed(self._call("GET", path), f"GET {path}")
+
     async def _get_object(self, path: str) -> dict[str, Any]:
         data = await self._call("GET", path)
         if not isinstance(data, dict):
