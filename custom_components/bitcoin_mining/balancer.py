@@ -44,7 +44,8 @@ from .storage import SiteStore
 
 if TYPE_CHECKING:
     from .coordinator import GridCoordinator, SiteCoordinator, SiteData
-    from .fleet import Action, FleetCoordinator
+    from .fleet import FleetCoordinator
+    from .miningsite.miners.fleet import Action
 
 Mode = Literal["auto", "advisory", "off"]
 MODES: tuple[Mode, ...] = ("auto", "advisory", "off")

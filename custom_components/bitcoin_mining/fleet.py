@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 import time
-from typing import Literal
 
 import aiohttp
 from homeassistant.config_entries import ConfigEntry
@@ -40,11 +39,10 @@ from .miningsite.miners.base import (
     MinerStatus,
 )
 from .miningsite.miners.detect import detect_family
-from .miningsite.miners.fleet import Fleet, driver_for
+from .miningsite.miners.fleet import Action, Fleet, driver_for
 from .miningsite.miners.models import model_spec
 from .storage import SiteStore
 
-Action = Literal["stop", "start"]
 # Efficiency assumed for a miner of a model we do not know (S19-class), so it sorts mid-pack.
 UNKNOWN_EFFICIENCY_J_PER_TH = 30.0
 UNKNOWN_POWER_W = 3250.0

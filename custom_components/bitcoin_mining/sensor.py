@@ -41,6 +41,7 @@ from .coordinator import (
 from .entity import MinerEntity, SiteEntity
 from .fleet import FleetCoordinator, FleetData, MinerView
 from .miningsite.cycles import CycleRecord
+from .miningsite.miners.base import MinerStatus
 
 HASHRATE_UNIT = "TH/s"
 
@@ -200,10 +201,12 @@ def _timestamp(value: float | None) -> datetime | None:
 
 
 def _status_value(
-    read: Callable[[MinerView], StateType],
+    read: Callable[[MinerStatus], StateType],
 ) -> Callable[[MinerView, CycleRecord], StateType]:
+    """A value from the miner's last reading; unknown while it does not answer."""
+
     def value(view: MinerView, record: CycleRecord) -> StateType:
-        return None if view.status is None else read(view)
+        return None if view.status is None else read(view.status)
 
     return value
 
@@ -269,7 +272,7 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
         native_unit_of_measurement=HASHRATE_UNIT,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        value_fn=_status_value(lambda view: view.status.hashrate_ths if view.status else None),
+        value_fn=_status_value(lambda status: status.hashrate_ths),
     ),
     MinerSensorDescription(
         key="power",
@@ -278,7 +281,7 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfPower.WATT,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=0,
-        value_fn=_status_value(lambda view: view.status.power_w if view.status else None),
+        value_fn=_status_value(lambda status: status.power_w),
     ),
     MinerSensorDescription(
         key="temperature",
@@ -287,7 +290,7 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfTemperature.CELSIUS,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        value_fn=_status_value(lambda view: view.status.temperature_c if view.status else None),
+        value_fn=_status_value(lambda status: status.temperature_c),
     ),
     MinerSensorDescription(
         key="cycles",
@@ -316,9 +319,7 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
-        value_fn=_status_value(
-            lambda view: max(view.status.fan_rpm) if view.status and view.status.fan_rpm else None
-        ),
+        value_fn=_status_value(lambda status: max(status.fan_rpm, default=None)),
     ),
     MinerSensorDescription(
         key="uptime",
@@ -328,16 +329,14 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
         suggested_unit_of_measurement=UnitOfTime.HOURS,
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
-        value_fn=_status_value(lambda view: view.status.uptime_s if view.status else None),
+        value_fn=_status_value(lambda status: status.uptime_s),
     ),
     MinerSensorDescription(
         key="active_pool",
         translation_key="active_pool",
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
-        value_fn=_status_value(
-            lambda view: pool.url if view.status and (pool := view.status.active_pool) else None
-        ),
+        value_fn=_status_value(lambda status: pool.url if (pool := status.active_pool) else None),
     ),
 )
 

@@ -12,7 +12,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import DOMAIN
 from .coordinator import BitcoinMiningConfigEntry
 from .entity import MinerEntity
-from .fleet import Action, FleetCoordinator
+from .fleet import FleetCoordinator
+from .miningsite.miners.fleet import Action
 
 # Commands go through the fleet, which bounds its own concurrency.
 PARALLEL_UPDATES = 0
