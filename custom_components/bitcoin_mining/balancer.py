@@ -161,8 +161,7 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         site: SiteData | None = self.site.data
         if site is None or self._run_lock.locked():
             return
-        running_w = sum(a.power_w for a in self.fleet.asic_states() if a.running)
-        if site.available_power_w is None or site.available_power_w < running_w:
+        if site.available_power_w is None or site.available_power_w < self.fleet.running_draw_w():
             self._schedule("supply_change")
 
     def _schedule(self, trigger: str) -> None:

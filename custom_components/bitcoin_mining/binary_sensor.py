@@ -10,14 +10,14 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntityDescription,
 )
 from homeassistant.const import EntityCategory
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .balancer import LoadBalancer
 from .compat import BinarySensorDeviceClass
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import BitcoinMiningConfigEntry, GridCoordinator, SiteCoordinator, SiteData
-from .entity import MinerEntity, SiteEntity
+from .entity import MinerEntity, SiteEntity, async_add_miner_entities
 from .fleet import FleetCoordinator
 
 PARALLEL_UPDATES = 0
@@ -98,23 +98,15 @@ async def async_setup_entry(
     async_add_entities(entities)
 
     fleet = entry.runtime_data.fleet
-    known: set[str] = set()
-
-    @callback
-    def add_new_miners() -> None:
-        new = [mac for mac in fleet.data.miners if mac not in known]
-        known.update(new)
-        async_add_entities(
-            entity
-            for mac in new
-            for entity in (
-                MinerOnlineSensor(fleet, mac, MINER_ONLINE),
-                MinerProblemSensor(fleet, mac, MINER_PROBLEM),
-            )
-        )
-
-    add_new_miners()
-    entry.async_on_unload(fleet.async_add_listener(add_new_miners))
+    async_add_miner_entities(
+        entry,
+        fleet,
+        async_add_entities,
+        lambda mac: [
+            MinerOnlineSensor(fleet, mac, MINER_ONLINE),
+            MinerProblemSensor(fleet, mac, MINER_PROBLEM),
+        ],
+    )
 
 
 class UnderFrequencySensor(SiteEntity[GridCoordinator], BinarySensorEntity):

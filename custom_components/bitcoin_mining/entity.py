@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import CONNECTION_NETWORK_MAC, DeviceInfo
-from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity, DataUpdateCoordinator
 
 from .compat import set_parent_device
@@ -103,3 +105,23 @@ class MinerEntity(CoordinatorEntity[FleetCoordinator]):
         """Available while the miner answers."""
         view = self.view
         return super().available and view is not None and view.online
+
+
+@callback
+def async_add_miner_entities(
+    entry: ConfigEntry,
+    fleet: FleetCoordinator,
+    add_entities: Callable[[Iterable[Entity]], None],
+    entities_for: Callable[[str], Iterable[Entity]],
+) -> None:
+    """Add each miner's entities now, and for every miner the fleet identifies later."""
+    known: set[str] = set()
+
+    @callback
+    def add_new() -> None:
+        new = [mac for mac in fleet.data.miners if mac not in known]
+        known.update(new)
+        add_entities(entity for mac in new for entity in entities_for(mac))
+
+    add_new()
+    entry.async_on_unload(fleet.async_add_listener(add_new))

@@ -364,6 +364,10 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         )
         return errors
 
+    def running_draw_w(self) -> float:
+        """What the miners that run draw, as the allocation counts it."""
+        return sum(a.power_w for a in self.asic_states() if a.running)
+
     def asic_states(self) -> tuple[AsicState, ...]:
         """The fleet as the allocation core sees it."""
         data: FleetData | None = self.data  # None until the first poll

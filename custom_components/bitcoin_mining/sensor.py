@@ -38,7 +38,7 @@ from .coordinator import (
     SiteCoordinator,
     SiteData,
 )
-from .entity import MinerEntity, SiteEntity
+from .entity import MinerEntity, SiteEntity, async_add_miner_entities
 from .fleet import FleetCoordinator, FleetData, MinerView
 from .miningsite.cycles import CycleRecord
 from .miningsite.miners.base import MinerStatus
@@ -358,16 +358,12 @@ async def async_setup_entry(
     entities += [BalancerSensor(balancer, d) for d in BALANCER_SENSORS]
     async_add_entities(entities)
 
-    known: set[str] = set()
-
-    @callback
-    def add_new_miners() -> None:
-        new = [mac for mac in fleet.data.miners if mac not in known]
-        known.update(new)
-        async_add_entities(MinerSensor(fleet, mac, d) for mac in new for d in MINER_SENSORS)
-
-    add_new_miners()
-    entry.async_on_unload(fleet.async_add_listener(add_new_miners))
+    async_add_miner_entities(
+        entry,
+        fleet,
+        async_add_entities,
+        lambda mac: [MinerSensor(fleet, mac, d) for d in MINER_SENSORS],
+    )
 
 
 class GridSensor(SiteEntity[GridCoordinator], SensorEntity):

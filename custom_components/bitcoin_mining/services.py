@@ -117,7 +117,7 @@ async def _set_power_target(call: ServiceCall) -> ServiceResponse:
 async def _curtail(call: ServiceCall) -> ServiceResponse:
     entry = _site(call.hass, call)
     fleet = entry.runtime_data.fleet
-    running_w = sum(a.power_w for a in fleet.asic_states() if a.running)
+    running_w = fleet.running_draw_w()
     shed_kw = call.data.get(ATTR_POWER_KW)
     # No amount means everything: the cap is zero.
     cap_w = 0.0 if shed_kw is None else max(running_w - shed_kw * 1000, 0.0)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
 from .coordinator import BitcoinMiningConfigEntry
-from .entity import MinerEntity
+from .entity import MinerEntity, async_add_miner_entities
 from .fleet import FleetCoordinator
 from .miningsite.miners.fleet import Action
 
@@ -28,16 +28,9 @@ async def async_setup_entry(
 ) -> None:
     """Add a switch per ASIC, and for every ASIC that appears later."""
     fleet = entry.runtime_data.fleet
-    known: set[str] = set()
-
-    @callback
-    def add_new() -> None:
-        new = [mac for mac in fleet.data.miners if mac not in known]
-        known.update(new)
-        async_add_entities(MiningSwitch(fleet, mac, MINING) for mac in new)
-
-    add_new()
-    entry.async_on_unload(fleet.async_add_listener(add_new))
+    async_add_miner_entities(
+        entry, fleet, async_add_entities, lambda mac: [MiningSwitch(fleet, mac, MINING)]
+    )
 
 
 class MiningSwitch(MinerEntity, SwitchEntity):
