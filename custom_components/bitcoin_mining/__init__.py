@@ -12,8 +12,8 @@ from homeassistant.helpers.typing import ConfigType
 
 from .balancer import LoadBalancer
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
-from .config_flow import meter_map
 from .const import (
+    CONF_FREQUENCY_REGISTER,
     CONF_METER_HOST,
     CONF_METER_PORT,
     CONF_METER_UNIT_ID,
@@ -32,18 +32,14 @@ from .const import (
     PROBE_EXTRA,
     PROBE_UPSTREAM_POOL,
 )
-from .coordinator import (
-    BitcoinMiningConfigEntry,
-    BitcoinMiningData,
-    GridCoordinator,
-    SiteCoordinator,
-)
+from .coordinator import GridCoordinator, SiteCoordinator
 from .entity import site_device_info, site_identifier
 from .fleet import FleetCoordinator
 from .miningsite.addresses import AddressListError, MinerAddress, parse_fleet
-from .miningsite.meter import GridMeter
+from .miningsite.meter import GridMeter, meter_map
 from .miningsite.miners.base import FAMILIES, Credentials, Family
 from .miningsite.network import ProbeTarget
+from .models import BitcoinMiningConfigEntry, BitcoinMiningData
 from .services import async_setup_services
 from .storage import SiteStore
 from .supply import SupplySensors
@@ -84,7 +80,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         data[CONF_METER_HOST],
         int(data[CONF_METER_PORT]),
         int(data[CONF_METER_UNIT_ID]),
-        meter_map(data),
+        meter_map(data.get(CONF_FREQUENCY_REGISTER)),
         timeout=METER_TIMEOUT_S,
     )
     entry.async_on_unload(meter.close)
@@ -104,7 +100,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     for address in [a for a in store.identities if a not in listed]:
         del store.identities[address]
     grid = GridCoordinator(hass, entry, meter)
-    site = SiteCoordinator(hass, entry, supply, tuple(probes))
     fleet = FleetCoordinator(
         hass,
         entry,
@@ -113,7 +108,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         async_get_clientsession(hass),
         store,
     )
-    site.fleet_power_w = lambda: fleet.data.power_w if fleet.data else 0.0
+    site = SiteCoordinator(hass, entry, supply, tuple(probes), fleet.measured_power_w)
     balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
 
     # A meter that is down at start leaves its entities unavailable but does not

@@ -8,7 +8,6 @@ import math
 import time
 from typing import TYPE_CHECKING, Literal
 
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
@@ -40,6 +39,7 @@ from .miningsite.allocation import (
     SiteSnapshot,
     plan_allocation,
 )
+from .models import BitcoinMiningConfigEntry
 from .storage import SiteStore
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ Mode = Literal["auto", "advisory", "off"]
 MODES: tuple[Mode, ...] = ("auto", "advisory", "off")
 
 
-def allocation_settings(entry: ConfigEntry) -> AllocationSettings:
+def allocation_settings(entry: BitcoinMiningConfigEntry) -> AllocationSettings:
     """The allocation settings of a site, from its options."""
     options = entry.options
     nominal = float(entry.data[CONF_NOMINAL_FREQUENCY])
@@ -94,12 +94,12 @@ class BalancerState:
 class LoadBalancer(DataUpdateCoordinator[BalancerState]):
     """Plans after every fleet poll and at once on an under-frequency sample."""
 
-    config_entry: ConfigEntry
+    config_entry: BitcoinMiningConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ConfigEntry,
+        entry: BitcoinMiningConfigEntry,
         grid: GridCoordinator,
         site: SiteCoordinator,
         fleet: FleetCoordinator,

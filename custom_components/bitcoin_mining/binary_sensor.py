@@ -16,9 +16,10 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .balancer import LoadBalancer
 from .compat import BinarySensorDeviceClass
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
-from .coordinator import BitcoinMiningConfigEntry, GridCoordinator, SiteCoordinator, SiteData
+from .coordinator import GridCoordinator, SiteCoordinator, SiteData
 from .entity import MinerEntity, SiteEntity, async_add_miner_entities
 from .fleet import FleetCoordinator
+from .models import BitcoinMiningConfigEntry
 
 PARALLEL_UPDATES = 0
 

@@ -79,7 +79,6 @@ from .miningsite.exceptions import (
 )
 from .miningsite.meter import (
     SEL735_FREQUENCY,
-    SEL735_PRESET,
     ByteOrder,
     DataType,
     GridMeter,
@@ -87,6 +86,7 @@ from .miningsite.meter import (
     RegisterSpec,
     RegisterType,
     WordOrder,
+    meter_map,
     validate_frequency,
 )
 from .miningsite.miners.base import FAMILIES, Credentials, MinerEndpoint
@@ -255,20 +255,6 @@ async def async_probe_miners(
     if all(result is not None for result in results):
         return {"base": "no_miner_answered"}
     return {}
-
-
-def frequency_register(data: Mapping[str, Any]) -> RegisterSpec:
-    """The frequency register a config entry describes."""
-    if CONF_FREQUENCY_REGISTER in data:
-        return RegisterSpec.from_dict(data[CONF_FREQUENCY_REGISTER])
-    return SEL735_FREQUENCY
-
-
-def meter_map(data: Mapping[str, Any]) -> MeterMap:
-    """What to read from the meter: the SEL-735 preset maps voltage, current and power too."""
-    if CONF_FREQUENCY_REGISTER in data:
-        return MeterMap(frequency=frequency_register(data))
-    return SEL735_PRESET
 
 
 async def async_test_meter(
@@ -506,7 +492,9 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
             errors = _check_network(user_input)
             if not errors:
                 self._data = {**entry.data, **user_input}
-                errors = await self._async_test_meter(frequency_register(entry.data))
+                errors = await self._async_test_meter(
+                    meter_map(entry.data.get(CONF_FREQUENCY_REGISTER)).frequency
+                )
             if not errors:
                 data_updates = {
                     CONF_METER_HOST: user_input[CONF_METER_HOST],

@@ -8,9 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 import math
-from typing import TYPE_CHECKING
 
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
@@ -38,11 +36,8 @@ from .miningsite.allocation import FrequencySample
 from .miningsite.exceptions import DeviceConnectionError, DeviceProtocolError
 from .miningsite.meter import GridMeter, GridReading, validate_frequency
 from .miningsite.network import ProbeResult, ProbeTarget, internet_up, probe_all
+from .models import BitcoinMiningConfigEntry
 from .supply import SupplyReading, SupplySensors
-
-if TYPE_CHECKING:
-    from .balancer import LoadBalancer
-    from .fleet import FleetCoordinator
 
 # Samples kept for the allocation core's frequency history (minutes at 1 s).
 FREQUENCY_HISTORY = 600
@@ -63,9 +58,11 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
     its own loop and only uses the coordinator for state, listeners and logging.
     """
 
-    config_entry: ConfigEntry
+    config_entry: BitcoinMiningConfigEntry
 
-    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, meter: GridMeter) -> None:
+    def __init__(
+        self, hass: HomeAssistant, entry: BitcoinMiningConfigEntry, meter: GridMeter
+    ) -> None:
         """Set up the grid loop for one site."""
         super().__init__(
             hass, LOGGER, config_entry=entry, name=f"{entry.title} grid", update_interval=None
@@ -178,14 +175,15 @@ class SiteData:
 class SiteCoordinator(DataUpdateCoordinator[SiteData]):
     """Polls the supply sensors and network probes every few seconds."""
 
-    config_entry: ConfigEntry
+    config_entry: BitcoinMiningConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ConfigEntry,
+        entry: BitcoinMiningConfigEntry,
         supply: SupplySensors,
         probes: tuple[ProbeTarget, ...],
+        fleet_power_w: Callable[[], float],
     ) -> None:
         """Set up the site poll."""
         interval = float(entry.options.get(CONF_FLEET_INTERVAL, DEFAULT_FLEET_INTERVAL))
@@ -202,8 +200,8 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
         self.margin_w = float(entry.options.get(CONF_MARGIN_KW, DEFAULT_MARGIN_KW)) * 1000
         self.supply_stale_s = float(entry.options.get(CONF_SUPPLY_STALE_S, DEFAULT_SUPPLY_STALE_S))
         self._last_supply_problem: str | None = None
-        # Set once the fleet exists: what the miners draw, for the site's power draw.
-        self.fleet_power_w: Callable[[], float] = lambda: 0.0
+        # What the miners draw now: the site's draw is the overhead plus this.
+        self.fleet_power_w = fleet_power_w
 
     def _read_supply(self) -> tuple[SupplyReading, float | None]:
         """The supply and the power left for mining; a new problem is logged once."""
@@ -244,18 +242,3 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
             internet_up=internet_up(results) if results else None,
             site_power_w=self.overhead_w + self.fleet_power_w(),
         )
-
-
-@dataclass(slots=True)
-class BitcoinMiningData:
-    """What a loaded site keeps at run time."""
-
-    grid: GridCoordinator
-    site: SiteCoordinator
-    fleet: FleetCoordinator
-    balancer: LoadBalancer
-    # The site device's registry id: the parent of every ASIC's device.
-    site_device_id: str
-
-
-type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

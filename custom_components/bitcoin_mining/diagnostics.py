@@ -10,7 +10,7 @@ from homeassistant.components.diagnostics import REDACTED, async_redact_data
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_METER_HOST, CONF_POOL_HOST, CONF_PROBE_HOST
-from .coordinator import BitcoinMiningConfigEntry
+from .models import BitcoinMiningConfigEntry
 
 # Secrets are always redacted; hosts only when they are not on a private network.
 SECRETS = {"password", "miner_password", "username", "miner_username", "token", "worker", "user"}

@@ -9,7 +9,6 @@ from datetime import timedelta
 import time
 
 import aiohttp
-from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
@@ -41,6 +40,7 @@ from .miningsite.miners.base import (
 from .miningsite.miners.detect import detect_family
 from .miningsite.miners.fleet import Action, Fleet, driver_for
 from .miningsite.miners.models import model_spec
+from .models import BitcoinMiningConfigEntry
 from .storage import SiteStore
 
 # Efficiency assumed for a miner of a model we do not know (S19-class), so it sorts mid-pack.
@@ -110,12 +110,12 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
     their MAC everywhere else (devices, cycles, locks): an IP may change hands.
     """
 
-    config_entry: ConfigEntry
+    config_entry: BitcoinMiningConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: ConfigEntry,
+        entry: BitcoinMiningConfigEntry,
         miners: Sequence[tuple[MinerAddress, Family | None]],
         credentials: Credentials,
         session: aiohttp.ClientSession,
@@ -155,6 +155,10 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # Polls in a row on which a miner answered in a way its driver cannot read.
         self._unreadable: dict[str, int] = {}
         self.explicit = {str(address) for address, family in miners if family is not None}
+
+    def measured_power_w(self) -> float:
+        """What the fleet draws by the latest poll (0 before the first)."""
+        return self.data.power_w if self.data else 0.0
 
     async def async_shutdown(self) -> None:
         """Close the drivers (sessions and tokens held on miners) when the site unloads."""

@@ -8,8 +8,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .balancer import MODES, LoadBalancer
-from .coordinator import BitcoinMiningConfigEntry
 from .entity import SiteEntity
+from .models import BitcoinMiningConfigEntry
 
 PARALLEL_UPDATES = 0
 

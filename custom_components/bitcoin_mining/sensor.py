@@ -32,7 +32,6 @@ from homeassistant.util import dt as dt_util
 from .balancer import BalancerState, LoadBalancer
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import (
-    BitcoinMiningConfigEntry,
     GridCoordinator,
     GridData,
     SiteCoordinator,
@@ -42,6 +41,7 @@ from .entity import MinerEntity, SiteEntity, async_add_miner_entities
 from .fleet import FleetCoordinator, FleetData, MinerView
 from .miningsite.cycles import CycleRecord
 from .miningsite.miners.base import MinerStatus
+from .models import BitcoinMiningConfigEntry
 
 HASHRATE_UNIT = "TH/s"
 

@@ -12,8 +12,8 @@ from homeassistant.helpers import config_validation as cv, entity_registry as er
 
 from .compat import async_extract_entity_ids, vol
 from .const import DOMAIN
-from .coordinator import BitcoinMiningConfigEntry
 from .miningsite.allocation import AllocationPlan, LockState
+from .models import BitcoinMiningConfigEntry
 from .storage import LOCK_STATES
 
 # homeassistant.const has no ATTR_CONFIG_ENTRY_ID in 2025.4.

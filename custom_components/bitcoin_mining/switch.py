@@ -10,10 +10,10 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import DOMAIN
-from .coordinator import BitcoinMiningConfigEntry
 from .entity import MinerEntity, async_add_miner_entities
 from .fleet import FleetCoordinator
 from .miningsite.miners.fleet import Action
+from .models import BitcoinMiningConfigEntry
 
 # Commands go through the fleet, which bounds its own concurrency.
 PARALLEL_UPDATES = 0

@@ -182,6 +182,17 @@ class MeterMap:
 SEL735_PRESET = MeterMap(SEL735_FREQUENCY, SEL735_VOLTAGE_LL, SEL735_CURRENT, SEL735_POWER)
 
 
+def meter_map(custom_frequency: Mapping[str, Any] | None) -> MeterMap:
+    """What to read from a meter: the SEL-735 preset, or only a described frequency register.
+
+    The preset maps voltage, current and power too; a custom register (as stored by
+    `RegisterSpec.as_dict`) is read alone.
+    """
+    if custom_frequency is None:
+        return SEL735_PRESET
+    return MeterMap(frequency=RegisterSpec.from_dict(custom_frequency))
+
+
 @dataclass(frozen=True, slots=True)
 class GridReading:
     """One read of the meter."""

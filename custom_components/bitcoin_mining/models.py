@@ -1,0 +1,29 @@
+"""What a loaded site keeps at run time, and the config entry typed with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from homeassistant.config_entries import ConfigEntry
+
+if TYPE_CHECKING:
+    # Annotations only: the coordinators themselves import this module for the alias.
+    from .balancer import LoadBalancer
+    from .coordinator import GridCoordinator, SiteCoordinator
+    from .fleet import FleetCoordinator
+
+
+@dataclass(slots=True)
+class BitcoinMiningData:
+    """The coordinators and the balancer of one site."""
+
+    grid: GridCoordinator
+    site: SiteCoordinator
+    fleet: FleetCoordinator
+    balancer: LoadBalancer
+    # The site device's registry id: the parent of every ASIC's device.
+    site_device_id: str
+
+
+type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]
