@@ -5,7 +5,11 @@ from __future__ import annotations
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError
-from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    issue_registry as ir,
+)
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
@@ -24,15 +28,18 @@ from .const import (
     CONF_POOL_PORT,
     CONF_PROBE_HOST,
     CONF_PROBE_PORT,
+    CONF_SITE_ID,
     CONF_SUPPLY_CURRENT_ENTITY,
     CONF_SUPPLY_POWER_ENTITIES,
     CONF_SUPPLY_VOLTAGE_ENTITY,
     DOMAIN,
+    LOGGER,
     METER_TIMEOUT_S,
     PROBE_EXTRA,
     PROBE_UPSTREAM_POOL,
+    meter_unique_id,
 )
-from .coordinator import GridCoordinator, SiteCoordinator
+from .coordinator import GridCoordinator, SiteCoordinator, implausible_issue_id
 from .entity import site_device_info, site_identifier
 from .fleet import FleetCoordinator
 from .miningsite.addresses import AddressListError, MinerAddress, parse_fleet
@@ -71,6 +78,36 @@ def configured_miners(entry: BitcoinMiningConfigEntry) -> list[tuple[MinerAddres
             translation_placeholders={"error": str(err)},
         ) from err
     return [(address, family) for address, family in parsed]  # type: ignore[misc]
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> bool:
+    """Version 1 knew a site by its name's slug; version 2 knows it by its meter."""
+    if entry.version > 2:
+        # Written by a newer release: this one cannot know what changed.
+        LOGGER.error("%s was saved by a newer release of this integration", entry.title)
+        return False
+    if entry.version == 1:
+        data = entry.data
+        unique_id = meter_unique_id(
+            data[CONF_METER_HOST], data[CONF_METER_PORT], data[CONF_METER_UNIT_ID]
+        )
+        other = hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, unique_id)
+        if other is not None and other.entry_id != entry.entry_id:
+            LOGGER.warning(
+                "%s reads the same grid meter (%s) as %s: delete the one you do not need",
+                entry.title,
+                unique_id,
+                other.title,
+            )
+            unique_id = str(entry.unique_id)
+        hass.config_entries.async_update_entry(
+            entry,
+            # The entities and the site device keep the id they were created with.
+            data={**data, CONF_SITE_ID: entry.unique_id or entry.entry_id},
+            unique_id=unique_id,
+            version=2,
+        )
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> bool:
@@ -162,7 +199,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntr
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> None:
-    """Delete the site's stored cycle counts when the site itself is deleted."""
+    """Delete the site's stored cycle counts (and a repair issue) with the site itself."""
+    ir.async_delete_issue(hass, DOMAIN, implausible_issue_id(entry.entry_id))
     await SiteStore(hass, entry.entry_id).async_remove()
 
 

@@ -23,6 +23,8 @@ CONF_POOL_HOST: Final = "pool_host"
 CONF_POOL_PORT: Final = "pool_port"
 CONF_PROBE_HOST: Final = "probe_host"
 CONF_PROBE_PORT: Final = "probe_port"
+# The id of the site's device and entities, kept from a version 1 entry (its name's slug).
+CONF_SITE_ID: Final = "site_id"
 
 # A custom frequency register, as the operator describes it.
 CONF_ADDRESS: Final = "address"
@@ -93,3 +95,8 @@ PROBE_EXTRA: Final = "extra_target"
 def default_under_frequency(nominal_hz: float) -> float:
     """The default under-frequency threshold for a grid's nominal frequency."""
     return round(nominal_hz * UNDER_FREQUENCY_FRACTION, 2)
+
+
+def meter_unique_id(host: str, port: int, unit_id: int) -> str:
+    """A site's unique id: its grid meter, so one meter cannot serve two sites."""
+    return f"{host.strip().lower()}:{int(port)}:{int(unit_id)}"

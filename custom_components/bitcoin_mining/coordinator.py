@@ -43,6 +43,11 @@ from .supply import SupplyReading, SupplySensors
 FREQUENCY_HISTORY = 600
 
 
+def implausible_issue_id(entry_id: str) -> str:
+    """The repair issue of a site whose meter keeps decoding nonsense."""
+    return f"implausible_frequency_{entry_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class GridData:
     """The latest plausible meter reading and what it means for the site."""
@@ -76,6 +81,9 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
         # Plausible samples on the monotonic clock, for the allocation core.
         self.samples: deque[FrequencySample] = deque(maxlen=FREQUENCY_HISTORY)
         self._implausible_in_a_row = 0
+        # An issue raised before a reload (a reconfigure that fixed the register, say)
+        # goes with the first plausible reading.
+        self._issue_may_be_open = True
 
     def start(self) -> None:
         """Poll the meter until the entry unloads."""
@@ -136,20 +144,25 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
                 translation_key="implausible_frequency",
                 translation_placeholders={"value": shown},
             ) from err
-        if self._implausible_in_a_row >= IMPLAUSIBLE_READINGS_FOR_REPAIR:
+        if self._issue_may_be_open:
             ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+            self._issue_may_be_open = False
         self._implausible_in_a_row = 0
+        # An issue raised before a reload (a reconfigure that fixed the register, say)
+        # goes with the first plausible reading.
+        self._issue_may_be_open = True
         self.samples.append(FrequencySample(reading.read_at_monotonic, reading.frequency_hz))
         return reading
 
     @property
     def _issue_id(self) -> str:
-        return f"implausible_frequency_{self.config_entry.entry_id}"
+        return implausible_issue_id(self.config_entry.entry_id)
 
     def _note_implausible(self, value: str) -> None:
         """Raise a repair issue once nonsense readings persist."""
         self._implausible_in_a_row += 1
         if self._implausible_in_a_row == IMPLAUSIBLE_READINGS_FOR_REPAIR:
+            self._issue_may_be_open = True
             ir.async_create_issue(
                 self.hass,
                 DOMAIN,

@@ -12,7 +12,7 @@ from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity, DataUpdateCoordinator
 
 from .compat import set_parent_device
-from .const import DOMAIN
+from .const import CONF_SITE_ID, DOMAIN
 from .fleet import FleetCoordinator, MinerView
 from .miningsite.miners.base import MinerIdentity, is_mac
 
@@ -27,8 +27,11 @@ FAMILY_MANUFACTURERS = {
 
 
 def site_identifier(entry: ConfigEntry) -> str:
-    """The stable id of a site: the entry's unique id (its slug), else its entry id."""
-    return entry.unique_id or entry.entry_id
+    """The id of the site's device and entities: the entry's id, or the one a version 1 entry had.
+
+    Never the unique id: that names the meter and changes when the meter moves.
+    """
+    return str(entry.data.get(CONF_SITE_ID) or entry.entry_id)
 
 
 def site_device_info(entry: ConfigEntry) -> DeviceInfo:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.bitcoin_mining import config_flow
 from custom_components.bitcoin_mining.const import (
     CONF_ADDRESS,
     CONF_ADDRESS_BASE,
@@ -38,6 +42,7 @@ from custom_components.bitcoin_mining.const import (
     CONF_REGISTER_TYPE,
     CONF_RESTORE_HOLD_S,
     CONF_SCALE,
+    CONF_SITE_ID,
     CONF_SITE_NAME,
     CONF_SUPPLY_CURRENT_ENTITY,
     CONF_SUPPLY_POWER_ENTITIES,
@@ -46,13 +51,29 @@ from custom_components.bitcoin_mining.const import (
     CONF_UNDER_FREQUENCY,
     CONF_WORD_ORDER,
     DOMAIN,
+    IMPLAUSIBLE_READINGS_FOR_REPAIR,
     PRESET_CUSTOM,
     PRESET_SEL735,
 )
+from custom_components.bitcoin_mining.coordinator import implausible_issue_id
 from simulator import Site
+from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import MeterServer, float32_high_first
 
-from .conftest import SUPPLY_ENTITY, entry_for, set_supply
+from .conftest import SUPPLY_ENTITY, device_of, entry_for, set_supply, site_data
+
+EN = json.loads((REPO_ROOT / "custom_components/bitcoin_mining/translations/en.json").read_text())
+TRANSLATIONS, ISSUES = EN["config"], EN["issues"]
+
+
+def assert_translated(result: dict[str, Any]) -> None:
+    """Every form, error and abort a flow shows has its text in en.json."""
+    if result["type"] is FlowResultType.FORM:
+        assert result["step_id"] in TRANSLATIONS["step"], result["step_id"]
+        for error in (result.get("errors") or {}).values():
+            assert error in TRANSLATIONS["error"], error
+    elif result["type"] is FlowResultType.ABORT:
+        assert result["reason"] in TRANSLATIONS["abort"], result["reason"]
 
 
 def user_input(meter: MeterServer, **overrides: Any) -> dict[str, Any]:
@@ -89,12 +110,18 @@ async def configure(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> 
         assert int(result["description_placeholders"]["count"]) > 0
         await hass.async_block_till_done()
         result = dict(await hass.config_entries.flow.async_configure(flow_id))
+    assert_translated(result)
     return result
 
 
 @pytest.fixture
 def supply_sensor(hass: HomeAssistant) -> None:
     set_supply(hass, 250)
+
+
+def meter_id(meter: MeterServer) -> str:
+    """The unique id of a site on this meter."""
+    return f"127.0.0.1:{meter.port}:{meter.unit_id}"
 
 
 @pytest.mark.usefixtures("supply_sensor")
@@ -105,7 +132,9 @@ async def test_full_flow_creates_the_site(
     result = await configure(
         hass,
         result["flow_id"],
-        user_input(meter_server, **{CONF_SITE_NAME: " Kariba container 1 "}),
+        user_input(
+            meter_server, **{CONF_SITE_NAME: " Kariba container 1 ", CONF_METER_HOST: " 127.0.0.1 "}
+        ),
     )
     assert result["step_id"] == "supply"
     result = await configure(hass, result["flow_id"], SUPPLY_INPUT)
@@ -127,7 +156,7 @@ async def test_full_flow_creates_the_site(
     assert result["data"] == {
         CONF_SITE_NAME: "Kariba container 1",
         CONF_NOMINAL_FREQUENCY: "50",
-        CONF_METER_HOST: meter_server.host,
+        CONF_METER_HOST: "127.0.0.1",
         CONF_METER_PORT: meter_server.port,
         CONF_METER_UNIT_ID: 1,
         CONF_REGISTER_PRESET: PRESET_SEL735,
@@ -139,9 +168,15 @@ async def test_full_flow_creates_the_site(
     }
     assert result["options"] == {CONF_OVERHEAD_KW: 12.5, CONF_MARGIN_KW: 4.0, CONF_MINERS: ""}
     entry = result["result"]
-    assert entry.unique_id == "kariba_container_1"
+    # Known by its meter, never by its name; the device and entities by the entry's id.
+    assert entry.unique_id == meter_id(meter_server)
+    assert entry.version == 2
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
+    device = device_of(hass, entry, entry.entry_id)
+    assert device is not None
+    assert device.name == "Kariba container 1"
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_blank_name_is_refused_then_recovers(
@@ -156,14 +191,38 @@ async def test_blank_name_is_refused_then_recovers(
     assert result["step_id"] == "supply"
 
 
-async def test_same_site_twice_is_aborted(hass: HomeAssistant, meter_server: MeterServer) -> None:
-    MockConfigEntry(domain=DOMAIN, unique_id="kariba_container_1", data={}).add_to_hass(hass)
+async def test_the_same_meter_cannot_serve_two_sites(hass: HomeAssistant) -> None:
+    MockConfigEntry(
+        domain=DOMAIN, version=2, unique_id="meter.local:502:1", title="Kariba 1"
+    ).add_to_hass(hass)
     result = await start_flow(hass)
-    result = await configure(
-        hass, result["flow_id"], user_input(meter_server, **{CONF_SITE_NAME: "KARIBA container 1"})
-    )
+    # Another name, the host in other case and with blanks: still the same meter.
+    same_meter = {
+        CONF_SITE_NAME: "Kariba 2",
+        CONF_NOMINAL_FREQUENCY: "50",
+        CONF_METER_HOST: " Meter.LOCAL ",
+        CONF_METER_PORT: 502,
+        CONF_METER_UNIT_ID: 1,
+        CONF_REGISTER_PRESET: PRESET_SEL735,
+    }
+    result = await configure(hass, result["flow_id"], same_meter)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+    assert "already configured" in TRANSLATIONS["abort"]["already_configured"]
+
+
+async def test_the_same_meter_cannot_be_added_in_two_flows_at_once(
+    hass: HomeAssistant, meter_server: MeterServer
+) -> None:
+    custom = {CONF_REGISTER_PRESET: PRESET_CUSTOM}
+    first = await start_flow(hass)
+    result = await configure(hass, first["flow_id"], user_input(meter_server, **custom))
+    assert result["step_id"] == "custom_register"
+    second = await start_flow(hass)
+    result = await configure(hass, second["flow_id"], user_input(meter_server, **custom))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_in_progress"
+    hass.config_entries.flow.async_abort(first["flow_id"])
 
 
 async def test_meter_down_then_up(hass: HomeAssistant, loopback_network: None) -> None:
@@ -205,6 +264,27 @@ async def test_nonsense_frequency_is_refused(
     assert result["step_id"] == "supply"
 
 
+async def test_an_unexpected_error_is_shown_and_logged(
+    hass: HomeAssistant,
+    meter_server: MeterServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    # A bug cannot be provoked from outside the library: one stands in for the meter probe.
+    monkeypatch.setattr(config_flow, "probe_meter", broken)
+    result = await start_flow(hass)
+    with caplog.at_level(logging.ERROR):
+        result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while checking the site" in caplog.text
+    monkeypatch.undo()
+    result = await configure(hass, result["flow_id"], user_input(meter_server))
+    assert result["step_id"] == "supply"
+
+
 async def test_wrong_unit_id_gets_no_answer(hass: HomeAssistant, meter_server: MeterServer) -> None:
     result = await start_flow(hass)
     result = await configure(
@@ -239,7 +319,7 @@ async def test_custom_register_errors_and_recovery(
         ),
     )
     assert result["step_id"] == "custom_register"
-    assert result["errors"] == {}
+    assert not result["errors"]
 
     result = await configure(hass, result["flow_id"], CUSTOM_FLOAT_REGISTER | {CONF_SCALE: 0})
     assert result["errors"] == {"base": "invalid_register_definition"}
@@ -357,52 +437,175 @@ async def test_options_flow_saves_and_reloads(
     assert loaded_entry.runtime_data.grid.interval == 0.5
 
 
-async def test_reconfigure_moves_the_meter(
+def suggested(result: dict[str, Any]) -> dict[str, Any]:
+    """What a form shows filled in."""
+    return {
+        str(key): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description and "suggested_value" in key.description
+    }
+
+
+def meter_form(meter: MeterServer, **overrides: Any) -> dict[str, Any]:
+    """The reconfigure step: the meter and its register, no name."""
+    return {
+        CONF_NOMINAL_FREQUENCY: "50",
+        CONF_METER_HOST: meter.host,
+        CONF_METER_PORT: meter.port,
+        CONF_METER_UNIT_ID: meter.unit_id,
+        CONF_REGISTER_PRESET: PRESET_SEL735,
+    } | overrides
+
+
+async def test_reconfigure_moves_the_meter_and_keeps_the_site(
     hass: HomeAssistant,
     loaded_entry: MockConfigEntry,
     meter_server: MeterServer,
     closed_port: int,
     pool_port: int,
 ) -> None:
+    site_device = device_of(hass, loaded_entry, "test_site")
+    assert site_device is not None
     result = await loaded_entry.start_reconfigure_flow(hass)
     assert result["step_id"] == "reconfigure"
-    connection = {
-        CONF_METER_HOST: meter_server.host,
-        CONF_METER_PORT: closed_port,
-        CONF_METER_UNIT_ID: 1,
-        CONF_POOL_HOST: "127.0.0.1",
-        CONF_POOL_PORT: pool_port,
-    }
-    result = await configure(hass, result["flow_id"], connection)
-    assert result["errors"] == {"base": "cannot_connect"}
-    result = await configure(hass, result["flow_id"], connection | {CONF_PROBE_HOST: "127.0.0.1"})
-    assert result["errors"] == {"base": "probe_needs_host_and_port"}
-
+    assert suggested(result)[CONF_METER_PORT] == meter_server.port
     moved = MeterServer(port=closed_port)
+    result = await configure(hass, result["flow_id"], meter_form(moved))
+    assert result["errors"] == {"base": "cannot_connect"}
+
     moved.set_frequency(50.01)
     await moved.start()
     try:
+        result = await configure(hass, result["flow_id"], meter_form(moved))
+        assert result["step_id"] == "supply"
+        assert suggested(result) == {CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY]}
+        # Overhead and margin are options, not part of a reconfigure.
+        assert CONF_OVERHEAD_KW not in {str(key) for key in result["data_schema"].schema}
         result = await configure(
-            hass,
-            result["flow_id"],
-            connection | {CONF_PROBE_HOST: "127.0.0.1", CONF_PROBE_PORT: 53},
+            hass, result["flow_id"], {CONF_SUPPLY_POWER_ENTITIES: ["sensor.nowhere"]}
+        )
+        assert result["errors"] == {"base": "entity_not_found"}
+        set_supply(hass, 50, entity_id="sensor.second_supply")
+        both = [SUPPLY_ENTITY, "sensor.second_supply"]
+        result = await configure(hass, result["flow_id"], {CONF_SUPPLY_POWER_ENTITIES: both})
+        assert result["step_id"] == "network"
+        assert suggested(result) == {CONF_POOL_HOST: "127.0.0.1", CONF_POOL_PORT: pool_port}
+        network = {CONF_POOL_HOST: "127.0.0.1", CONF_POOL_PORT: pool_port}
+        result = await configure(hass, result["flow_id"], network | {CONF_PROBE_HOST: "127.0.0.1"})
+        assert result["errors"] == {"base": "probe_needs_host_and_port"}
+        result = await configure(
+            hass, result["flow_id"], network | {CONF_PROBE_HOST: "127.0.0.1", CONF_PROBE_PORT: 53}
         )
         assert result["type"] is FlowResultType.ABORT
         assert result["reason"] == "reconfigure_successful"
         await hass.async_block_till_done()
+        assert loaded_entry.unique_id == meter_id(moved)
         assert loaded_entry.data[CONF_METER_PORT] == closed_port
         assert loaded_entry.data[CONF_PROBE_PORT] == 53
-        assert loaded_entry.data[CONF_SUPPLY_POWER_ENTITIES] == [SUPPLY_ENTITY]
+        assert loaded_entry.data[CONF_SUPPLY_POWER_ENTITIES] == both
+        assert loaded_entry.data[CONF_SITE_NAME] == "Test site"
+        assert loaded_entry.state is ConfigEntryState.LOADED
+        # The same device and entities, on the moved meter, with both supplies (300 + 50 kW).
+        assert loaded_entry.data[CONF_SITE_ID] == "test_site"
+        assert device_of(hass, loaded_entry, "test_site") == site_device
+        assert loaded_entry.runtime_data.grid.meter.port == closed_port
+        assert hass.states.get("sensor.test_site_supply_power").state == "350.0"
 
         # Dropping the extra probe removes it from the entry.
         result = await loaded_entry.start_reconfigure_flow(hass)
-        result = await configure(hass, result["flow_id"], connection)
+        result = await configure(hass, result["flow_id"], meter_form(moved))
+        result = await configure(hass, result["flow_id"], {CONF_SUPPLY_POWER_ENTITIES: both})
+        result = await configure(hass, result["flow_id"], network)
         assert result["reason"] == "reconfigure_successful"
         await hass.async_block_till_done()
         assert CONF_PROBE_HOST not in loaded_entry.data
     finally:
         await hass.config_entries.async_unload(loaded_entry.entry_id)
         await moved.stop()
+
+
+async def test_reconfigure_onto_another_sites_meter_is_refused(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, meter_server: MeterServer
+) -> None:
+    MockConfigEntry(
+        domain=DOMAIN, version=2, unique_id="10.0.0.9:502:1", title="Other site"
+    ).add_to_hass(hass)
+    result = await loaded_entry.start_reconfigure_flow(hass)
+    other_meter = {CONF_METER_HOST: "10.0.0.9", CONF_METER_PORT: 502, CONF_METER_UNIT_ID: 1}
+    result = await configure(hass, result["flow_id"], meter_form(meter_server, **other_meter))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert loaded_entry.unique_id == meter_id(meter_server)
+    assert loaded_entry.data[CONF_METER_HOST] == "127.0.0.1"
+
+
+async def test_reconfigure_describes_the_register_as_the_repair_advises(
+    hass: HomeAssistant, meter_server: MeterServer, pool_port: int
+) -> None:
+    # The meter keeps its frequency in an input register: the preset reads 5 Hz, nonsense.
+    meter_server.set_frequency(5.0)
+    meter_server.set_input(100, float32_high_first(59.97))
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        version=2,
+        title="Test site",
+        unique_id=meter_id(meter_server),
+        data=site_data(meter_server.host, meter_server.port, pool_port),
+        options={CONF_GRID_INTERVAL: 0.25, CONF_UNDER_FREQUENCY: 49.6},
+    )
+    set_supply(hass, 300)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    for _ in range(IMPLAUSIBLE_READINGS_FOR_REPAIR):
+        await entry.runtime_data.grid.async_refresh()
+    issue_id = implausible_issue_id(entry.entry_id)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    advice = ISSUES["implausible_frequency"]["description"]
+    assert "Reconfigure" in advice
+    assert "Custom register" in advice
+
+    # Following the advice: the register is described, on a 60 Hz grid.
+    result = await entry.start_reconfigure_flow(hass)
+    result = await configure(hass, result["flow_id"], meter_form(meter_server))
+    assert result["errors"] == {"base": "frequency_out_of_range"}
+    described = {CONF_NOMINAL_FREQUENCY: "60", CONF_REGISTER_PRESET: PRESET_CUSTOM}
+    result = await configure(hass, result["flow_id"], meter_form(meter_server, **described))
+    assert result["step_id"] == "custom_register"
+    assert suggested(result) == {}
+    result = await configure(hass, result["flow_id"], CUSTOM_FLOAT_REGISTER)
+    result = await configure(hass, result["flow_id"], {CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY]})
+    network = {CONF_POOL_HOST: "127.0.0.1", CONF_POOL_PORT: pool_port}
+    result = await configure(hass, result["flow_id"], network)
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.data[CONF_NOMINAL_FREQUENCY] == "60"
+    assert entry.data[CONF_FREQUENCY_REGISTER]["register_type"] == "input"
+    # A 49.6 Hz threshold means nothing on a 60 Hz grid: back to the default.
+    assert CONF_UNDER_FREQUENCY not in entry.options
+    assert entry.runtime_data.grid.under_frequency_hz == 59.4
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    frequency = hass.states.get("sensor.test_site_grid_frequency")
+    assert float(frequency.state) == pytest.approx(59.97, abs=0.01)
+
+    # The stored register is shown again; back to the preset, it is dropped.
+    result = await entry.start_reconfigure_flow(hass)
+    assert suggested(result)[CONF_REGISTER_PRESET] == PRESET_CUSTOM
+    result = await configure(hass, result["flow_id"], meter_form(meter_server, **described))
+    assert suggested(result)[CONF_ADDRESS] == 101
+    assert suggested(result)[CONF_ADDRESS_BASE] == "1"
+    hass.config_entries.flow.async_abort(result["flow_id"])
+    meter_server.set_frequency(59.9)
+    result = await entry.start_reconfigure_flow(hass)
+    result = await configure(
+        hass, result["flow_id"], meter_form(meter_server, **{CONF_NOMINAL_FREQUENCY: "60"})
+    )
+    result = await configure(hass, result["flow_id"], {CONF_SUPPLY_POWER_ENTITIES: [SUPPLY_ENTITY]})
+    result = await configure(hass, result["flow_id"], network)
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert CONF_FREQUENCY_REGISTER not in entry.data
+    assert entry.data[CONF_REGISTER_PRESET] == PRESET_SEL735
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def _at_miners_step(hass: HomeAssistant, meter: MeterServer, pool_port: int) -> str:

@@ -375,3 +375,45 @@ def _contiguous_blocks(
                 continue
         blocks.append([item])
     return blocks
+
+
+class ImplausibleFrequencyError(DeviceProtocolError):
+    """A register decodes, but not to a grid frequency (wrong type, word order or scale)."""
+
+
+def register_from_form(data: Mapping[str, Any]) -> RegisterSpec:
+    """A register as a form describes it (numbers may come as text); ValueError if it is none."""
+    values = dict(data)
+    for key, kind in (("address", int), ("address_base", int), ("scale", float), ("offset", float)):
+        if key in values:
+            try:
+                values[key] = kind(values[key])
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} is not a number: {values[key]!r}") from None
+    return RegisterSpec.from_dict(values)
+
+
+async def probe_meter(
+    host: str,
+    port: int,
+    unit_id: int,
+    register: RegisterSpec,
+    nominal_hz: float,
+    timeout: float = 1.0,
+) -> GridReading:
+    """Read a meter's frequency register once, before a site is set up on it.
+
+    Raises DeviceTimeoutError or DeviceConnectionError when the meter cannot be read,
+    DeviceProtocolError when it refuses the register, and ImplausibleFrequencyError
+    when the register decodes to something that is not a grid frequency.
+    """
+    meter = GridMeter(host, port, unit_id, MeterMap(frequency=register), timeout=timeout)
+    try:
+        reading = await meter.read()
+    finally:
+        await meter.close()
+    try:
+        validate_frequency(reading.frequency_hz, nominal_hz)
+    except DeviceProtocolError as err:
+        raise ImplausibleFrequencyError(str(err)) from None
+    return reading
