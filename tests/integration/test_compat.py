@@ -55,3 +55,19 @@ def test_vol_is_the_schema_library_home_assistant_validates_with() -> None:
     assert schema({"a": 2}) == {"a": 2}
     with pytest.raises(compat.vol.Invalid):
         schema({"a": 0})
+
+
+async def test_set_lock_is_registered_where_the_release_wants_it(hass: HomeAssistant) -> None:
+    from homeassistant.helpers import service as service_helper
+    from homeassistant.setup import async_setup_component
+
+    assert (
+        hasattr(service_helper, "async_register_platform_entity_service")
+        == compat.HAS_PLATFORM_ENTITY_SERVICE
+    )
+    assert await async_setup_component(hass, "bitcoin_mining", {})
+    # 2025.10+: from async_setup, before any site; before it, the switch platform does it.
+    assert hass.services.has_service("bitcoin_mining", "set_lock") == (
+        compat.HAS_PLATFORM_ENTITY_SERVICE
+    )
+    assert hass.services.has_service("bitcoin_mining", "rebalance")
