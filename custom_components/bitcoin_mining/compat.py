@@ -6,7 +6,6 @@ that made it necessary, so it can be deleted when that release is the minimum.
 
 from __future__ import annotations
 
-import inspect
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from homeassistant.helpers import (
 )
 
 if TYPE_CHECKING:
-    from homeassistant.core import HomeAssistant, ServiceCall
+    from homeassistant.core import HomeAssistant
 
 __all__ = [
     "HAS_OPTIONS_FLOW_WITH_RELOAD",
@@ -27,7 +26,6 @@ __all__ = [
     "HAS_VIA_DEVICE_ID",
     "BinarySensorDeviceClass",
     "OptionsFlowWithReload",
-    "async_extract_entity_ids",
     "async_get_device_by_identifier",
     "async_register_entity_service_from_platform",
     "async_register_platform_entity_service",
@@ -67,20 +65,6 @@ if TYPE_CHECKING or not HAS_OPTIONS_FLOW_WITH_RELOAD:
     OptionsFlowWithReload = config_entries.OptionsFlow
 else:
     OptionsFlowWithReload = config_entries.OptionsFlowWithReload
-
-# 2026.10 removed the `hass` argument of the service target helpers.
-_EXTRACT_TAKES_HASS: bool = (
-    "hass" in inspect.signature(service_helper.async_extract_entity_ids).parameters
-)
-
-
-async def async_extract_entity_ids(hass: HomeAssistant, call: ServiceCall) -> set[str]:
-    """Return the entity ids a service call targets, expanding devices and areas."""
-    extract: Any = service_helper.async_extract_entity_ids
-    if _EXTRACT_TAKES_HASS:
-        return set(await extract(hass, call))
-    return set(await extract(call))
-
 
 # 2026.8 names a parent device by its registry id (`via_device_id`); `via_device` (the
 # parent's identifier) warns from then on and stops working in 2027.8.

@@ -3,37 +3,10 @@
 from __future__ import annotations
 
 from homeassistant import config_entries
-from homeassistant.core import HomeAssistant, ServiceCall
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.core import HomeAssistant
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bitcoin_mining import compat
-
-
-async def test_extract_entity_ids_expands_devices(hass: HomeAssistant) -> None:
-    entry = MockConfigEntry(domain="test")
-    entry.add_to_hass(hass)
-    device = dr.async_get(hass).async_get_or_create(
-        config_entry_id=entry.entry_id, identifiers={("test", "asic-1")}
-    )
-    entity_registry = er.async_get(hass)
-    on_device = entity_registry.async_get_or_create(
-        "switch", "test", "asic-1-mining", device_id=device.id, config_entry=entry
-    )
-    hass.states.async_set(on_device.entity_id, "on")
-    hass.states.async_set("switch.other", "off")
-
-    call = ServiceCall(
-        hass,
-        "bitcoin_mining",
-        "set_lock",
-        {"device_id": [device.id], "entity_id": ["switch.other"]},
-    )
-    assert await compat.async_extract_entity_ids(hass, call) == {
-        on_device.entity_id,
-        "switch.other",
-    }
 
 
 def test_options_flow_base_matches_the_release() -> None:
