@@ -18,6 +18,8 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bitcoin_mining.const import DOMAIN
+from custom_components.bitcoin_mining.helpers import command_errors
+from custom_components.bitcoin_mining.miningsite.exceptions import DeviceTimeoutError
 from simulator import Site
 from simulator.miners import SimMiner
 
@@ -77,6 +79,7 @@ async def test_a_curtailment_some_miners_refuse_raises_and_the_sensor_keeps_the_
     assert raised.value.translation_placeholders is not None
     assert raised.value.translation_placeholders["failed"] == "2"
     assert raised.value.translation_placeholders["total"] == "6"
+    assert str(raised.value).startswith("2 of 6 commands failed: stop ")
     # The miners that accepted are asleep; the refusing ones still mine.
     assert sorted(m.index for m in simulated.miners if m.state == "mining") == sorted(
         m.index for m in refused
@@ -215,6 +218,7 @@ async def test_bad_action_input_is_refused_and_nothing_is_sent(
         await call(hass, service, **data)
     assert raised.value.translation_domain == DOMAIN
     assert raised.value.translation_key == key
+    assert "{" not in str(raised.value)  # translated, every placeholder filled
     await hass.async_block_till_done()
     assert untouched(simulated)
     after = auto_entry.runtime_data.balancer.data
@@ -344,3 +348,22 @@ async def test_set_lock_refuses_a_miner_that_does_not_answer(
         await call(hass, "set_lock", entity_id=switch, lock="maintenance")
     assert raised.value.translation_key == "asic_unavailable"
     assert auto_entry.runtime_data.fleet.store.locks == {}
+
+
+async def test_a_library_error_escaping_a_write_is_a_translated_error() -> None:
+    class Writer:
+        @command_errors
+        async def write(self, value: int) -> int:
+            if value < 0:
+                raise DeviceTimeoutError("10.0.0.7:4028 did not answer within 3.0 s")
+            return value
+
+    assert await Writer().write(2) == 2
+    with pytest.raises(HomeAssistantError) as raised:
+        await Writer().write(-1)
+    assert raised.value.translation_domain == DOMAIN
+    assert raised.value.translation_key == "command_error"
+    assert raised.value.translation_placeholders == {
+        "error": "10.0.0.7:4028 did not answer within 3.0 s"
+    }
+    assert isinstance(raised.value.__cause__, DeviceTimeoutError)
