@@ -1,4 +1,4 @@
-"""Sensors: grid, supply, available power and network health of a site."""
+"""Sensors: grid, supply, network, fleet and balancer figures of a site, and each ASIC's."""
 
 from __future__ import annotations
 

@@ -126,9 +126,11 @@ def set_lock_schema(hass: HomeAssistant) -> Any:
                 raise ServiceValidationError(
                     translation_domain=DOMAIN,
                     translation_key="not_an_asic",
-                    translation_placeholders={"target": device.name or device_id}
-                    if device
-                    else {"target": device_id},
+                    translation_placeholders={
+                        "target": (device.name_by_user or device.name or device_id)
+                        if device
+                        else device_id
+                    },
                 )
         return data
 
