@@ -14,10 +14,13 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import area_registry as ar, device_registry as dr
+from homeassistant.helpers.json import json_dumps
+from homeassistant.util.json import json_loads
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bitcoin_mining.const import CONF_FLEET_INTERVAL, DOMAIN
+from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from custom_components.bitcoin_mining.helpers import command_errors
 from custom_components.bitcoin_mining.miningsite.exceptions import DeviceTimeoutError
 from simulator import Site
@@ -98,6 +101,9 @@ async def test_a_curtailment_some_miners_refuse_raises_and_the_sensor_keeps_the_
     assert {f["action"] for f in state.attributes["failures"]} == {"stop"}
     assert all(f["error"] for f in state.attributes["failures"])
     assert "incomplete" in state.attributes["options"]
+    # Diagnostics carry the same failures, as plain data.
+    diagnostics = json_loads(json_dumps(await async_get_config_entry_diagnostics(hass, auto_entry)))
+    assert {f["mac"] for f in diagnostics["balancer"]["failures"]} == {m.mac for m in refused}
 
 
 async def test_a_rebalance_whose_commands_all_succeed_answers_with_the_plan(
