@@ -28,6 +28,7 @@ from .const import (
     LOGGER,
     default_under_frequency,
 )
+from .helpers import CommandFailure, command_failures
 from .miningsite.allocation import (
     AllocationMemory,
     AllocationPlan,
@@ -49,6 +50,16 @@ if TYPE_CHECKING:
 
 Mode = Literal["auto", "advisory", "off"]
 MODES: tuple[Mode, ...] = ("auto", "advisory", "off")
+# What the last run that had something to do did: the Last allocation action sensor's states.
+LastAction = Literal["stopped", "started", "stopped_and_started", "advised", "incomplete", "off"]
+LAST_ACTIONS: tuple[LastAction, ...] = (
+    "stopped",
+    "started",
+    "stopped_and_started",
+    "advised",
+    "incomplete",
+    "off",
+)
 
 
 def allocation_settings(entry: BitcoinMiningConfigEntry) -> AllocationSettings:
@@ -71,18 +82,35 @@ def allocation_settings(entry: BitcoinMiningConfigEntry) -> AllocationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AllocationRun:
+    """One run of the balancer: its plan, the commands it sent and those that failed."""
+
+    plan: AllocationPlan
+    commands: int = 0
+    failures: tuple[CommandFailure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BalancerState:
-    """What the balancer shows: its mode, targets and what it last did."""
+    """What the balancer shows: its mode, targets and what it last did.
+
+    `last_*` describe the last run that had something to do (the plan stopped or
+    started miners, or the balancer was off); `last_plan` is always the latest plan.
+    """
 
     mode: Mode
     power_target_w: float | None
     curtailment: Curtailment | None
     last_plan: AllocationPlan | None
-    last_action: str | None
+    last_action: LastAction | None
     last_reason: str | None
     last_run_at: float | None
     planned_running: int | None = None
-    failures: tuple[str, ...] = ()
+    failures: tuple[CommandFailure, ...] = ()
+    last_trigger: str | None = None
+    last_stops: int = 0
+    last_starts: int = 0
+    last_commands: int = 0
 
     @property
     def curtailed(self) -> bool:
@@ -116,6 +144,8 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         self.settings = allocation_settings(entry)
         self.memory = AllocationMemory()
         self._run_lock = asyncio.Lock()
+        # A run asked for and not started yet: further requests fold into it.
+        self._run_requested = False
         self._under_frequency_seen = False
         saved = store.balancer
         target = saved.get("power_target_w")
@@ -169,6 +199,13 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
             self.hass, self.async_run(trigger), f"{DOMAIN} allocation ({trigger})"
         )
 
+    @callback
+    def async_request_run(self, trigger: str) -> None:
+        """Re-plan soon, once however many times it is asked before the run starts."""
+        if not self._run_requested:
+            self._run_requested = True
+            self._schedule(trigger)
+
     def snapshot(self, now: float | None = None) -> SiteSnapshot:
         """The site frozen now, on the wall clock (samples are moved off the monotonic one)."""
         now = time.time() if now is None else now
@@ -188,25 +225,27 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
             settings=self.settings,
         )
 
-    async def async_run(self, trigger: str, *, dry_run: bool = False) -> AllocationPlan:
+    async def async_run(self, trigger: str, *, dry_run: bool = False) -> AllocationRun:
         """Plan now; in auto mode carry the plan out (a dry run only plans)."""
         if dry_run:
-            return plan_allocation(self.snapshot())
+            return AllocationRun(plan_allocation(self.snapshot()))
         async with self._run_lock:
+            self._run_requested = False
             snapshot = self.snapshot()
             plan = plan_allocation(snapshot)
             self.memory = plan.memory
             planned = sum(a.running for a in snapshot.asics) - len(plan.stops) + len(plan.starts)
-            failures: tuple[str, ...] = ()
-            mode = self.data.mode
-            if mode == "auto" and (plan.stops or plan.starts):
-                failures = await self._async_execute(plan)
-            self.async_set_updated_data(self._record(plan, trigger, planned, failures))
-            return plan
+            run = AllocationRun(plan)
+            if self.data.mode == "auto" and (plan.stops or plan.starts):
+                run = AllocationRun(
+                    plan, len(plan.stops) + len(plan.starts), await self._async_execute(plan)
+                )
+            self.async_set_updated_data(self._record(run, trigger, planned))
+            return run
 
-    async def _async_execute(self, plan: AllocationPlan) -> tuple[str, ...]:
+    async def _async_execute(self, plan: AllocationPlan) -> tuple[CommandFailure, ...]:
         """Stops first (they free power), then starts; return what failed."""
-        failed: list[str] = []
+        failed: list[CommandFailure] = []
         steps: tuple[tuple[Action, tuple[PlannedAction, ...]], ...] = (
             ("stop", plan.stops),
             ("start", plan.starts),
@@ -215,49 +254,67 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
             if not items:
                 continue
             outcomes = await self.fleet.async_command([i.asic_id for i in items], action)
-            failed += [f"{mac}: {error}" for mac, error in outcomes.items() if error is not None]
+            failed += command_failures(outcomes, action)
         if failed:
-            LOGGER.warning("%d allocation commands failed, e.g. %s", len(failed), failed[0])
+            first = failed[0]
+            LOGGER.warning(
+                "%d of %d allocation commands failed, e.g. %s %s: %s",
+                len(failed),
+                len(plan.stops) + len(plan.starts),
+                first.action,
+                first.mac,
+                first.error,
+            )
         return tuple(failed)
 
-    def _record(
-        self, plan: AllocationPlan, trigger: str, planned: int, failures: tuple[str, ...]
-    ) -> BalancerState:
+    def _record(self, run: AllocationRun, trigger: str, planned: int) -> BalancerState:
         """What the entities show after a run."""
-        action, reason = self.data.last_action, self.data.last_reason
-        if plan.stops or plan.starts:
-            verb = "advised" if self.data.mode != "auto" else "did"
-            parts = []
-            if plan.stops:
-                parts.append(f"stop {len(plan.stops)}")
-            if plan.starts:
-                parts.append(f"start {len(plan.starts)}")
-            action = f"{verb}: {' and '.join(parts)}"
-            reason = (plan.stops or plan.starts)[0].reason
+        plan = run.plan
+        state = replace(self.data, last_plan=plan, planned_running=planned)
+        action: LastAction
         if self.data.mode == "off":
             action, reason = "off", trigger
+        elif not (plan.stops or plan.starts):
+            # Nothing to do: the sensor keeps showing the last run that did something.
+            return state
+        elif self.data.mode != "auto":
+            action, reason = (
+                "advised",
+                plan.stops[0].reason if plan.stops else plan.starts[0].reason,
+            )
+        else:
+            reason = (plan.stops or plan.starts)[0].reason
+            if run.failures:
+                action = "incomplete"
+            elif plan.stops and plan.starts:
+                action = "stopped_and_started"
+            else:
+                action = "stopped" if plan.stops else "started"
         return replace(
-            self.data,
-            last_plan=plan,
+            state,
             last_action=action,
             last_reason=reason,
+            last_trigger=trigger,
             last_run_at=time.time(),
-            planned_running=planned,
-            failures=failures,
+            last_stops=len(plan.stops),
+            last_starts=len(plan.starts),
+            last_commands=run.commands,
+            failures=run.failures,
         )
 
     def _save_choices(self) -> None:
         self.store.balancer = {"mode": self.data.mode, "power_target_w": self.data.power_target_w}
         self.store.async_schedule_save()
 
-    async def async_set_mode(self, mode: Mode) -> None:
-        """Auto acts, advisory only plans, off does nothing."""
+    async def async_set_mode(self, mode: Mode) -> AllocationRun | None:
+        """Auto acts, advisory only plans, off does nothing; return the run it started."""
         self.async_set_updated_data(replace(self.data, mode=mode))
         self._save_choices()
-        if mode != "off":
-            await self.async_run("mode_change")
+        if mode == "off":
+            return None
+        return await self.async_run("mode_change")
 
-    async def async_set_power_target(self, power_w: float | None) -> AllocationPlan:
+    async def async_set_power_target(self, power_w: float | None) -> AllocationRun:
         """Cap mining power (None clears the cap) and re-plan at once."""
         if power_w is not None and (not math.isfinite(power_w) or power_w < 0):
             raise ValueError("power target must be a finite number >= 0")
@@ -265,8 +322,12 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         self._save_choices()
         return await self.async_run("power_target")
 
-    async def async_curtail(self, cap_w: float, duration_s: float) -> AllocationPlan:
+    async def async_curtail(self, cap_w: float, duration_s: float) -> AllocationRun:
         """Cap mining at `cap_w` for `duration_s` and re-plan at once."""
+        if not (
+            math.isfinite(cap_w) and cap_w >= 0 and math.isfinite(duration_s) and duration_s > 0
+        ):
+            raise ValueError("a curtailment needs a finite cap >= 0 and a duration > 0")
         until = time.time() + duration_s
         self.async_set_updated_data(replace(self.data, curtailment=Curtailment(cap_w, until)))
         return await self.async_run("curtail")

@@ -1,4 +1,4 @@
-"""Binary sensors: grid under-frequency and internet connectivity."""
+"""Binary sensors: grid under-frequency, connectivity, curtailment and each ASIC's health."""
 
 from __future__ import annotations
 
@@ -13,23 +13,44 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .balancer import LoadBalancer
+from .balancer import BalancerState, LoadBalancer
 from .compat import BinarySensorDeviceClass
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
-from .coordinator import GridCoordinator, SiteCoordinator, SiteData
-from .entity import MinerEntity, SiteEntity, async_add_miner_entities
-from .fleet import FleetCoordinator
+from .coordinator import GridCoordinator, GridData, SiteCoordinator, SiteData
+from .entity import MinerEntity, MinerEntityDescription, SiteEntity, async_add_miner_entities
+from .fleet import MinerView
 from .models import BitcoinMiningConfigEntry
 
 PARALLEL_UPDATES = 0
 
 
 @dataclass(frozen=True, kw_only=True)
+class GridBinarySensorDescription(BinarySensorEntityDescription):
+    """A binary sensor fed by the grid meter."""
+
+    is_on_fn: Callable[[GridData], bool | None]
+
+
+@dataclass(frozen=True, kw_only=True)
 class SiteBinarySensorDescription(BinarySensorEntityDescription):
     """A binary sensor fed by the site poll."""
 
-    value_fn: Callable[[SiteData], bool | None]
+    is_on_fn: Callable[[SiteData], bool | None]
     exists_fn: Callable[[SiteCoordinator], bool] = lambda _: True
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalancerBinarySensorDescription(BinarySensorEntityDescription):
+    """A binary sensor of the load balancer's state."""
+
+    is_on_fn: Callable[[BalancerState], bool | None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinerBinarySensorDescription(BinarySensorEntityDescription, MinerEntityDescription):
+    """A binary sensor of one ASIC, from the last poll."""
+
+    is_on_fn: Callable[[MinerView], bool | None]
 
 
 def _reachable(probe: str) -> Callable[[SiteData], bool | None]:
@@ -40,23 +61,42 @@ def _reachable(probe: str) -> Callable[[SiteData], bool | None]:
     return value
 
 
-CURTAILED = BinarySensorEntityDescription(key="curtailed", translation_key="curtailed")
-MINER_ONLINE = BinarySensorEntityDescription(
-    key="online",
-    translation_key="online",
-    device_class=BinarySensorDeviceClass.CONNECTIVITY,
-    entity_category=EntityCategory.DIAGNOSTIC,
-)
-MINER_PROBLEM = BinarySensorEntityDescription(
-    key="problem",
-    translation_key="problem",
-    device_class=BinarySensorDeviceClass.PROBLEM,
+GRID_BINARY_SENSORS: tuple[GridBinarySensorDescription, ...] = (
+    GridBinarySensorDescription(
+        key="under_frequency",
+        translation_key="under_frequency",
+        device_class=BinarySensorDeviceClass.PROBLEM,
+        # On while a confirmed frequency sample is below the threshold.
+        is_on_fn=lambda data: data.under_frequency,
+    ),
 )
 
-UNDER_FREQUENCY = BinarySensorEntityDescription(
-    key="under_frequency",
-    translation_key="under_frequency",
-    device_class=BinarySensorDeviceClass.PROBLEM,
+BALANCER_BINARY_SENSORS: tuple[BalancerBinarySensorDescription, ...] = (
+    BalancerBinarySensorDescription(
+        key="curtailed",
+        translation_key="curtailed",
+        # On while mining is capped by a curtailment, a frequency event or its restore.
+        is_on_fn=lambda state: state.curtailed,
+    ),
+)
+
+MINER_BINARY_SENSORS: tuple[MinerBinarySensorDescription, ...] = (
+    MinerBinarySensorDescription(
+        key="online",
+        translation_key="online",
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        # Whether the miner answered the last poll: known miners always have one.
+        available_offline=True,
+        is_on_fn=lambda view: view.online,
+    ),
+    MinerBinarySensorDescription(
+        key="problem",
+        translation_key="problem",
+        device_class=BinarySensorDeviceClass.PROBLEM,
+        # On while the firmware reports errors (their text: the Firmware errors sensor).
+        is_on_fn=lambda view: None if view.status is None else bool(view.status.errors),
+    ),
 )
 
 SITE_BINARY_SENSORS: tuple[SiteBinarySensorDescription, ...] = (
@@ -64,21 +104,21 @@ SITE_BINARY_SENSORS: tuple[SiteBinarySensorDescription, ...] = (
         key="internet",
         translation_key="internet",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
-        value_fn=lambda data: data.internet_up,
+        is_on_fn=lambda data: data.internet_up,
     ),
     SiteBinarySensorDescription(
         key="pool_reachable",
         translation_key="pool_reachable",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=_reachable(PROBE_UPSTREAM_POOL),
+        is_on_fn=_reachable(PROBE_UPSTREAM_POOL),
     ),
     SiteBinarySensorDescription(
         key="probe_reachable",
         translation_key="probe_reachable",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=_reachable(PROBE_EXTRA),
+        is_on_fn=_reachable(PROBE_EXTRA),
         exists_fn=lambda site: any(t.name == PROBE_EXTRA for t in site.probe_targets),
     ),
 )
@@ -89,13 +129,13 @@ async def async_setup_entry(
     entry: BitcoinMiningConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the site's binary sensors."""
+    """Add the site's binary sensors, and each ASIC's (now and as ASICs appear)."""
+    grid = entry.runtime_data.grid
     site = entry.runtime_data.site
-    entities: list[BinarySensorEntity] = [
-        UnderFrequencySensor(entry.runtime_data.grid, UNDER_FREQUENCY)
-    ]
+    balancer = entry.runtime_data.balancer
+    entities: list[BinarySensorEntity] = [GridBinarySensor(grid, d) for d in GRID_BINARY_SENSORS]
     entities += [SiteBinarySensor(site, d) for d in SITE_BINARY_SENSORS if d.exists_fn(site)]
-    entities.append(CurtailedSensor(entry.runtime_data.balancer, CURTAILED))
+    entities += [BalancerBinarySensor(balancer, d) for d in BALANCER_BINARY_SENSORS]
     async_add_entities(entities)
 
     fleet = entry.runtime_data.fleet
@@ -103,25 +143,19 @@ async def async_setup_entry(
         entry,
         fleet,
         async_add_entities,
-        lambda mac: [
-            MinerOnlineSensor(fleet, mac, MINER_ONLINE),
-            MinerProblemSensor(fleet, mac, MINER_PROBLEM),
-        ],
+        lambda mac: [MinerBinarySensor(fleet, mac, d) for d in MINER_BINARY_SENSORS],
     )
 
 
-class UnderFrequencySensor(SiteEntity[GridCoordinator], BinarySensorEntity):
-    """On while a confirmed grid frequency sample is below the threshold."""
+class GridBinarySensor(SiteEntity[GridCoordinator], BinarySensorEntity):
+    """A state of the grid."""
+
+    entity_description: GridBinarySensorDescription
 
     @property
-    def is_on(self) -> bool:
-        """Whether the grid is under-frequency."""
-        return self.coordinator.data.under_frequency
-
-    @property
-    def extra_state_attributes(self) -> dict[str, float]:
-        """The threshold, so automations and the dashboard can show it."""
-        return {"threshold_hz": self.coordinator.under_frequency_hz}
+    def is_on(self) -> bool | None:
+        """The value from the latest meter reading."""
+        return self.entity_description.is_on_fn(self.coordinator.data)
 
 
 class SiteBinarySensor(SiteEntity[SiteCoordinator], BinarySensorEntity):
@@ -132,54 +166,27 @@ class SiteBinarySensor(SiteEntity[SiteCoordinator], BinarySensorEntity):
     @property
     def is_on(self) -> bool | None:
         """The value from the latest site poll."""
-        return self.entity_description.value_fn(self.coordinator.data)
+        return self.entity_description.is_on_fn(self.coordinator.data)
 
 
-class CurtailedSensor(SiteEntity[LoadBalancer], BinarySensorEntity):
-    """On while mining is capped by a curtailment, a frequency event or its restore."""
+class BalancerBinarySensor(SiteEntity[LoadBalancer], BinarySensorEntity):
+    """A state of the load balancer."""
 
-    @property
-    def is_on(self) -> bool:
-        """Whether the last plan ran under a curtailment or a frequency stage."""
-        return self.coordinator.data.curtailed
-
-
-class MinerOnlineSensor(MinerEntity, BinarySensorEntity):
-    """Whether the miner answered the last poll (always available itself)."""
-
-    coordinator: FleetCoordinator
-
-    @property
-    def available(self) -> bool:
-        """Known miners always have an online state."""
-        return self.view is not None
-
-    @property
-    def is_on(self) -> bool:
-        """Answered the last poll."""
-        view = self.view
-        return view is not None and view.online
-
-    @property
-    def extra_state_attributes(self) -> dict[str, str | None]:
-        """Why it does not answer, and where it is."""
-        view = self.view
-        return {"address": view.address if view else None, "error": view.error if view else None}
-
-
-class MinerProblemSensor(MinerEntity, BinarySensorEntity):
-    """On while the firmware reports errors."""
-
-    coordinator: FleetCoordinator
+    entity_description: BalancerBinarySensorDescription
 
     @property
     def is_on(self) -> bool | None:
-        """Whether the firmware reports errors."""
-        view = self.view
-        return None if view is None or view.status is None else bool(view.status.errors)
+        """The value after the balancer's latest run."""
+        return self.entity_description.is_on_fn(self.coordinator.data)
+
+
+class MinerBinarySensor(MinerEntity, BinarySensorEntity):
+    """A state of one ASIC."""
+
+    entity_description: MinerBinarySensorDescription
 
     @property
-    def extra_state_attributes(self) -> dict[str, list[str]]:
-        """The errors as the firmware words them."""
+    def is_on(self) -> bool | None:
+        """The value from the miner's last poll."""
         view = self.view
-        return {"errors": list(view.status.errors[:20]) if view and view.status else []}
+        return None if view is None else self.entity_description.is_on_fn(view)

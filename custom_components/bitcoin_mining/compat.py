@@ -6,23 +6,29 @@ that made it necessary, so it can be deleted when that release is the minimum.
 
 from __future__ import annotations
 
-import inspect
 import sys
 from typing import TYPE_CHECKING, Any
 
 from homeassistant import config_entries
-from homeassistant.helpers import device_registry as dr, service as service_helper
+from homeassistant.core import SupportsResponse, callback
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_platform,
+    service as service_helper,
+)
 
 if TYPE_CHECKING:
-    from homeassistant.core import HomeAssistant, ServiceCall
+    from homeassistant.core import HomeAssistant
 
 __all__ = [
     "HAS_OPTIONS_FLOW_WITH_RELOAD",
+    "HAS_PLATFORM_ENTITY_SERVICE",
     "HAS_VIA_DEVICE_ID",
     "BinarySensorDeviceClass",
     "OptionsFlowWithReload",
-    "async_extract_entity_ids",
     "async_get_device_by_identifier",
+    "async_register_entity_service_from_platform",
+    "async_register_platform_entity_service",
     "set_parent_device",
     "vol",
 ]
@@ -60,20 +66,6 @@ if TYPE_CHECKING or not HAS_OPTIONS_FLOW_WITH_RELOAD:
 else:
     OptionsFlowWithReload = config_entries.OptionsFlowWithReload
 
-# 2026.10 removed the `hass` argument of the service target helpers.
-_EXTRACT_TAKES_HASS: bool = (
-    "hass" in inspect.signature(service_helper.async_extract_entity_ids).parameters
-)
-
-
-async def async_extract_entity_ids(hass: HomeAssistant, call: ServiceCall) -> set[str]:
-    """Return the entity ids a service call targets, expanding devices and areas."""
-    extract: Any = service_helper.async_extract_entity_ids
-    if _EXTRACT_TAKES_HASS:
-        return set(await extract(hass, call))
-    return set(await extract(call))
-
-
 # 2026.8 names a parent device by its registry id (`via_device_id`); `via_device` (the
 # parent's identifier) warns from then on and stops working in 2027.8.
 HAS_VIA_DEVICE_ID: bool = "via_device_id" in dr.DeviceInfo.__annotations__
@@ -101,3 +93,47 @@ def async_get_device_by_identifier(
         return registry.async_get_device_by_identifier(identifier, config_entry_id)  # type: ignore[no-any-return]
     device: dr.DeviceEntry | None = registry.async_get_device(identifiers={identifier})
     return device if device and config_entry_id in device.config_entries else None
+
+
+# 2025.10 registers platform entity services from `async_setup`, so they exist before
+# (and without) any platform; before it, the platform registers them as it sets up.
+HAS_PLATFORM_ENTITY_SERVICE: bool = hasattr(
+    service_helper, "async_register_platform_entity_service"
+)
+
+
+@callback
+def async_register_platform_entity_service(
+    hass: HomeAssistant,
+    service_domain: str,
+    service_name: str,
+    *,
+    entity_domain: str,
+    schema: Any,
+    func: str,
+    supports_response: SupportsResponse,
+) -> None:
+    """From `async_setup`: register an entity service of our entities in `entity_domain`."""
+    if not HAS_PLATFORM_ENTITY_SERVICE:
+        return  # the platform does it (async_register_entity_service_from_platform)
+    register: Any = getattr(service_helper, "async_register_platform_entity_service")  # noqa: B009
+    register(
+        hass,
+        service_domain,
+        service_name,
+        entity_domain=entity_domain,
+        schema=schema,
+        func=func,
+        supports_response=supports_response,
+    )
+
+
+@callback
+def async_register_entity_service_from_platform(
+    name: str, schema: Any, func: str, supports_response: SupportsResponse
+) -> None:
+    """From a platform's setup, before 2025.10: register the same entity service there."""
+    if HAS_PLATFORM_ENTITY_SERVICE:
+        return  # registered in async_setup already
+    platform = entity_platform.async_get_current_platform()
+    platform.async_register_entity_service(name, schema, func, supports_response=supports_response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
@@ -79,13 +80,22 @@ def miner_device_info(
     return info
 
 
+@dataclass(frozen=True, kw_only=True)
+class MinerEntityDescription(EntityDescription):
+    """What every per-ASIC entity description adds."""
+
+    # Ours, not the miner's (cycle counts, its address, why it is silent): readable offline.
+    available_offline: bool = False
+
+
 class MinerEntity(CoordinatorEntity[FleetCoordinator]):
     """An entity of one ASIC's device; unavailable while the miner does not answer."""
 
     _attr_has_entity_name = True
+    entity_description: MinerEntityDescription
 
     def __init__(
-        self, coordinator: FleetCoordinator, mac: str, description: EntityDescription
+        self, coordinator: FleetCoordinator, mac: str, description: MinerEntityDescription
     ) -> None:
         """Attach the entity to the fleet and the miner's device."""
         super().__init__(coordinator)
@@ -105,8 +115,10 @@ class MinerEntity(CoordinatorEntity[FleetCoordinator]):
 
     @property
     def available(self) -> bool:
-        """Available while the miner answers."""
+        """Available while the miner answers (while it is known, for values of ours)."""
         view = self.view
+        if self.entity_description.available_offline:
+            return view is not None
         return super().available and view is not None and view.online
 
 

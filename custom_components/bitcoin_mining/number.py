@@ -14,6 +14,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .balancer import LoadBalancer
 from .entity import SiteEntity
+from .helpers import checked_power_kw, command_errors, raise_for_failures
 from .models import BitcoinMiningConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -49,6 +50,10 @@ class PowerTargetNumber(SiteEntity[LoadBalancer], NumberEntity):
         target = self.coordinator.data.power_target_w
         return None if target is None else target / 1000
 
+    @command_errors
     async def async_set_native_value(self, value: float) -> None:
-        """Set the cap and re-plan at once."""
-        await self.coordinator.async_set_power_target(value * 1000)
+        """Set the cap and re-plan at once; fail when the miners did not all follow."""
+        # The range check of the number platform lets NaN through.
+        checked_power_kw(value, "value")
+        run = await self.coordinator.async_set_power_target(value * 1000)
+        raise_for_failures(self.coordinator.fleet, run.failures, run.commands)

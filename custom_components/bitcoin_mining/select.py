@@ -9,6 +9,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .balancer import MODES, LoadBalancer
 from .entity import SiteEntity
+from .helpers import command_errors, raise_for_failures
 from .models import BitcoinMiningConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -38,6 +39,9 @@ class AllocationModeSelect(SiteEntity[LoadBalancer], SelectEntity):
         """The balancer's mode."""
         return self.coordinator.data.mode
 
+    @command_errors
     async def async_select_option(self, option: str) -> None:
-        """Change the mode (saved, so a restart keeps it)."""
-        await self.coordinator.async_set_mode(option)  # type: ignore[arg-type]
+        """Change the mode (saved, so a restart keeps it); fail when the miners did not follow."""
+        run = await self.coordinator.async_set_mode(option)  # type: ignore[arg-type]
+        if run is not None:
+            raise_for_failures(self.coordinator.fleet, run.failures, run.commands)

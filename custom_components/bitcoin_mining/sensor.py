@@ -1,10 +1,11 @@
-"""Sensors: grid, supply, available power and network health of a site."""
+"""Sensors: grid, supply, network, fleet and balancer figures of a site, and each ASIC's."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from homeassistant.components.sensor import (
     RestoreSensor,
@@ -29,21 +30,22 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .balancer import BalancerState, LoadBalancer
+from .balancer import LAST_ACTIONS, BalancerState, LoadBalancer
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import (
     GridCoordinator,
-    GridData,
     SiteCoordinator,
     SiteData,
 )
-from .entity import MinerEntity, SiteEntity, async_add_miner_entities
+from .entity import MinerEntity, MinerEntityDescription, SiteEntity, async_add_miner_entities
 from .fleet import FleetCoordinator, FleetData, MinerView
 from .miningsite.cycles import CycleRecord
 from .miningsite.miners.base import MinerStatus
 from .models import BitcoinMiningConfigEntry
 
 HASHRATE_UNIT = "TH/s"
+# Home Assistant refuses longer states.
+MAX_STATE_LENGTH = 255
 
 # Coordinators do the polling; entities only read their data.
 PARALLEL_UPDATES = 0
@@ -53,7 +55,7 @@ PARALLEL_UPDATES = 0
 class GridSensorDescription(SensorEntityDescription):
     """A sensor fed by the grid meter."""
 
-    value_fn: Callable[[GridData], float | None]
+    value_fn: Callable[[GridCoordinator], float | None]
     exists_fn: Callable[[GridCoordinator], bool] = lambda _: True
 
 
@@ -85,7 +87,7 @@ GRID_SENSORS: tuple[GridSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfFrequency.HERTZ,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=2,
-        value_fn=lambda data: data.reading.frequency_hz,
+        value_fn=lambda grid: grid.data.reading.frequency_hz,
     ),
     GridSensorDescription(
         key="grid_voltage",
@@ -94,7 +96,7 @@ GRID_SENSORS: tuple[GridSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfElectricPotential.VOLT,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        value_fn=lambda data: data.reading.voltage_v,
+        value_fn=lambda grid: grid.data.reading.voltage_v,
         exists_fn=lambda grid: grid.meter.meter_map.voltage is not None,
     ),
     GridSensorDescription(
@@ -104,7 +106,7 @@ GRID_SENSORS: tuple[GridSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=1,
-        value_fn=lambda data: data.reading.current_a,
+        value_fn=lambda grid: grid.data.reading.current_a,
         exists_fn=lambda grid: grid.meter.meter_map.current is not None,
     ),
     GridSensorDescription(
@@ -114,8 +116,17 @@ GRID_SENSORS: tuple[GridSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfPower.WATT,
         suggested_unit_of_measurement=UnitOfPower.KILO_WATT,
         state_class=SensorStateClass.MEASUREMENT,
-        value_fn=lambda data: data.reading.power_w,
+        value_fn=lambda grid: grid.data.reading.power_w,
         exists_fn=lambda grid: grid.meter.meter_map.power is not None,
+    ),
+    GridSensorDescription(
+        key="under_frequency_threshold",
+        translation_key="under_frequency_threshold",
+        device_class=SensorDeviceClass.FREQUENCY,
+        native_unit_of_measurement=UnitOfFrequency.HERTZ,
+        suggested_display_precision=2,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda grid: grid.under_frequency_hz,
     ),
 )
 
@@ -182,10 +193,11 @@ class BalancerSensorDescription(SensorEntityDescription):
     """What the load balancer last did."""
 
     value_fn: Callable[[BalancerState], StateType]
+    attributes_fn: Callable[[BalancerState], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
-class MinerSensorDescription(SensorEntityDescription):
+class MinerSensorDescription(SensorEntityDescription, MinerEntityDescription):
     """A figure of one ASIC: from its last reading, or from its cycle record."""
 
     value_fn: Callable[[MinerView, CycleRecord], StateType | datetime]
@@ -194,6 +206,13 @@ class MinerSensorDescription(SensorEntityDescription):
 def _efficiency(data: FleetData) -> float | None:
     hashrate = data.hashrate_ths
     return round(data.power_w / hashrate, 1) if hashrate > 0 else None
+
+
+def _truncated(text: str | None) -> str | None:
+    """Text as a state: at most 255 characters, None when empty."""
+    if not text:
+        return None
+    return text if len(text) <= MAX_STATE_LENGTH else text[: MAX_STATE_LENGTH - 1] + "…"
 
 
 def _timestamp(value: float | None) -> datetime | None:
@@ -251,11 +270,40 @@ FLEET_SENSORS: tuple[FleetSensorDescription, ...] = (
     ),
 )
 
+# Failures listed on the Last allocation action sensor (state attributes stay small).
+FAILURES_SHOWN = 10
+
+
+def _last_action_attributes(state: BalancerState) -> dict[str, Any]:
+    """The numbers behind the last action, for the dashboard and automations."""
+    plan = state.last_plan
+    return {
+        "reason": state.last_reason,
+        "trigger": state.last_trigger,
+        "mode": state.mode,
+        "stops": state.last_stops,
+        "starts": state.last_starts,
+        "commands": state.last_commands,
+        "failed": len(state.failures),
+        "failures": [
+            {"mac": f.mac, "action": f.action, "error": f.error}
+            for f in state.failures[:FAILURES_SHOWN]
+        ],
+        "notes": list(plan.notes) if plan else [],
+        "budget_kw": None
+        if plan is None or plan.budget_w is None
+        else round(plan.budget_w / 1000, 2),
+    }
+
+
 BALANCER_SENSORS: tuple[BalancerSensorDescription, ...] = (
     BalancerSensorDescription(
         key="last_allocation_action",
         translation_key="last_allocation_action",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(LAST_ACTIONS),
         value_fn=lambda state: state.last_action,
+        attributes_fn=_last_action_attributes,
     ),
     BalancerSensorDescription(
         key="planned_running",
@@ -295,18 +343,21 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
     MinerSensorDescription(
         key="cycles",
         translation_key="cycles",
+        available_offline=True,
         state_class=SensorStateClass.TOTAL_INCREASING,
         value_fn=lambda view, record: record.cycles,
     ),
     MinerSensorDescription(
         key="last_off",
         translation_key="last_off",
+        available_offline=True,
         device_class=SensorDeviceClass.TIMESTAMP,
         value_fn=lambda view, record: _timestamp(record.last_off),
     ),
     MinerSensorDescription(
         key="last_on",
         translation_key="last_on",
+        available_offline=True,
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
@@ -337,6 +388,31 @@ MINER_SENSORS: tuple[MinerSensorDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
         value_fn=_status_value(lambda status: pool.url if (pool := status.active_pool) else None),
+    ),
+    MinerSensorDescription(
+        key="address",
+        translation_key="address",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        available_offline=True,
+        value_fn=lambda view, record: view.address,
+    ),
+    MinerSensorDescription(
+        key="last_error",
+        translation_key="last_error",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        available_offline=True,
+        # Why the last poll got no reading; unknown while the miner answers.
+        value_fn=lambda view, record: _truncated(view.error),
+    ),
+    MinerSensorDescription(
+        key="firmware_errors",
+        translation_key="firmware_errors",
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        # The errors as the firmware words them; unknown while it reports none.
+        value_fn=_status_value(lambda status: _truncated("; ".join(status.errors))),
     ),
 )
 
@@ -374,7 +450,7 @@ class GridSensor(SiteEntity[GridCoordinator], SensorEntity):
     @property
     def native_value(self) -> float | None:
         """The latest plausible reading."""
-        return self.entity_description.value_fn(self.coordinator.data)
+        return self.entity_description.value_fn(self.coordinator)
 
 
 class SiteSensor(SiteEntity[SiteCoordinator], SensorEntity):
@@ -456,21 +532,10 @@ class BalancerSensor(SiteEntity[LoadBalancer], SensorEntity):
         return self.entity_description.value_fn(self.coordinator.data)
 
     @property
-    def extra_state_attributes(self) -> dict[str, object] | None:
-        """The reason and the plan's notes, for the dashboard and automations."""
-        if self.entity_description.key != "last_allocation_action":
-            return None
-        state = self.coordinator.data
-        plan = state.last_plan
-        return {
-            "reason": state.last_reason,
-            "mode": state.mode,
-            "notes": list(plan.notes) if plan else [],
-            "budget_kw": None
-            if plan is None or plan.budget_w is None
-            else round(plan.budget_w / 1000, 2),
-            "failures": list(state.failures[:10]),
-        }
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """What the description adds to the state (the last action's numbers)."""
+        attributes_fn = self.entity_description.attributes_fn
+        return None if attributes_fn is None else attributes_fn(self.coordinator.data)
 
 
 class MinerSensor(MinerEntity, SensorEntity):
@@ -485,10 +550,3 @@ class MinerSensor(MinerEntity, SensorEntity):
         if view is None:
             return None
         return self.entity_description.value_fn(view, self.coordinator.store.cycles.get(self.mac))
-
-    @property
-    def available(self) -> bool:
-        """Cycle counts stay readable while a miner is offline: they are ours, not its."""
-        if self.entity_description.key in ("cycles", "last_off", "last_on"):
-            return self.view is not None
-        return super().available

@@ -6,13 +6,26 @@ from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import (
+    ATTR_DEVICE_ID,
+    ATTR_ENTITY_ID,
+    ENTITY_MATCH_ALL,
+    STATE_UNAVAILABLE,
+    Platform,
+)
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
 from homeassistant.exceptions import ServiceValidationError
-from homeassistant.helpers import config_validation as cv, entity_registry as er
+from homeassistant.helpers import (
+    config_validation as cv,
+    device_registry as dr,
+    entity_registry as er,
+)
 
-from .compat import async_extract_entity_ids, vol
+from .balancer import AllocationRun
+from .compat import async_register_platform_entity_service, vol
 from .const import DOMAIN
-from .miningsite.allocation import AllocationPlan, LockState
+from .helpers import checked_power_kw, raise_for_failures
+from .miningsite.allocation import AllocationPlan
 from .models import BitcoinMiningConfigEntry
 from .storage import LOCK_STATES
 
@@ -28,7 +41,12 @@ ATTR_POWER_KW = "power_kw"
 ATTR_DURATION = "duration"
 ATTR_LOCK = "lock"
 
-POWER_KW = vol.All(vol.Coerce(float), vol.Range(min=0, max=100_000))
+# The longest curtailment: a grid operator's request is for hours or days, never longer;
+# a longer one is far more likely a typo (minutes meant as hours) than an intent.
+MAX_CURTAILMENT = timedelta(days=7)
+
+# Types only: the limits are checked in the handlers, where the errors can name the site.
+POWER_KW = vol.Coerce(float)
 SITE: dict[Any, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
 
 REBALANCE_SCHEMA = vol.Schema({**SITE, vol.Optional(ATTR_DRY_RUN, default=False): cv.boolean})
@@ -37,17 +55,10 @@ CURTAIL_SCHEMA = vol.Schema(
     {
         **SITE,
         vol.Optional(ATTR_POWER_KW): POWER_KW,
-        vol.Required(ATTR_DURATION): vol.All(
-            cv.time_period, vol.Range(min=timedelta(seconds=1), max=timedelta(days=7))
-        ),
+        vol.Required(ATTR_DURATION): cv.time_period,
     }
 )
-SET_LOCK_SCHEMA = vol.Schema(
-    {
-        vol.Required(ATTR_LOCK): vol.In(LOCK_STATES),
-        **cv.ENTITY_SERVICE_FIELDS,
-    }
-)
+SET_LOCK_FIELDS: dict[Any, Any] = {vol.Required(ATTR_LOCK): vol.In(LOCK_STATES)}
 
 
 def _site(hass: HomeAssistant, call: ServiceCall) -> BitcoinMiningConfigEntry:
@@ -71,100 +82,152 @@ def _site(hass: HomeAssistant, call: ServiceCall) -> BitcoinMiningConfigEntry:
     return loaded[0]
 
 
-def plan_response(plan: AllocationPlan, entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
-    """A plan as a service response: every action with its miner, reason and detail."""
+def _is_mining_switch(entity: er.RegistryEntry | None) -> bool:
+    """Whether a registry entry is the Mining switch of one of our ASICs."""
+    return (
+        entity is not None
+        and entity.platform == DOMAIN
+        and entity.domain == Platform.SWITCH
+        and entity.unique_id.endswith("_mining")
+    )
+
+
+def set_lock_schema(hass: HomeAssistant) -> Any:
+    """The set_lock schema: Home Assistant resolves the targets; a named non-ASIC is refused.
+
+    Home Assistant only logs targets it cannot use; an operator naming a wrong miner
+    must hear about it, and before any lock changes.
+    """
+
+    def asics_named(data: dict[str, Any]) -> dict[str, Any]:
+        entities = er.async_get(hass)
+        entity_ids: list[str] | str | None = data.get(ATTR_ENTITY_ID)
+        named = [] if entity_ids is None or entity_ids == ENTITY_MATCH_ALL else list(entity_ids)
+        for entity_id in named:
+            if not _is_mining_switch(entities.async_get(entity_id)):
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="not_an_asic",
+                    translation_placeholders={"target": entity_id},
+                )
+            state = hass.states.get(entity_id)
+            if state is None or state.state == STATE_UNAVAILABLE:
+                # Home Assistant skips unavailable entities without a word.
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="asic_unavailable",
+                    translation_placeholders={"target": entity_id},
+                )
+        devices = dr.async_get(hass)
+        for device_id in data.get(ATTR_DEVICE_ID) or ():
+            on_device = er.async_entries_for_device(entities, device_id)
+            if not any(_is_mining_switch(e) for e in on_device):
+                device = devices.async_get(device_id)
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="not_an_asic",
+                    translation_placeholders={
+                        "target": (device.name_by_user or device.name or device_id)
+                        if device
+                        else device_id
+                    },
+                )
+        return data
+
+    return vol.All(cv.make_entity_service_schema(SET_LOCK_FIELDS), asics_named)
+
+
+def plan_response(run: AllocationRun, entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
+    """A run as a service response: every planned action, and every command that failed."""
     fleet = entry.runtime_data.fleet
     miners = fleet.data.miners if fleet.data else {}
+    plan: AllocationPlan = run.plan
 
-    def item(asic_id: str, reason: str, detail: str) -> dict[str, Any]:
+    def item(asic_id: str, **fields: str) -> dict[str, Any]:
         view = miners.get(asic_id)
         return {
             "mac": asic_id,
             "address": view.address if view else None,
             "model": view.identity.model if view else None,
-            "reason": reason,
-            "detail": detail,
+            **fields,
         }
 
     return {
-        "stops": [item(a.asic_id, a.reason, a.detail) for a in plan.stops],
-        "starts": [item(a.asic_id, a.reason, a.detail) for a in plan.starts],
+        "stops": [item(a.asic_id, reason=a.reason, detail=a.detail) for a in plan.stops],
+        "starts": [item(a.asic_id, reason=a.reason, detail=a.detail) for a in plan.starts],
         "expected_power_kw": round(plan.expected_power_w / 1000, 3),
         "budget_kw": None if plan.budget_w is None else round(plan.budget_w / 1000, 3),
         "frequency_stage": plan.frequency_stage,
         "curtailed": plan.curtailed,
         "notes": list(plan.notes),
         "mode": entry.runtime_data.balancer.data.mode,
+        "commands": run.commands,
+        "failures": [item(f.mac, action=f.action, error=f.error) for f in run.failures],
     }
+
+
+def _answer(run: AllocationRun, entry: BitcoinMiningConfigEntry, **extra: Any) -> ServiceResponse:
+    """The response of a run whose commands all succeeded; else the translated error."""
+    raise_for_failures(entry.runtime_data.fleet, run.failures, run.commands)
+    return {**plan_response(run, entry), **extra}
 
 
 async def _rebalance(call: ServiceCall) -> ServiceResponse:
     entry = _site(call.hass, call)
     dry_run = call.data[ATTR_DRY_RUN]
-    plan = await entry.runtime_data.balancer.async_run("service", dry_run=dry_run)
-    return {**plan_response(plan, entry), "dry_run": dry_run}
+    run = await entry.runtime_data.balancer.async_run("service", dry_run=dry_run)
+    return _answer(run, entry, dry_run=dry_run)
 
 
 async def _set_power_target(call: ServiceCall) -> ServiceResponse:
     entry = _site(call.hass, call)
     power_kw = call.data.get(ATTR_POWER_KW)
-    plan = await entry.runtime_data.balancer.async_set_power_target(
+    if power_kw is not None:
+        checked_power_kw(power_kw, ATTR_POWER_KW)
+    run = await entry.runtime_data.balancer.async_set_power_target(
         None if power_kw is None else power_kw * 1000
     )
-    return plan_response(plan, entry)
+    return _answer(run, entry)
+
+
+def _checked_duration(duration: timedelta) -> timedelta:
+    if not timedelta(0) < duration <= MAX_CURTAILMENT:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="invalid_duration",
+            translation_placeholders={
+                "duration": str(duration),
+                "maximum": str(MAX_CURTAILMENT),
+            },
+        )
+    return duration
 
 
 async def _curtail(call: ServiceCall) -> ServiceResponse:
     entry = _site(call.hass, call)
     fleet = entry.runtime_data.fleet
-    running_w = fleet.running_draw_w()
+    duration = _checked_duration(call.data[ATTR_DURATION])
     shed_kw = call.data.get(ATTR_POWER_KW)
-    # No amount means everything: the cap is zero.
-    cap_w = 0.0 if shed_kw is None else max(running_w - shed_kw * 1000, 0.0)
-    duration: timedelta = call.data[ATTR_DURATION]
-    plan = await entry.runtime_data.balancer.async_curtail(cap_w, duration.total_seconds())
-    return {**plan_response(plan, entry), "cap_kw": round(cap_w / 1000, 3)}
-
-
-async def _set_lock(call: ServiceCall) -> ServiceResponse:
-    hass = call.hass
-    lock: LockState = call.data[ATTR_LOCK]
-    registry = er.async_get(hass)
-    changed: dict[str, list[str]] = {}
-    for entity_id in sorted(await async_extract_entity_ids(hass, call)):
-        entity = registry.async_get(entity_id)
-        if (
-            entity is None
-            or entity.platform != DOMAIN
-            or entity.unique_id is None
-            or not entity.unique_id.endswith("_mining")
-            or entity.config_entry_id is None
-        ):
+    running_w = fleet.running_draw_w()
+    if shed_kw is None:
+        # No amount means everything: the cap is zero.
+        cap_w = 0.0
+    else:
+        checked_power_kw(shed_kw, ATTR_POWER_KW)
+        # More than every miner together draws is a typo (W for kW), not a request.
+        most_w = sum(a.power_w for a in fleet.asic_states())
+        if shed_kw * 1000 > most_w:
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
-                translation_key="not_an_asic",
-                translation_placeholders={"entity_id": entity_id},
+                translation_key="shed_above_fleet",
+                translation_placeholders={
+                    "power_kw": f"{shed_kw:g}",
+                    "fleet_kw": f"{most_w / 1000:.1f}",
+                },
             )
-        entry = hass.config_entries.async_get_entry(entity.config_entry_id)
-        if entry is None or entry.state is not ConfigEntryState.LOADED:
-            raise ServiceValidationError(
-                translation_domain=DOMAIN, translation_key="site_not_loaded"
-            )
-        mac = entity.unique_id.removesuffix("_mining")
-        store = entry.runtime_data.fleet.store
-        if lock == "none":
-            store.locks.pop(mac, None)
-        else:
-            store.locks[mac] = lock
-        store.async_schedule_save()
-        changed.setdefault(entry.entry_id, []).append(entity_id)
-    if not changed:
-        raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_asic_targeted")
-    for entry_id in changed:
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is not None:
-            entry.runtime_data.fleet.async_update_listeners()
-    return {"lock": lock, "entities": [e for ids in changed.values() for e in ids]}
+        cap_w = max(running_w - shed_kw * 1000, 0.0)
+    run = await entry.runtime_data.balancer.async_curtail(cap_w, duration.total_seconds())
+    return _answer(run, entry, cap_kw=round(cap_w / 1000, 3))
 
 
 def async_setup_services(hass: HomeAssistant) -> None:
@@ -182,6 +245,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
     hass.services.async_register(
         DOMAIN, SERVICE_CURTAIL, _curtail, CURTAIL_SCHEMA, SupportsResponse.OPTIONAL
     )
-    hass.services.async_register(
-        DOMAIN, SERVICE_SET_LOCK, _set_lock, SET_LOCK_SCHEMA, SupportsResponse.OPTIONAL
+    # An entity service of the Mining switches (before 2025.10: registered by the platform).
+    async_register_platform_entity_service(
+        hass,
+        DOMAIN,
+        SERVICE_SET_LOCK,
+        entity_domain=Platform.SWITCH,
+        schema=set_lock_schema(hass),
+        func="async_set_lock",
+        supports_response=SupportsResponse.OPTIONAL,
     )

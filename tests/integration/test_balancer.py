@@ -91,6 +91,7 @@ async def test_a_dry_run_returns_the_plan_and_changes_nothing(
     assert len(response["stops"]) == 6
     assert {s["reason"] for s in response["stops"]} == {"over_budget"}
     assert response["budget_kw"] == 0
+    assert (response["commands"], response["failures"]) == (0, [])
     assert all(m.state == "mining" for m in simulated.miners)
 
 
@@ -127,7 +128,8 @@ async def test_locked_miners_are_never_touched(
         blocking=True,
         return_response=True,
     )
-    assert response == {"lock": "maintenance", "entities": [switch]}
+    # An entity service: the response is keyed by the switch it locked.
+    assert response == {switch: {"lock": "maintenance", "previous": "none"}}
     set_supply(hass, 0)
     await hass.async_block_till_done()
     await rebalance(hass)
@@ -175,7 +177,9 @@ async def test_advisory_mode_plans_but_does_nothing(
     await hass.async_block_till_done()
     await rebalance(hass)
     assert all(m.state == "mining" for m in simulated.miners)
-    assert hass.states.get(LAST_ACTION).state == "advised: stop 6"
+    assert hass.states.get(LAST_ACTION).state == "advised"
+    assert hass.states.get(LAST_ACTION).attributes["stops"] == 6
+    assert hass.states.get(LAST_ACTION).attributes["commands"] == 0
     # The mode survives a restart.
     assert await hass.config_entries.async_reload(auto_entry.entry_id)
     await hass.async_block_till_done()
@@ -197,10 +201,11 @@ async def test_services_refuse_bad_targets(
             return_response=True,
         )
     assert raised.value.translation_key == "not_an_asic"
-    with pytest.raises(Exception, match="power_kw"):
+    with pytest.raises(ServiceValidationError) as raised:
         await hass.services.async_call(
             DOMAIN, "set_power_target", {"power_kw": -5}, blocking=True, return_response=True
         )
+    assert raised.value.translation_key == "invalid_power"
     with pytest.raises(Exception, match="lock"):
         await hass.services.async_call(
             DOMAIN,
@@ -221,5 +226,8 @@ async def test_a_supply_drop_sheds_without_waiting_for_the_fleet_poll(
     # from the supply sensor's change alone (the fleet poll is 10 s away).
     set_supply(hass, 10)
     await wait_until(lambda: all(m.state == "sleeping" for m in simulated.miners))
-    await wait_until(lambda: hass.states.get(LAST_ACTION).state == "did: stop 6")
-    assert hass.states.get(LAST_ACTION).attributes["reason"] == "over_budget"
+    await wait_until(lambda: hass.states.get(LAST_ACTION).state == "stopped")
+    attributes = hass.states.get(LAST_ACTION).attributes
+    assert attributes["reason"] == "over_budget"
+    assert attributes["trigger"] == "supply_change"
+    assert (attributes["stops"], attributes["commands"], attributes["failed"]) == (6, 6, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, entity_registry as er, issue_registry as ir
@@ -235,3 +235,51 @@ async def test_a_miner_that_speaks_another_protocol_gets_a_repair_issue(
     assert issue.translation_placeholders["family"] == "braiins"
     assert entry.state is ConfigEntryState.LOADED
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_what_were_attributes_are_diagnostic_entities_readable_offline(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    registry = er.async_get(hass)
+    miner = simulated.miners[0]
+    key = miner_key(miner)
+    diagnostic = {k: entity_id(hass, "sensor", key, k) for k in ("address", "last_error")}
+    diagnostic["firmware_errors"] = entity_id(hass, "sensor", key, "firmware_errors")
+    for found in diagnostic.values():
+        entry = registry.async_get(found)
+        assert entry is not None
+        assert entry.entity_category is EntityCategory.DIAGNOSTIC
+        assert entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        registry.async_update_entity(found, disabled_by=None)
+    assert await hass.config_entries.async_reload(site_entry.entry_id)
+    await hass.async_block_till_done()
+    await site_entry.runtime_data.balancer.async_set_mode("off")
+
+    assert hass.states.get(diagnostic["address"]).state == f"{miner.host}:{miner.api_port}"
+    assert hass.states.get(diagnostic["last_error"]).state == "unknown"
+    # A healthy miner reports no firmware error: no problem, no text.
+    assert hass.states.get(diagnostic["firmware_errors"]).state == "unknown"
+    assert hass.states.get(entity_id(hass, "binary_sensor", key, "problem")).state == STATE_OFF
+    online = hass.states.get(entity_id(hass, "binary_sensor", key, "online"))
+    assert online.state == STATE_ON
+    assert not {"address", "error"} & set(online.attributes)
+
+    await fleet_of(simulated).set_fault(miner, "offline", True)
+    await refresh(hass, site_entry)
+    # Why it is silent, and where it was, stay readable while it is.
+    assert hass.states.get(diagnostic["address"]).state == f"{miner.host}:{miner.api_port}"
+    assert hass.states.get(diagnostic["last_error"]).state not in ("unknown", STATE_UNAVAILABLE)
+    assert hass.states.get(diagnostic["firmware_errors"]).state == STATE_UNAVAILABLE
+    await fleet_of(simulated).set_fault(miner, "offline", False)
+
+
+async def test_the_under_frequency_threshold_is_a_diagnostic_sensor(
+    hass: HomeAssistant, site_entry: MockConfigEntry
+) -> None:
+    threshold = hass.states.get("sensor.test_site_under_frequency_threshold")
+    assert threshold is not None
+    assert float(threshold.state) == site_entry.runtime_data.grid.under_frequency_hz
+    assert threshold.attributes["unit_of_measurement"] == "Hz"
+    under = hass.states.get("binary_sensor.test_site_grid_under_frequency")
+    assert under.state == STATE_OFF
+    assert "threshold_hz" not in under.attributes

@@ -62,7 +62,7 @@ async def test_site_device_and_entities(hass: HomeAssistant, loaded_entry: MockC
     assert hass.states.get(FREQUENCY).state == "50.0"
     assert hass.states.get(FREQUENCY).attributes["unit_of_measurement"] == "Hz"
     assert hass.states.get(UNDER_FREQUENCY).state == STATE_OFF
-    assert hass.states.get(UNDER_FREQUENCY).attributes["threshold_hz"] == 49.5
+    assert hass.states.get("sensor.test_site_under_frequency_threshold").state == "49.5"
 
 
 async def test_frequency_tracks_the_meter_and_under_frequency_turns_on(
