@@ -270,8 +270,8 @@ PINNED_BACKUP_POOL = ("127.0.5.3", 3333)
 PINNED_MINER_CLOCK_S = 1_000_000.0
 PINNED_MINER_LOGIN = ("operator", "snapshot-miner-secret")
 # Held while a pinned site runs: two test runs on one machine (another lane, another
-# checkout) would otherwise bind the same addresses. Abstract unix sockets belong to the
-# network namespace, which chroots share; the kernel frees the name when the process dies.
+# checkout) would otherwise bind the same addresses. Abstract unix sockets (Linux) belong to
+# the network namespace, which chroots share; the kernel frees the name when the process dies.
 PINNED_SITE_LOCK = "\0bitcoin_mining.pinned_site"
 PINNED_SITE_LOCK_TIMEOUT_S = 120.0
 

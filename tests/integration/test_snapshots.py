@@ -232,6 +232,7 @@ async def test_diagnostics(
     assert users == [REDACTED] * 2 * len(pinned_site.miners)
     # Hosts on a private or loopback network are kept (they help debugging); the pinned
     # site has only those (public ones are test_site.py's: a probe cannot reach them here).
+    assert pinned_site.meter is not None
     assert data["entry"]["data"]["meter_host"] == pinned_site.meter.host
     for path, why in VOLATILE_DIAGNOSTICS:
         mark_volatile(data, path, why)
