@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+import contextlib
+import errno
+import functools
 import logging
+import socket
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -12,6 +16,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 from custom_components.bitcoin_mining.compat import async_get_device_by_identifier
 from custom_components.bitcoin_mining.const import (
@@ -23,6 +29,8 @@ from custom_components.bitcoin_mining.const import (
     CONF_METER_UNIT_ID,
     CONF_MIN_OFF_S,
     CONF_MIN_ON_S,
+    CONF_MINER_PASSWORD,
+    CONF_MINER_USERNAME,
     CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
     CONF_OVERHEAD_KW,
@@ -36,7 +44,8 @@ from custom_components.bitcoin_mining.const import (
     PRESET_SEL735,
 )
 from simulator import Site, SiteConfig
-from simulator.miners import SimMiner
+from simulator.miners import MinerEnv, SimMiner
+from simulator.pool import UpstreamPool
 from tests.support.modbus_meter import MeterServer, free_port
 
 # Log lines Home Assistant writes when an integration uses an API on its way out.
@@ -47,6 +56,12 @@ SUPPLY_ENTITY = "sensor.supply_power"
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/ in every integration test."""
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Snapshots with Home Assistant's extension, kept in snapshots/ as core keeps them."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)
 
 
 @pytest.fixture(autouse=True)
@@ -241,3 +256,118 @@ def entity_id(hass: HomeAssistant, platform: str, mac: str, key: str) -> str:
     found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, f"{mac}_{key}")
     assert found is not None, f"no {platform} {key} for {mac}"
     return found
+
+
+# The pinned site of the snapshot tests: fixed loopback addresses (entity ids and device
+# names carry a miner's address), above the blocks other tests and benchmarks use
+# (simulated fleets count up from 127.0.1.1 and reach 127.0.4.x at 1000 miners).
+PINNED_MINERS_FROM = "127.0.5.11"
+PINNED_METER = "127.0.5.1:502"
+PINNED_POOL = "127.0.5.2:3333"
+PINNED_BACKUP_POOL = ("127.0.5.3", 3333)
+# The miners' clock, frozen: readings are computed from it (hashrate and power noise,
+# temperatures, shares, uptime), so every reply is the same on every run.
+PINNED_MINER_CLOCK_S = 1_000_000.0
+PINNED_MINER_LOGIN = ("operator", "snapshot-miner-secret")
+# Held while a pinned site runs: two test runs on one machine (another lane, another
+# checkout) would otherwise bind the same addresses. Abstract unix sockets (Linux) belong to
+# the network namespace, which chroots share; the kernel frees the name when the process dies.
+PINNED_SITE_LOCK = "\0bitcoin_mining.pinned_site"
+PINNED_SITE_LOCK_TIMEOUT_S = 120.0
+
+
+@contextlib.asynccontextmanager
+async def pinned_site_lock() -> AsyncIterator[None]:
+    """Wait until no other process runs the pinned site, then hold it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PINNED_SITE_LOCK_TIMEOUT_S
+    try:
+        while True:
+            try:
+                sock.bind(PINNED_SITE_LOCK)
+                break
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
+        yield
+    finally:
+        sock.close()
+
+
+def pinned_miners_text(site: Site) -> str:
+    """The miners by address only, so each family finds its standard ports (IP mode)."""
+    return "\n".join(f"{m.host} {m.family}" for m in site.miners)
+
+
+@pytest.fixture
+async def pinned_site(
+    loopback_network: None, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Site]:
+    """One miner of each family on fixed addresses, every value the integration reads pinned.
+
+    - miners: their clock is frozen (injected through MinerEnv's clock, which Site does not
+      expose), so they stay mining with constant readings; seed 7 fixes MACs and serials;
+    - grid: the meter's measurement noise is off (50.00 Hz, power = miners + overhead);
+    - pools: the second pool of every miner is a local one that answers, so its liveness
+      probe agrees with the optimistic answer given before the probe ends;
+    - login: the miners take the site's (non-default) login, so diagnostics have a secret.
+    """
+    monkeypatch.setattr(
+        "simulator.site.MinerEnv", functools.partial(MinerEnv, clock=lambda: PINNED_MINER_CLOCK_S)
+    )
+    config = SiteConfig(
+        miners=6,
+        mix=ALL_FAMILIES,
+        base_ip=PINNED_MINERS_FROM,
+        latency_ms=0,
+        meter=PINNED_METER,
+        control=None,
+        pool=PINNED_POOL,
+        seed=7,
+    )
+    async with pinned_site_lock():
+        backup = UpstreamPool(*PINNED_BACKUP_POOL)
+        await backup.start()
+        try:
+            async with Site(config) as site:
+                site.state.grid.noise_hz = 0.0
+                backup_url = f"stratum+tcp://{backup.host}:{backup.port}"
+                for miner in site.miners:
+                    miner.username, miner.password = PINNED_MINER_LOGIN
+                    first = miner.pools[0]
+                    miner.set_pools(
+                        [
+                            (first.url, first.user, first.password),
+                            (backup_url, first.user, first.password),
+                        ]
+                    )
+                yield site
+        finally:
+            await backup.stop()
+
+
+def pinned_entry(site: Site, **options: object) -> MockConfigEntry:
+    """The pinned site's entry: its login; the fleet and the grid loop wait an hour."""
+    # One fleet poll (the mining energy integrates the wall time between two polls) and
+    # two grid reads (setup's and the loop's first), so diagnostics list two samples.
+    assert site.meter is not None
+    assert site.pool is not None
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Test site",
+        unique_id="test_site",
+        data={
+            **site_data(site.meter.host, site.meter.port, site.pool.port),
+            CONF_POOL_HOST: site.pool.host,
+            CONF_MINER_USERNAME: PINNED_MINER_LOGIN[0],
+            CONF_MINER_PASSWORD: PINNED_MINER_LOGIN[1],
+        },
+        options={
+            CONF_GRID_INTERVAL: 3600.0,
+            CONF_FLEET_INTERVAL: 3600.0,
+            CONF_MINERS: pinned_miners_text(site),
+            **options,
+        },
+    )
