@@ -58,6 +58,8 @@ DEPRECATION_WORDS = (
     "please report it to the author",
     "please create a bug report",
 )
+# Home Assistant's warnings that a setup or an update takes long.
+SLOW = ("is taking over", "took longer than")
 RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+\S* "
     r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) \((?P<thread>[^)]*)\) "
@@ -408,10 +410,12 @@ async def exercise(run: Run, report: Report) -> None:
         )
         # Python's deprecation warnings are hidden by default; Home Assistant logs the
         # warnings it is shown (py.warnings), so a deprecated call from our code is seen.
+        # -P: the integration is imported from the config directory, as on a real
+        # installation, not from the repository (the working directory).
         homeassistant = run.start(
             "homeassistant",
             [
-                sys.executable, "-W", "default::DeprecationWarning",
+                sys.executable, "-P", "-W", "default::DeprecationWarning",
                 "-W", "default::PendingDeprecationWarning",
                 "-m", "homeassistant", "--config", str(config), "--skip-pip",
             ],
@@ -506,10 +510,11 @@ async def exercise(run: Run, report: Report) -> None:
 
 @dataclass
 class Finding:
-    """A log record that fails the check."""
+    """A log record naming this integration; all but notes fail the check."""
 
     why: str
     text: str
+    note: bool = False
 
 
 def log_records(text: str) -> Iterator[tuple[str, str, str]]:
@@ -541,6 +546,9 @@ def scan_log(text: str) -> list[Finding]:
             findings.append(Finding(f"{level} from our integration", record))
         elif DOMAIN in lowered and any(word in lowered for word in DEPRECATION_WORDS):
             findings.append(Finding("deprecation naming our integration", record))
+        elif DOMAIN in lowered and level == "WARNING" and any(s in lowered for s in SLOW):
+            # Depends on the machine's load as much as on our code: shown, not failed.
+            findings.append(Finding(f"slow, per {logger} (a note)", record, note=True))
         elif DOMAIN in lowered:
             findings.append(Finding(f"{level} naming our integration ({logger})", record))
     return findings
@@ -564,11 +572,12 @@ def check_logs(run: Run, report: Report) -> None:
     log = log_file.read_text(errors="replace")
     console = (run.work / "homeassistant.log").read_text(errors="replace")
     findings = scan_log(log) + scan_console(console, log)
+    failing = [f for f in findings if not f.note]
     deprecations = sum("deprecation" in f.why or "Python warning" in f.why for f in findings)
     report.check(
-        not findings,
-        f"Home Assistant's log: {len(findings)} warnings or errors from or naming {DOMAIN}"
-        f" ({deprecations} deprecations)",
+        not failing,
+        f"Home Assistant's log: {len(failing)} warnings or errors from or naming {DOMAIN}"
+        f" ({deprecations} deprecations, {len(findings) - len(failing)} notes)",
     )
     for finding in findings[:20]:
         print(f"  -- {finding.why}:", flush=True)

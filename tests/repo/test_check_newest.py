@@ -92,6 +92,19 @@ def test_our_warnings_errors_and_deprecations_fail(
     assert findings[0].text == record
 
 
+def test_slow_setup_is_a_note_not_a_failure(check: ModuleType) -> None:
+    slow = _record(
+        "WARNING",
+        "homeassistant.helpers.entity_platform",
+        "Setup of sensor platform bitcoin_mining is taking over 10 seconds.",
+    )
+    (finding,) = check.scan_log(slow)
+    assert finding.note
+    # The same words in an error still fail.
+    (finding,) = check.scan_log(slow.replace("WARNING", "ERROR"))
+    assert not finding.note
+
+
 def test_python_warnings_only_on_the_console_fail(check: ModuleType) -> None:
     console = (
         "/repo/custom_components/bitcoin_mining/meter.py:40: DeprecationWarning: use x\n"
