@@ -4,8 +4,9 @@ Starts the simulator (a small fleet of every firmware family, in port mode, on f
 ports) and Home Assistant from the newest lane with a fresh configuration; onboards,
 sets up MQTT and adds the site through its own config flow (scripts/dev/bootstrap.py);
 checks that the entry is loaded, the grid frequency is a number and every configured
-miner has a Mining switch that is on or off, reloads the entry and checks again; then
-stops everything and scans Home Assistant's log. A warning or error from this
+miner has a Mining switch that is on or off; saves options through the options flow, asks
+for a dry-run rebalance, reloads the entry and checks again; then stops everything and
+scans Home Assistant's log. A warning or error from this
 integration, or a deprecation naming it, fails the check. Prints PASS or FAIL.
 
 Run it through scripts/check_newest (which builds the newest lane first).
@@ -33,10 +34,12 @@ from typing import Any
 
 import aiohttp
 from bootstrap import (
+    DEV_OPTIONS,
     BootstrapError,
     onboard,
     promote_http_config,
     run_flow,
+    set_options,
     simulated_miners,
     wait_for_http,
     wait_for_state,
@@ -485,6 +488,12 @@ async def exercise(run: Run, report: Report) -> None:
         ):
             raise CheckError(f"the site's entry is {state}, not loaded")
         check_site(report, await wait_for_site(session, run, token, entry_id, 90), "setup")
+
+        # The options flow (the dev site's timings), where Home Assistant has deprecated
+        # things before; the entry reloads with them.
+        await set_options(session, run.base, headers, entry_id, DEV_OPTIONS)
+        state, reason = await wait_loaded(session, run, headers, entry_id)
+        report.check(state == "loaded", f"options saved through the options flow; entry {state}")
 
         # An action through the new release's service layer (a dry run changes nothing).
         async with session.post(
