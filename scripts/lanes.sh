@@ -1,11 +1,14 @@
 # shellcheck shell=bash
-# Shared by scripts/setup, test, develop and simulate: where the two test
+# Shared by scripts/setup, test, develop, simulate and check_newest: where the
 # lanes live and how to run a command inside one.
 #
 #   min     Home Assistant 2025.4.4 on Python 3.13 (a venv on this machine)
 #   latest  Home Assistant 2026.10.4 on Python >= 3.14.2: a venv when such a
 #           Python is on PATH, otherwise a Debian forky root (debootstrap)
 #           entered with chroot in a private mount namespace.
+#   newest  the newest Home Assistant release (requirements_newest.txt), no test
+#           plugin: scripts/check_newest runs it as a real process. Built like
+#           latest (a venv next to it, or /opt/venv-newest in the same forky root).
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LANES_DIR="$REPO_DIR/.lanes"
@@ -60,15 +63,34 @@ lane_venv() {
         min) echo "$LANES_DIR/min/venv" ;;
         latest)
             if [ "$(latest_lane_kind)" = forky ]; then echo /opt/venv; else echo "$LANES_DIR/latest/venv"; fi ;;
-        *) die "unknown lane '$1' (expected min or latest)" ;;
+        newest)
+            if [ "$(latest_lane_kind)" = forky ]; then echo /opt/venv-newest; else echo "$LANES_DIR/newest/venv"; fi ;;
+        *) die "unknown lane '$1' (expected min, latest or newest)" ;;
     esac
 }
 
-lane_ready() { [ -f "$LANES_DIR/$1/ready" ] && [ "$(cat "$LANES_DIR/$1/ready")" = "$(lane_fingerprint)" ]; }
+# The pinned requirements a lane is built from.
+lane_requirements() {
+    case "$1" in
+        newest) echo "$REPO_DIR/requirements_newest.txt" ;;
+        *) echo "$REPO_DIR/requirements_test.txt" ;;
+    esac
+}
+
+# Ready: built from today's requirements, and (newest) its venv still there: the
+# forky root it lives in may have been rebuilt for the latest lane since.
+lane_ready() {
+    [ -f "$LANES_DIR/$1/ready" ] && [ "$(cat "$LANES_DIR/$1/ready")" = "$(lane_fingerprint "$1")" ] || return 1
+    [ "$1" = newest ] || return 0
+    local venv
+    venv=$(lane_venv newest)
+    if [ "$(latest_lane_kind)" = forky ]; then venv="$FORKY_ROOT$venv"; fi
+    [ -f "$venv/pyvenv.cfg" ]
+}
 
 # What a ready lane was built from: the layout and the pinned requirements.
 lane_fingerprint() {
-    { echo "$LANE_LAYOUT_VERSION"; cat "$REPO_DIR/requirements_test.txt"; } | sha256sum | cut -c1-16
+    { echo "$LANE_LAYOUT_VERSION"; cat "$(lane_requirements "${1:-min}")"; } | sha256sum | cut -c1-16
 }
 
 # Run a command in a lane with the repository as working directory.
@@ -77,8 +99,8 @@ lane_exec() {
     local lane=$1; shift
     local venv
     venv=$(lane_venv "$lane")
-    if [ "$lane" = latest ] && [ "$(latest_lane_kind)" = forky ]; then
-        _forky_exec "$venv" "$@"
+    if [ "$lane" != min ] && [ "$(latest_lane_kind)" = forky ]; then
+        _forky_exec "$lane" "$venv" "$@"
     else
         (cd "$REPO_DIR" && PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" "$@")
     fi
@@ -89,15 +111,15 @@ lane_exec() {
 # The repository is bound at the same path inside, so paths in coverage
 # reports and tracebacks read the same in both lanes.
 _forky_exec() {
-    local venv=$1; shift
+    local lane=$1 venv=$2; shift 2
     [ "$(id -u)" = 0 ] || die "the forky lane needs root (chroot); run as root or put Python >= 3.14.2 on PATH"
     # bash -c (not a here-document) keeps the caller's stdin for the command.
-    unshare --mount --propagation private -- bash -c "$_FORKY_ENTER" forky-enter "$FORKY_ROOT" "$REPO_DIR" "$venv" "$@"
+    unshare --mount --propagation private -- bash -c "$_FORKY_ENTER" forky-enter "$FORKY_ROOT" "$REPO_DIR" "$venv" "$lane" "$@"
 }
 
 _FORKY_ENTER=$(cat <<'INNER'
 set -e
-root=$1 repo=$2 venv=$3; shift 3
+root=$1 repo=$2 venv=$3 lane=$4; shift 4
 mkdir -p "$root$repo" "$root/proc" "$root/dev" "$root/tmp"
 mount --bind "$repo" "$root$repo"
 mount -t proc proc "$root/proc"
@@ -115,7 +137,7 @@ exec chroot "$root" /usr/bin/env -i "${passthrough[@]}" \
     VIRTUAL_ENV="$venv" PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
-    BITCOIN_MINING_LANE=latest \
+    BITCOIN_MINING_LANE="$lane" \
     /bin/sh -c 'cd "$0" && exec "$@"' "$repo" "$@"
 INNER
 )

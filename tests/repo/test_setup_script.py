@@ -23,10 +23,13 @@ def _copy_of_the_scripts(tmp_path: Path) -> Path:
     for name in ("setup", "lanes.sh"):
         shutil.copy2(REPO_ROOT / "scripts" / name, repo / "scripts" / name)
     shutil.copy2(REPO_ROOT / "requirements_test.txt", repo)
+    shutil.copy2(REPO_ROOT / "requirements_newest.txt", repo)
     return repo
 
 
-def test_no_python_314_and_no_debootstrap_says_what_to_do(tmp_path: Path) -> None:
+# The newest release's environment needs the same Python as the latest lane.
+@pytest.mark.parametrize("lane", ["latest", "newest"])
+def test_no_python_314_and_no_debootstrap_says_what_to_do(tmp_path: Path, lane: str) -> None:
     repo = _copy_of_the_scripts(tmp_path)
     # A half-built root left by an interrupted run must not survive either.
     half_built = repo / ".lanes" / "latest" / "forky"
@@ -42,7 +45,7 @@ def test_no_python_314_and_no_debootstrap_says_what_to_do(tmp_path: Path) -> Non
     if shutil.which("python3.14", path=env["PATH"]):
         pytest.skip("this machine has Python 3.14 on its standard PATH")
     result = subprocess.run(
-        ["bash", str(repo / "scripts" / "setup"), "--lane", "latest"],
+        ["bash", str(repo / "scripts" / "setup"), "--lane", lane],
         env=env,
         capture_output=True,
         text=True,
@@ -53,13 +56,43 @@ def test_no_python_314_and_no_debootstrap_says_what_to_do(tmp_path: Path) -> Non
     assert "needs Python >= 3.14.2 and neither it nor debootstrap is available" in result.stderr
     assert "apt-get install debootstrap" in result.stderr
     assert not half_built.exists()
-    assert not (repo / ".lanes" / "latest" / "ready").exists()
+    assert not (repo / ".lanes" / lane / "ready").exists()
+
+
+def test_newest_is_not_ready_when_its_venv_is_gone(tmp_path: Path) -> None:
+    # It lives in the forky root, which the latest lane may rebuild without it.
+    repo = _copy_of_the_scripts(tmp_path)
+    lanes = repo / ".lanes"
+    (lanes / "latest").mkdir(parents=True)
+    (lanes / "latest" / "kind").write_text("forky\n")
+    (lanes / "newest").mkdir()
+
+    def ready() -> bool:
+        script = (
+            "source scripts/lanes.sh; lane_fingerprint newest > .lanes/newest/ready;"
+            " lane_ready newest"
+        )
+        return (
+            subprocess.run(["bash", "-c", script], cwd=repo, timeout=30, check=False).returncode
+            == 0
+        )
+
+    assert not ready()
+    venv = lanes / "latest" / "forky" / "opt" / "venv-newest"
+    venv.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    assert ready()
+    # A change of the pins is a rebuild.
+    with (repo / "requirements_newest.txt").open("a") as pins:
+        pins.write("extra==1.0\n")
+    script = "source scripts/lanes.sh; lane_ready newest"
+    assert subprocess.run(["bash", "-c", script], cwd=repo, timeout=30, check=False).returncode != 0
 
 
 def test_unknown_arguments_are_refused(tmp_path: Path) -> None:
     repo = _copy_of_the_scripts(tmp_path)
     for args, message in (
-        (["--lane", "newest"], "unknown lane 'newest'"),
+        (["--lane", "oldest"], "unknown lane 'oldest'"),
         (["--fast"], "unknown argument '--fast'"),
     ):
         result = subprocess.run(
