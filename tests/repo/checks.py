@@ -468,6 +468,43 @@ def check_import_cycles(root: Path, packages: Iterable[str]) -> list[str]:
     return problems
 
 
+def check_dev_tools(root: Path, tools: tuple[str, ...] = ("bench", "scripts")) -> list[str]:
+    """bench/ and scripts/ run as packages and share devtools/: no sys.path edits, no copies.
+
+    A folder of Python programs needs __init__.py (they run as `python -m`), and none of
+    them may define again a function or class that devtools/ offers.
+    """
+    shared: dict[str, str] = {}
+    for path in sorted((root / "devtools").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+            ) and not node.name.startswith("_"):
+                shared.setdefault(node.name, path.stem)
+    problems: list[str] = []
+    for folder in tools:
+        for path in sorted((root / folder).rglob("*.py")):
+            where = path.relative_to(root)
+            if not (path.parent / "__init__.py").is_file():
+                problems.append(f"{where.parent}/ has no __init__.py (run as python -m)")
+            tree = ast.parse(path.read_text(), filename=str(path))
+            problems += [
+                f"{where}:{node.lineno}: edits sys.path"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute)
+                and node.attr == "path"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sys"
+            ]
+            problems += [
+                f"{where}:{node.lineno}: defines {node.name} again (devtools.{shared[node.name]})"
+                for node in tree.body
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                and node.name in shared
+            ]
+    return sorted(set(problems))
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Flatten nested translation dicts into dotted keys."""
     flat: dict[str, Any] = {}
