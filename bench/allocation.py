@@ -1,6 +1,6 @@
 """Plan time of the allocation core for 160, 1000 and 10,000 ASICs (target: <= 5 ms at 10,000).
 
-Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/allocation.py"
+Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python -m bench.allocation"
 
 Scenarios (the first three are the historical ones, half the fleet mining):
   shed        budget at 70 % of what runs: a partial shed
@@ -15,13 +15,10 @@ Scenarios (the first three are the historical ones, half the fleet mining):
 
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
 import random
 import statistics
-import sys
 import time
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from custom_components.bitcoin_mining.miningsite.allocation import (
     AllocationSettings,
@@ -111,6 +108,9 @@ def worst_case_snapshot(size: int, scenario: str, rnd: random.Random) -> SiteSna
 
 def main() -> None:
     """Print the median and worst plan time per fleet size and scenario."""
+    argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Takes no options."
+    ).parse_args()
     rnd = random.Random(1)
     header = ("ASICs", 7), ("scenario", 9), ("stops", 6), ("starts", 6), ("median ms", 10)
     print(" ".join(f"{title:>{width}}" for title, width in header), f"{'max ms':>8}")

@@ -14,7 +14,7 @@ batch limits shortened for the benchmark through the site's options).
 Target (ROADMAP): p99 <= 0.5 s from the meter's sample to every miner confirmed stopped.
 
 Run in the latest lane (Home Assistant's frontend is installed there):
-    bash -c "source scripts/lanes.sh; lane_exec latest python bench/frequency_response.py"
+    bash -c "source scripts/lanes.sh; lane_exec latest python -m bench.frequency_response"
 Options: --miners 160  --latency-ms 100  --dips 20
 """
 
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 from datetime import datetime
 from pathlib import Path
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,18 +32,16 @@ from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts" / "dev"))
-
-from bootstrap import (  # noqa: E402
-    BootstrapError,
-    long_lived_token,
-    onboard,
-    promote_http_config,
-    run_flow,
-    set_options,
-    wait_for_http,
+from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
+from devtools.simulation import (
+    ROOT,
+    SimulatorControl,
+    free_port,
+    miner_list,
+    running_simulator,
+    stop_process,
 )
+from devtools.steps import StepError, poll_until
 
 CONFIGURATION = """
 homeassistant:
@@ -71,138 +67,70 @@ template:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def get_json(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
-    async with session.get(url, **kwargs) as response:
-        return await response.json()
-
-
-async def post_json(session: aiohttp.ClientSession, url: str, body: Any, **kwargs: Any) -> Any:
-    async with session.post(url, json=body, **kwargs) as response:
-        if response.status >= 400:
-            raise BootstrapError(f"{url}: {response.status} {await response.text()}")
-        return await response.json()
-
-
-async def wait_for(check: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := await check():
-            return result
-        await asyncio.sleep(interval)
-    raise BootstrapError(f"timed out waiting for {what}")
-
-
 async def run(args: argparse.Namespace) -> None:
-    control = f"127.0.0.1:{free_port()}"
     meter_port, pool_port, ha_port = free_port(), free_port(), free_port()
-    base = f"http://127.0.0.1:{ha_port}"
-    processes: list[asyncio.subprocess.Process] = []
     with tempfile.TemporaryDirectory(prefix="bench-frequency-") as config_dir:
         (Path(config_dir) / "configuration.yaml").write_text(CONFIGURATION.format(port=ha_port))
         components = Path(config_dir) / "custom_components"
         components.mkdir()
         (components / "bitcoin_mining").symlink_to(ROOT / "custom_components" / "bitcoin_mining")
-        try:
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "simulator",
-                    f"--miners={args.miners}",
-                    "--base-port=0",
-                    f"--latency-ms={args.latency_ms}",
-                    "--wake-delay-s=1",
-                    f"--meter=127.0.0.1:{meter_port}",
-                    f"--pool=127.0.0.1:{pool_port}",
-                    f"--control={control}",
-                    "--log-level=WARNING",
-                    cwd=ROOT,
-                )
+        started = time.monotonic()
+        async with running_simulator(
+            args.miners,
+            "--base-port=0",
+            f"--latency-ms={args.latency_ms}",
+            "--wake-delay-s=1",
+            f"--meter=127.0.0.1:{meter_port}",
+            f"--pool=127.0.0.1:{pool_port}",
+        ) as simulator:
+            home_assistant = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",
+                "-m",
+                "homeassistant",
+                "--config",
+                config_dir,
+                "--skip-pip",
+                cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-P",
-                    "-m",
-                    "homeassistant",
-                    "--config",
-                    config_dir,
-                    "--skip-pip",
-                    cwd=ROOT,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL,
-                )
-            )
-            async with aiohttp.ClientSession() as session:
-                await measure(session, base, control, meter_port, pool_port, args)
-        finally:
-            for process in processes:
-                if process.returncode is None:
-                    process.terminate()
-            for process in processes:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 30)
-                if process.returncode is None:
-                    process.kill()
+            try:
+                async with aiohttp.ClientSession() as session:
+                    sim = SimulatorControl(session, simulator.control_url)
+                    base = f"http://127.0.0.1:{ha_port}"
+                    await wait_for_http(session, base, 180)
+                    access = HomeAssistantApi(session, base, await onboard(session, base))
+                    api = HomeAssistantApi(
+                        session, base, await access.long_lived_token("bench/frequency_response")
+                    )
+                    await measure(api, sim, simulator.miners, meter_port, pool_port, started, args)
+            finally:
+                await stop_process(home_assistant)
 
 
 async def measure(
-    session: aiohttp.ClientSession,
-    base: str,
-    control: str,
+    api: HomeAssistantApi,
+    sim: SimulatorControl,
+    miners: list[dict[str, Any]],
     meter_port: int,
     pool_port: int,
+    started: float,
     args: argparse.Namespace,
 ) -> None:
-    started = time.monotonic()
-    state_url = f"http://{control}/api/state"
-
-    async def miners_listed() -> list[dict[str, Any]] | None:
-        with contextlib.suppress(aiohttp.ClientError):
-            state = await get_json(session, state_url)
-            if len(state["miners"]) == args.miners:
-                return list(state["miners"])
-        return None
-
-    miners = await wait_for(miners_listed, 60, "the simulator", 0.2)
-    await wait_for_http(session, base, 180)
-    token = await long_lived_token(session, base, await onboard(session, base))
-    headers = {"Authorization": f"Bearer {token}"}
     # Otherwise Home Assistant 2026.10 reverts its HTTP settings and restarts after 5 minutes.
-    await promote_http_config(session, base, token)
-    lines = "\n".join(f"127.0.0.1:{m['api_port']} {m['family']}" for m in miners)
-    result = await run_flow(
-        session,
-        base,
-        headers,
-        "bitcoin_mining",
-        {
-            "site_name": "Bench site",
-            "nominal_frequency": "50",
-            "meter_host": "127.0.0.1",
-            "meter_port": meter_port,
-            "meter_unit_id": 1,
-            "register_preset": "sel735",
-            "supply_power_entities": ["sensor.bench_supply"],
-            "overhead_kw": 12,
-            "margin_kw": 5,
-            "pool_host": "127.0.0.1",
-            "pool_port": pool_port,
-            "miners": lines,
-        },
+    await api.promote_http_config()
+    answers = site_answers(
+        "Bench site",
+        meter_port=meter_port,
+        pool_port=pool_port,
+        supply_entity="sensor.bench_supply",
+        miners=miner_list(miners),
     )
+    result = await api.run_flow("bitcoin_mining", answers)
     entry_id = result["result"]["entry_id"]
     # Quick restores between dips: the benchmark times the shed, not the hold.
-    await set_options(
-        session,
-        base,
-        headers,
+    await api.set_options(
         entry_id,
         {
             "fleet_interval": 2,
@@ -226,20 +154,18 @@ async def measure(
     for dip in range(args.dips):
 
         async def all_in(states: tuple[str, ...]) -> dict[str, Any] | None:
-            state = await get_json(session, state_url)
-            if all(m["state"] in states for m in state["miners"]):
-                return dict(state)
-            return None
+            state = await sim.state()
+            return state if all(m["state"] in states for m in state["miners"]) else None
 
         try:
-            await wait_for(lambda: all_in(("mining",)), 90, "the fleet to mine", 0.2)
-        except BootstrapError:
+            await poll_until(lambda: all_in(("mining",)), 90, "the fleet to mine", 0.2)
+        except StepError:
             laggards = [
                 (m["family"], m["ip"], m["api_port"], m["state"])
-                for m in (await get_json(session, state_url))["miners"]
+                for m in await sim.miners()
                 if m["state"] != "mining"
             ]
-            action = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
+            action = await api.state(action_entity)
             attributes = action.get("attributes", {})
             print(
                 f"not mining ({len(laggards)}): {laggards[:5]}; balancer: {action.get('state')}, "
@@ -247,19 +173,19 @@ async def measure(
                 flush=True,
             )
             raise
-        before = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
+        before = await api.state(action_entity)
         await asyncio.sleep(1.0)
-        await post_json(session, f"http://{control}/api/grid", {"frequency_hz": 49.3})
-        state = await wait_for(lambda: all_in(("sleeping",)), 20, "every miner asleep")
+        await sim.post("/api/grid", {"frequency_hz": 49.3})
+        state = await poll_until(lambda: all_in(("sleeping",)), 20, "every miner asleep", 0.02)
 
         async def recorded(previous: str = before["last_updated"]) -> dict[str, Any] | None:
-            now = await get_json(session, f"{base}/api/states/{action_entity}", headers=headers)
+            now = await api.state(action_entity)
             if now["last_updated"] != previous and now["state"].startswith("did: stop"):
-                return dict(now)
+                return now
             return None
 
-        record = await wait_for(recorded, 20, "the balancer's record")
-        first_read = (await get_json(session, state_url))["grid"]["first_read_at"] or 0.0
+        record = await poll_until(recorded, 20, "the balancer's record", 0.02)
+        first_read = (await sim.state())["grid"]["first_read_at"] or 0.0
         confirmed_at = datetime.fromisoformat(record["last_updated"]).timestamp()
         last_stop = max(m["state_since"] for m in state["miners"])
         confirmed.append(confirmed_at - first_read)
@@ -270,7 +196,7 @@ async def measure(
             f"sample",
             flush=True,
         )
-        await post_json(session, f"http://{control}/api/grid", {"frequency_hz": 50.0})
+        await sim.post("/api/grid", {"frequency_hz": 50.0})
 
     def pct(values: list[float], q: float) -> float:
         ordered = sorted(values)

@@ -5,7 +5,7 @@ Targets: 160 miners <= 1 s wall and <= 50 ms CPU per poll; 1000 miners <= 2 s wa
 (its CPU is not counted) with 100 ms reply latency; CPU is this process's
 time.process_time over the poll, so it includes the HTTP client and socket work.
 
-Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/poll_fleet.py"
+Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python -m bench.poll_fleet"
 Options: --sizes 160,1000  --latency-ms 100  --mix (simulator default)  --polls 5
          --concurrency N (default: the fleet's DEFAULT_CONCURRENCY)
          --profile [FILE]: cProfile the measured polls (which slows them: the wall and CPU
@@ -23,68 +23,20 @@ import argparse
 import asyncio
 import cProfile
 import gc
-from pathlib import Path
 import pstats
 import resource
-import socket
 import statistics
-import sys
 import time
-from typing import Any
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint  # noqa: E402
-from custom_components.bitcoin_mining.miningsite.miners.fleet import (  # noqa: E402
+from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint
+from custom_components.bitcoin_mining.miningsite.miners.fleet import (
     DEFAULT_CONCURRENCY,
     Fleet,
     driver_for,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def start_site(
-    miners: int, latency_ms: float, mix: str | None
-) -> tuple[asyncio.subprocess.Process, list[dict[str, Any]]]:
-    """The simulator in its own process; returns it and its miner list."""
-    control = f"127.0.0.1:{free_port()}"
-    command = [
-        sys.executable,
-        "-m",
-        "simulator",
-        f"--miners={miners}",
-        "--base-port=0",
-        f"--latency-ms={latency_ms}",
-        "--meter=off",
-        f"--pool=127.0.0.1:{free_port()}",
-        f"--control={control}",
-        "--log-level=WARNING",
-    ]
-    if mix:
-        command.append(f"--mix={mix}")
-    process = await asyncio.create_subprocess_exec(*command, cwd=ROOT)
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            if process.returncode is not None:
-                raise RuntimeError(f"the simulator exited with {process.returncode}")
-            try:
-                async with session.get(f"http://{control}/api/state") as response:
-                    state = await response.json()
-                if len(state.get("miners", [])) == miners:
-                    return process, state["miners"]
-            except (aiohttp.ClientError, ValueError):
-                pass
-            await asyncio.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the simulator did not come up")
+from devtools.simulation import free_port, running_simulator
 
 
 async def measure(
@@ -96,8 +48,15 @@ async def measure(
     profile: str | None = None,
     skip_commands: bool = False,
 ) -> None:
-    process, miners = await start_site(size, latency_ms, mix)
-    try:
+    options = [
+        "--base-port=0",
+        f"--latency-ms={latency_ms}",
+        "--meter=off",
+        f"--pool=127.0.0.1:{free_port()}",
+        *([f"--mix={mix}"] if mix else []),
+    ]
+    async with running_simulator(size, *options) as simulator:
+        miners = simulator.miners
         # Home Assistant's shared session allows 4096 connections, 100 per host.
         connector = aiohttp.TCPConnector(limit=4096, limit_per_host=100)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -193,9 +152,6 @@ async def measure(
                     else f"    {family:14s} one read_status alone {alone * 1000:5.1f} ms"
                 )
             await fleet.close()
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 def main() -> None:

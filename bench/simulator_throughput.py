@@ -6,7 +6,7 @@ asyncio sockets, one request per connection, for a fixed time, then stops both.
 RPC families get `{"command":"summary"}`, Whatsminer v3 `get.miner.status
 summary`, Braiins OS `GET /api/v1/miner/stats` (after one login).
 
-Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python bench/simulator_throughput.py"
+Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python -m bench.simulator_throughput"
 Options: --miners 160  --latency-ms 0  --seconds 5  --mix (simulator default)
 """
 
@@ -14,64 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-from pathlib import Path
-import socket
 import struct
-import sys
 import time
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from devtools.simulation import running_simulator
+
 RPC_SUMMARY = b'{"command":"summary"}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def start_simulator(
-    miners: int, latency_ms: float, mix: str | None
-) -> tuple[asyncio.subprocess.Process, list[dict[str, Any]]]:
-    """The simulator in its own process, and its miner list from the control API."""
-    control = f"127.0.0.1:{free_port()}"
-    command = [
-        sys.executable,
-        "-m",
-        "simulator",
-        f"--miners={miners}",
-        "--base-port=0",
-        f"--latency-ms={latency_ms}",
-        "--meter=off",
-        "--pool=off",
-        f"--control={control}",
-        "--log-level=WARNING",
-    ]
-    if mix:
-        command.append(f"--mix={mix}")
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=ROOT, stdout=asyncio.subprocess.PIPE
-    )
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 30)
-    if b"simulator ready" not in line:
-        process.kill()
-        raise SystemExit(f"the simulator did not start: {line!r}")
-    host, port = control.split(":")
-    try:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(b"GET /api/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        reply = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-    except BaseException:
-        process.kill()
-        await process.wait()
-        raise
-    state = json.loads(reply.partition(b"\r\n\r\n")[2])
-    return process, state["miners"]
 
 
 async def braiins_token(host: str, port: int) -> str:
@@ -135,8 +85,11 @@ async def main() -> None:
     if not 1 <= args.miners <= 1000 or not 0 < args.seconds <= 60:
         parser.error("--miners must be 1..1000 and --seconds 0..60")
 
-    process, miners = await start_simulator(args.miners, args.latency_ms, args.mix)
-    try:
+    options = ["--base-port=0", f"--latency-ms={args.latency_ms}", "--meter=off", "--pool=off"]
+    if args.mix:
+        options.append(f"--mix={args.mix}")
+    async with running_simulator(args.miners, *options) as simulator:
+        miners = simulator.miners
         counts = {"ok": 0, "errors": 0}
         started = time.monotonic()
         deadline = started + args.seconds
@@ -145,10 +98,6 @@ async def main() -> None:
             args.seconds + 30,
         )
         elapsed = time.monotonic() - started
-    finally:
-        process.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), 10)
     families = sorted({miner["family"] for miner in miners})
     print(
         f"{len(miners)} miners ({', '.join(families)}), latency {args.latency_ms:g} ms,"

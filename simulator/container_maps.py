@@ -1,9 +1,8 @@
 """MicroBT container register maps (Kehua, Wonderint): registers from the state, writes into it.
 
-Register numbers are the fact sheet's 1-based "reg N"
-(/work/shared/facts/microbt-container-modbus.md); the wire address is N - 1. Every value is
-one 16-bit register; signed values travel as two's complement. Where the fact sheet is
-silent, the comments say "choice".
+Register numbers are the MicroBT container fact sheet's 1-based "reg N"; the wire address is
+N - 1. Every value is one 16-bit register; signed values travel as two's complement.
+Where the fact sheet is silent, the comments say "choice".
 """
 
 from __future__ import annotations
@@ -11,10 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .containers import ContainerState
+from .container_state import (
+    GENERAL_FAULTS,
+    LOGIN_REGISTERS,
+    METER_COUNT,
+    PDU_COUNT,
+    SOCKETS_PER_PDU,
+    SYSTEM_ERRORS,
+    ContainerState,
+)
 
 KINDS = ("kehua", "wonderint")
 
@@ -26,11 +31,8 @@ UNIT_FCDU = 1
 UNIT_GTEMP = 2
 UNIT_HENV = 3
 FIRST_METER_UNIT = 4
-METER_COUNT = 4
 UNIT_DIAG = 8
 FIRST_PDU_UNIT = 9
-PDU_COUNT = 12
-SOCKETS_PER_PDU = 20
 UNITS = tuple(range(1, FIRST_PDU_UNIT + PDU_COUNT))
 
 # Highest readable register per unit (choice: the upstream read windows, rounded up).
@@ -56,7 +58,6 @@ REG_COOLING_STATUS = 212  # Kehua only
 REG_SYSTEM_ERRORS = 291  # 10 registers, bits MSB-first across the byte stream
 REG_CHALLENGE = 301  # 4 registers
 REG_LOGIN = 305  # 16 registers, write only
-LOGIN_REGISTERS = 16
 REG_MAIN_CONTROL = 601
 REG_PUMP_AUTO = 602
 REG_DRAIN_VALVE_AUTO = 603
@@ -97,65 +98,6 @@ REG_WATER_INGRESS = 8
 
 # The challenge the container hands out for login (choice: fixed, "MBTCont1").
 CHALLENGE = (0x4D42, 0x5443, 0x6F6E, 0x7431)
-
-# System error bitmap (reg 291.., bit 0 = MSB of reg 291). Bit 22 repeats bit 21's name
-# upstream; it is presumably the return side, so it is named so here.
-SYSTEM_ERRORS: tuple[str, ...] = (
-    "low_inlet_pressure_circ_pump",
-    "low_outlet_pressure_circ_pump",
-    "high_outlet_pressure_circ_pump",
-    "circulating_pump_fault",
-    "circ_pump_inverter_fault",
-    "high_pressure_diff_filter",
-    "small_inlet_outlet_pressure_diff",
-    "large_inlet_outlet_pressure_diff",
-    "high_inlet_temp_unit",
-    "high_outlet_temp_unit",
-    "small_temp_dew_point_diff_inlet_unit",
-    "circ_pump_inlet_pressure_sensor_fault",
-    "circ_pump_outlet_pressure_sensor_fault",
-    "unit_inlet_temp_sensor_fault",
-    "unit_outlet_temp_sensor_fault",
-    "unit_inlet_pressure_sensor_fault",
-    "unit_outlet_pressure_sensor_fault",
-    "filter_front_pressure_sensor_fault",
-    "filter_rear_pressure_sensor_fault",
-    "bypass_valve_fault",
-    "fan_fault",
-    "temp_sensor_chilled_water_supply_fault",
-    "temp_sensor_chilled_water_return_fault",
-    "pressure_sensor_chilled_water_supply_fault",
-    "circ_pump_high_inlet_pressure",
-)
-
-# General faults: one register each, 1 = active.
-GENERAL_FAULTS: dict[int, str] = {
-    96: "outdoor_ambient_temp_sensor_fault",
-    97: "indoor_temp_humidity_sensor_fault",
-    98: "makeup_water_pump_fault",
-    99: "power_fault",
-    100: "water_immersion_alarm",
-}
-
-ALARMS: tuple[str, ...] = SYSTEM_ERRORS + tuple(GENERAL_FAULTS.values())
-
-# Default severities of the upstream worker's config (the container itself has none; they
-# are here so the control API can show what the integration should make of each alarm).
-_CRITICAL = {
-    "circulating_pump_fault",
-    "low_inlet_pressure_circ_pump",
-    "low_outlet_pressure_circ_pump",
-    "circ_pump_inverter_fault",
-    "bypass_valve_fault",
-    "makeup_water_pump_fault",
-    "water_immersion_alarm",
-    "circ_pump_high_inlet_pressure",
-}
-_MEDIUM = {"power_fault", "outdoor_ambient_temp_sensor_fault", "indoor_temp_humidity_sensor_fault"}
-SEVERITY: dict[str, str] = {
-    name: "critical" if name in _CRITICAL else "medium" if name in _MEDIUM else "high"
-    for name in ALARMS
-}
 
 
 class ModbusRefusedError(Exception):

@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from .miners import MINER_FAULTS
+from .addresses import parse_address
+from .containers import ContainerServer
+from .meter import GridMeterServer
+from .miners import MINER_FAULTS, Fleet, SimMiner
+from .mqtt import MqttPublisher
+from .state import SiteState
 
-if TYPE_CHECKING:
-    from .miners import SimMiner
-    from .site import Site
 
-SITE_KEY: web.AppKey[Site] = web.AppKey("site")
+class ControlledSite(Protocol):
+    """What the control API reads and changes of a site (simulator.site.Site has it all)."""
+
+    @property
+    def state(self) -> SiteState:
+        """The shared state."""
+
+    @property
+    def fleet(self) -> Fleet | None:
+        """The miners, once started."""
+
+    @property
+    def meter(self) -> GridMeterServer | None:
+        """The grid meter, unless switched off."""
+
+    @property
+    def publisher(self) -> MqttPublisher | None:
+        """The supply sensors' MQTT publisher, unless switched off."""
+
+    @property
+    def containers(self) -> list[ContainerServer]:
+        """The MicroBT containers."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole site."""
+
+    async def publish_supply(self) -> None:
+        """Publish the supply sensors now."""
+
+    async def set_internet(self, up: bool) -> None:
+        """The outage switch."""
+
+
+SITE_KEY: web.AppKey[ControlledSite] = web.AppKey("site")
 
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float:
@@ -80,7 +115,7 @@ async def post_ambient(request: web.Request) -> web.Response:
 SITE_FAULTS = ("meter_offline", "broker_offline")
 
 
-def _miner_targets(site: Site, body: dict[str, Any]) -> list[SimMiner]:
+def _miner_targets(site: ControlledSite, body: dict[str, Any]) -> list[SimMiner]:
     """The miners a fault request names ("miners" list or "share"), or a 400."""
     fleet = site.fleet
     if "miners" in body and "share" in body:
@@ -148,10 +183,10 @@ async def post_container(request: web.Request) -> web.Response:
     return web.json_response(container.snapshot())
 
 
-async def start_control_api(site: Site, address: str) -> tuple[web.AppRunner, tuple[str, int]]:
+async def start_control_api(
+    site: ControlledSite, address: str
+) -> tuple[web.AppRunner, tuple[str, int]]:
     """Serve the control API; return the runner and the bound address."""
-    from .site import parse_address
-
     host, port = parse_address(address, "control")
     app = web.Application(client_max_size=64 * 1024)
     app[SITE_KEY] = site

@@ -42,7 +42,7 @@ load_scenario() checks everything and raises ScenarioError naming the file, the 
 (`steps[i]`, counted from 0, and its line) and the problem. Scenario.values_at(t) is what
 applies at t seconds: only channels some step has set by then. run() plays a scenario
 against a callback, every tick (1 s of scenario time) and at every step, handing it what
-changed since the previous call; apply_to_site() is the callback for a running Site.
+changed since the previous call; a running Site's apply_scenario() is the callback.
 """
 
 from __future__ import annotations
@@ -52,20 +52,14 @@ import bisect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 import inspect
-import logging
 import math
 from pathlib import Path
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from .state import SiteState
-
-if TYPE_CHECKING:
-    from .site import Site
-
-LOGGER = logging.getLogger(__name__)
 
 Value = float | bool
 Values = dict[str, dict[str, Value]]
@@ -503,21 +497,6 @@ def apply_to_state(state: SiteState, values: Values) -> None:
         state.internet_up = bool(values["internet"]["up"])
     if "temperature_c" in values.get("ambient", {}):
         state.ambient_c = float(values["ambient"]["temperature_c"])
-
-
-async def apply_to_site(site: Site, values: Values) -> None:
-    """Put scenario values into a running site: the state, the pool outage, the supply sensors."""
-    internet = values.get("internet", {})
-    apply_to_state(site.state, {k: v for k, v in values.items() if k != "internet"})
-    # Only a real change: the switch restarts or stops the upstream pool.
-    if "up" in internet and bool(internet["up"]) != site.state.internet_up:
-        await site.set_internet(bool(internet["up"]))
-    if "supply" in values and site.publisher is not None:
-        try:
-            await site.publish_supply()
-        except (OSError, TimeoutError) as err:
-            # The periodic publisher retries within a second; the scenario goes on.
-            LOGGER.warning("Cannot publish the scenario's supply: %s", err)
 
 
 async def run(

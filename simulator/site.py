@@ -9,38 +9,23 @@ import ipaddress
 import logging
 import math
 import random
-import socket
 from typing import Any, Self
 
+from .addresses import bindable_port, parse_address
 from .container_maps import KINDS
-from .containers import ContainerServer, ContainerState
+from .container_state import ContainerState
+from .containers import ContainerServer
+from .control import start_control_api
 from .meter import GridMeterServer
 from .miners import MAX_MINERS, Fleet, MinerEnv, SimMiner, parse_mix
 from .miners.pools import PoolLiveness
 from .mqtt import TOPIC_PREFIX, Mosquitto, MqttPublisher, discovery_messages
 from .pool import UpstreamPool
-from .scenario import apply_to_site, load_scenario, run as run_scenario
+from .scenario import Values, apply_to_state, load_scenario, run as run_scenario
 from .state import SiteState
 
 LOGGER = logging.getLogger(__name__)
 SUPPLY_PUBLISH_INTERVAL_S = 1.0
-
-
-def parse_address(text: str, what: str) -> tuple[str, int]:
-    """host:port into its parts, with a message naming the option on error."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"{what}: expected HOST:PORT, got {text!r}")
-    return host, int(port_text)
-
-
-def _bindable_port(host: str, port: int) -> int:
-    """Port 0 means any free port (pymodbus cannot report the one it bound)."""
-    if port:
-        return port
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +192,7 @@ class Site:
             if config.meter:
                 host, port = parse_address(config.meter, "meter")
                 self.meter = GridMeterServer(
-                    self.state, self.mining_power_w, host, _bindable_port(host, port)
+                    self.state, self.mining_power_w, host, bindable_port(host, port)
                 )
                 await self.meter.start()
             if config.containers:
@@ -217,7 +202,7 @@ class Site:
                         kind,
                         ContainerState(),
                         host,
-                        _bindable_port(host, port + index if port else 0),
+                        bindable_port(host, port + index if port else 0),
                         site=self.state,
                     )
                     self.containers.append(container)
@@ -229,15 +214,13 @@ class Site:
                 await self._start_miners()
             if config.mqtt:
                 host, port = parse_address(config.mqtt, "mqtt")
-                port = _bindable_port(host, port)
+                port = bindable_port(host, port)
                 if not config.mqtt_external:
                     self.broker = Mosquitto(host, port)
                     await self.broker.start()
                 self.publisher = MqttPublisher(host, port)
                 self._tasks.append(asyncio.create_task(self._publish_supply_forever()))
             if config.control:
-                from .control import start_control_api
-
                 self._runner, self.control_address = await start_control_api(self, config.control)
             if self.scenario is not None:
                 self._tasks.append(asyncio.create_task(self._play_scenario()))
@@ -291,10 +274,22 @@ class Site:
     async def _play_scenario(self) -> None:
         assert self.scenario is not None
         LOGGER.info("scenario %r starts", self.scenario.name)
-        await run_scenario(
-            self.scenario, lambda values: apply_to_site(self, values), self.config.scenario_speed
-        )
+        await run_scenario(self.scenario, self.apply_scenario, self.config.scenario_speed)
         LOGGER.info("scenario %r finished", self.scenario.name)
+
+    async def apply_scenario(self, values: Values) -> None:
+        """Put scenario values into the running site: the state, the pool outage, the supply."""
+        internet = values.get("internet", {})
+        apply_to_state(self.state, {k: v for k, v in values.items() if k != "internet"})
+        # Only a real change: the switch restarts or stops the upstream pool.
+        if "up" in internet and bool(internet["up"]) != self.state.internet_up:
+            await self.set_internet(bool(internet["up"]))
+        if "supply" in values and self.publisher is not None:
+            try:
+                await self.publish_supply()
+            except (OSError, TimeoutError) as err:
+                # The periodic publisher retries within a second; the scenario goes on.
+                LOGGER.warning("Cannot publish the scenario's supply: %s", err)
 
     async def publish_supply(self) -> None:
         """Publish the supply sensors once (connecting first when needed)."""

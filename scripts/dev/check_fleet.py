@@ -16,78 +16,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from dataclasses import dataclass
 import sys
 import time
 from typing import Any
 
 import aiohttp
-from check_site import our_entities
+
+from devtools.develop import session_apis, session_parser
+from devtools.homeassistant import HomeAssistantApi
+from devtools.simulation import SimulatorControl, miner_address
+from devtools.steps import Check, StepError, seconds_until
 
 SHED_TARGET_S = 2.0
 
 
-class Check:
-    """Counts failures and prints one line per check."""
-
-    def __init__(self) -> None:
-        """No failures yet."""
-        self.failures = 0
-
-    def __call__(self, ok: bool, what: str) -> None:
-        """Record and print one check."""
-        self.failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {what}", flush=True)
-
-
+@dataclass(slots=True)
 class Site:
-    """The REST API of Home Assistant and of the simulator's control API."""
+    """Home Assistant's APIs and the simulator's control API."""
 
-    def __init__(self, session: aiohttp.ClientSession, args: argparse.Namespace) -> None:
-        """Remember where both are."""
-        self.session = session
-        self.url = args.url.rstrip("/")
-        self.control = args.control.rstrip("/")
-        token = Path(args.token_file).read_text().strip()
-        self.token = token
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    async def sim(self) -> dict[str, Any]:
-        """The simulator's whole state."""
-        async with self.session.get(f"{self.control}/api/state") as response:
-            return dict(await response.json())
-
-    async def sim_post(self, path: str, body: dict[str, Any]) -> None:
-        """Change the simulated site."""
-        async with self.session.post(f"{self.control}{path}", json=body) as response:
-            response.raise_for_status()
-
-    async def state(self, entity_id: str) -> dict[str, Any]:
-        """One entity's state."""
-        async with self.session.get(
-            f"{self.url}/api/states/{entity_id}", headers=self.headers
-        ) as response:
-            return dict(await response.json())
-
-    async def call(self, domain: str, service: str, data: dict[str, Any]) -> Any:
-        """Call an action, asking for its response where it has one."""
-        suffix = "?return_response" if domain == "bitcoin_mining" else ""
-        async with self.session.post(
-            f"{self.url}/api/services/{domain}/{service}{suffix}", json=data, headers=self.headers
-        ) as response:
-            response.raise_for_status()
-            return await response.json()
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float) -> float | None:
-    """Seconds until the predicate holds, or None after the timeout."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if await predicate():
-            return time.monotonic() - started
-        await asyncio.sleep(0.05)
-    return None
+    ha: HomeAssistantApi
+    sim: SimulatorControl
 
 
 def by_mac(entities: dict[str, str], mac: str, key: str) -> str:
@@ -99,26 +48,25 @@ def ha_key(miner: dict[str, Any]) -> str:
     """How the integration names a simulated miner: its MAC, or its address for plain cgminer."""
     if miner["family"] != "cgminer":
         return str(miner["mac"])
-    address = miner["ip"] if miner["ip"] != "127.0.0.1" else f"{miner['ip']}:{miner['api_port']}"
-    return f"address:{address}"
+    return f"address:{miner_address(miner)}"
 
 
 async def check_switch_and_cycles(site: Site, entities: dict[str, str], check: Check) -> str:
     """Turn one miner off and on; return its MAC."""
-    miners = (await site.sim())["miners"]
+    miners = await site.sim.miners()
     switches = [u for u in entities if u.endswith("_mining")]
     check(len(switches) == len(miners), f"{len(switches)} Mining switches for {len(miners)} miners")
     miner = next(m for m in miners if m["family"] == "whatsminer" and m["state"] == "mining")
     switch = by_mac(entities, miner["mac"], "mining")
     cycles_entity = by_mac(entities, miner["mac"], "cycles")
-    before = int((await site.state(cycles_entity))["state"])
-    await site.call("switch", "turn_off", {"entity_id": switch})
-    shown = next(m for m in (await site.sim())["miners"] if m["mac"] == miner["mac"])
+    before = int((await site.ha.state(cycles_entity))["state"])
+    await site.ha.call("switch", "turn_off", {"entity_id": switch})
+    shown = next(m for m in await site.sim.miners() if m["mac"] == miner["mac"])
     check(shown["state"] == "sleeping", f"{switch} off: simulator shows {shown['state']}")
-    after = int((await site.state(cycles_entity))["state"])
+    after = int((await site.ha.state(cycles_entity))["state"])
     check(after == before + 1, f"cycles {before} -> {after} (exactly one more)")
-    await site.call("switch", "turn_on", {"entity_id": switch})
-    shown = next(m for m in (await site.sim())["miners"] if m["mac"] == miner["mac"])
+    await site.ha.call("switch", "turn_on", {"entity_id": switch})
+    shown = next(m for m in await site.sim.miners() if m["mac"] == miner["mac"])
     check(
         shown["state"] in ("starting", "mining"), f"{switch} on: simulator shows {shown['state']}"
     )
@@ -128,23 +76,24 @@ async def check_switch_and_cycles(site: Site, entities: dict[str, str], check: C
 async def check_restart(site: Site, entities: dict[str, str], check: Check) -> None:
     """Restart Home Assistant; cycle counts and last-off times must come back unchanged."""
     keys = [u for u in entities if u.endswith(("_cycles", "_last_off"))]
-    before = {u: (await site.state(entities[u]))["state"] for u in keys}
-    async with site.session.post(
-        f"{site.url}/api/services/homeassistant/restart", headers=site.headers
+    before = {u: (await site.ha.state(entities[u]))["state"] for u in keys}
+    ha = site.ha
+    async with ha.session.post(
+        f"{ha.base}/api/services/homeassistant/restart", headers=ha.headers
     ) as response:
         response.raise_for_status()
     await asyncio.sleep(5)
 
     async def back() -> bool:
         try:
-            state = await site.state(entities[keys[0]])
-        except (aiohttp.ClientError, ValueError):
+            state = await site.ha.state(entities[keys[0]])
+        except (aiohttp.ClientError, StepError, ValueError):
             return False
         return state.get("state") not in (None, "unavailable", "unknown")
 
-    took = await until(back, 120)
+    took = await seconds_until(back, 120)
     check(took is not None, "Home Assistant back after a restart")
-    after = {u: (await site.state(entities[u]))["state"] for u in keys}
+    after = {u: (await site.ha.state(entities[u]))["state"] for u in keys}
     changed = [u for u in keys if before[u] != after[u]]
     check(
         not changed,
@@ -155,28 +104,28 @@ async def check_restart(site: Site, entities: dict[str, str], check: Check) -> N
 
 async def check_frequency(site: Site, check: Check) -> None:
     """Shed on 49.3 Hz within 2 s, restore in batches after the hold time."""
-    await site.sim_post("/api/grid", {"frequency_hz": 49.3})
+    await site.sim.post("/api/grid", {"frequency_hz": 49.3})
 
     async def none_mining() -> bool:
-        return all(m["state"] != "mining" for m in (await site.sim())["miners"])
+        return all(m["state"] != "mining" for m in await site.sim.miners())
 
-    took = await until(none_mining, 10)
+    took = await seconds_until(none_mining, 10)
     check(
         took is not None and took <= SHED_TARGET_S,
         f"49.3 Hz: no miner mining after {took if took is None else round(took, 2)} s "
         f"(target {SHED_TARGET_S} s)",
     )
-    await site.sim_post("/api/grid", {"frequency_hz": 50.0})
+    await site.sim.post("/api/grid", {"frequency_hz": 50.0})
     started = time.monotonic()
     first_back: float | None = None
     counts: list[int] = []
     while time.monotonic() - started < 300:
-        running = sum(m["state"] != "sleeping" for m in (await site.sim())["miners"])
+        running = sum(m["state"] != "sleeping" for m in await site.sim.miners())
         if running and first_back is None:
             first_back = time.monotonic() - started
         if not counts or counts[-1] != running:
             counts.append(running)
-        if running == len((await site.sim())["miners"]):
+        if running == len(await site.sim.miners()):
             break
         await asyncio.sleep(0.5)
     check(
@@ -193,12 +142,14 @@ async def check_dry_run_and_supply(site: Site, entities: dict[str, str], check: 
     await asyncio.sleep(40)
     mode = next(e for u, e in entities.items() if u.endswith("_allocation_mode"))
     # Advisory: the balancer plans but acts only when asked, so the dry run stands alone.
-    await site.call("select", "select_option", {"entity_id": mode, "option": "advisory"})
-    states_before = [m["state"] for m in (await site.sim())["miners"]]
-    await site.sim_post("/api/supply", {"power_kw": 100})
+    await site.ha.call("select", "select_option", {"entity_id": mode, "option": "advisory"})
+    states_before = [m["state"] for m in await site.sim.miners()]
+    await site.sim.post("/api/supply", {"power_kw": 100})
     await asyncio.sleep(2)  # the MQTT sensor follows within a second
-    plan = (await site.call("bitcoin_mining", "rebalance", {"dry_run": True}))["service_response"]
-    states_after = [m["state"] for m in (await site.sim())["miners"]]
+    plan = (await site.ha.call("bitcoin_mining", "rebalance", {"dry_run": True}, response=True))[
+        "service_response"
+    ]
+    states_after = [m["state"] for m in await site.sim.miners()]
     check(
         bool(plan["stops"]) and states_before == states_after,
         f"dry run: {len(plan['stops'])} stops planned, nothing changed",
@@ -206,13 +157,13 @@ async def check_dry_run_and_supply(site: Site, entities: dict[str, str], check: 
     # Efficiency while hashing, from before anything stops.
     efficiency = {
         ha_key(m): m["power_w"] / m["hashrate_ths"]
-        for m in (await site.sim())["miners"]
+        for m in await site.sim.miners()
         if m["hashrate_ths"]
     }
     # Back to auto: the balancer acts on the plan at once.
-    await site.call("select", "select_option", {"entity_id": mode, "option": "auto"})
+    await site.ha.call("select", "select_option", {"entity_id": mode, "option": "auto"})
     await asyncio.sleep(3)
-    stopped = {ha_key(m) for m in (await site.sim())["miners"] if m["state"] == "sleeping"}
+    stopped = {ha_key(m) for m in await site.sim.miners() if m["state"] == "sleeping"}
     kept = [e for mac, e in efficiency.items() if mac not in stopped]
     gone = [e for mac, e in efficiency.items() if mac in stopped]
     # The balancer treats efficiencies within 2 J/TH as equal (then the longest running stops).
@@ -223,20 +174,20 @@ async def check_dry_run_and_supply(site: Site, entities: dict[str, str], check: 
         f"kept {min(kept, default=0):.1f}-{max(kept, default=0):.1f} J/TH)",
     )
     cycles = {
-        mac: int((await site.state(by_mac(entities, mac, "cycles")))["state"]) for mac in stopped
+        mac: int((await site.ha.state(by_mac(entities, mac, "cycles")))["state"]) for mac in stopped
     }
-    await site.sim_post("/api/supply", {"power_kw": 600})
+    await site.sim.post("/api/supply", {"power_kw": 600})
 
     async def first_batch() -> bool:
         return any(
-            ha_key(m) in stopped and m["state"] != "sleeping" for m in (await site.sim())["miners"]
+            ha_key(m) in stopped and m["state"] != "sleeping" for m in await site.sim.miners()
         )
 
-    await until(first_batch, 60)
+    await seconds_until(first_batch, 60)
     await asyncio.sleep(1)
     started = {
         ha_key(m)
-        for m in (await site.sim())["miners"]
+        for m in await site.sim.miners()
         if ha_key(m) in stopped and m["state"] != "sleeping"
     }
     waiting = stopped - started
@@ -253,14 +204,14 @@ async def main(args: argparse.Namespace) -> int:
     """Run the checks in order."""
     check = Check()
     async with aiohttp.ClientSession() as session:
-        site = Site(session, args)
-        entities = await our_entities(session, site.url, site.token)
+        site = Site(*session_apis(session, args))
+        entities = await site.ha.entities()
 
         async def all_mining() -> bool:
-            return all(m["state"] == "mining" for m in (await site.sim())["miners"])
+            return all(m["state"] == "mining" for m in await site.sim.miners())
 
         # A dip or supply change just before may still be restoring in batches.
-        if await until(all_mining, 300) is None:
+        if await seconds_until(all_mining, 300) is None:
             print("the fleet did not come back to mining within 5 minutes", file=sys.stderr)
             return 1
         await check_switch_and_cycles(site, entities, check)
@@ -272,9 +223,6 @@ async def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", default="http://127.0.0.1:8123")
-    parser.add_argument("--control", default="http://127.0.0.1:18780")
-    parser.add_argument("--token-file", default=".dev/token")
+    parser = session_parser(__doc__)
     parser.add_argument("--restart", action="store_true", help="also restart Home Assistant")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -1,4 +1,4 @@
-"""Draw the integration's brand icons (run by hand; the PNGs are committed)."""
+"""Draw the brand icons: `python -m scripts.dev.make_brand_images` (the PNGs are committed)."""
 
 from __future__ import annotations
 

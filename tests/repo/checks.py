@@ -8,8 +8,9 @@ tests can feed them broken input and see them fail.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 import importlib.metadata
+import itertools
 import json
 from pathlib import Path
 import struct
@@ -325,6 +326,183 @@ def check_forbidden_imports(
             if level > depth + 1 + max_relative_depth:
                 problems.append(f"{where}: relative import reaches outside {package_dir.name}/")
     return problems
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """`if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:`."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import that can run: in functions too, but not under `if TYPE_CHECKING:`."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def package_modules(root: Path, packages: Iterable[str]) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the packages below root."""
+    modules: dict[str, Path] = {}
+    for package in packages:
+        for path in sorted((root / package.replace(".", "/")).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imported(node: ast.Import | ast.ImportFrom, importer: str, is_package: bool) -> list[str]:
+    """The modules an import statement names (a `from x import y` names x.y if y may be one)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        parts = importer.split(".") if is_package else importer.split(".")[:-1]
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join([*parts, base] if base else parts)
+    return [base] + [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
+
+
+def import_graph(root: Path, packages: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Module -> {module of the same packages it makes run: line of the import}.
+
+    An import runs the module it names and every package above it that is not already
+    running (an ancestor of the importer always is); `from x import y` runs x.y when that
+    is a module, else x. Imports under `if TYPE_CHECKING:` never run and are left out.
+    """
+    modules = package_modules(root, packages)
+    graph: dict[str, dict[str, int]] = {}
+    for importer, path in modules.items():
+        is_package = path.name == "__init__.py"
+        edges: dict[str, int] = {}
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in sorted(_runtime_imports(tree), key=lambda n: n.lineno):
+            names = _imported(node, importer, is_package)
+            if isinstance(node, ast.ImportFrom):
+                # `from x import y`: y is a submodule, or a name of x.
+                names = [n for n in names[1:] if n in modules] or names[:1]
+            for target in names:
+                parts = target.split(".")
+                parents = [".".join(parts[:i]) for i in range(1, len(parts))]
+                running = [p for p in parents if importer == p or importer.startswith(p + ".")]
+                for module in [*(p for p in parents if p not in running), target]:
+                    if module in modules and module != importer:
+                        edges.setdefault(module, node.lineno)
+        graph[importer] = edges
+    return graph
+
+
+def _strongly_connected(graph: Mapping[str, Mapping[str, int]]) -> list[list[str]]:
+    """Tarjan's strongly connected components with more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component: list[str] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(components)
+
+
+def _shortest_cycle(graph: Mapping[str, Mapping[str, int]], members: list[str]) -> list[str]:
+    """A shortest import cycle through the first module of a strongly connected component."""
+    start, inside = members[0], set(members)
+    came_from: dict[str, str] = {}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node]):
+            if target == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(came_from[path[-1]])
+                return [*reversed(path), start]
+            if target in inside and target not in came_from:
+                came_from[target] = node
+                queue.append(target)
+    raise AssertionError(f"{members} is not a cycle")  # pragma: no cover
+
+
+def check_import_cycles(root: Path, packages: Iterable[str]) -> list[str]:
+    """One problem per import cycle among the modules of the packages, naming each import."""
+    modules = package_modules(root, packages)
+    graph = import_graph(root, packages)
+    problems: list[str] = []
+    for members in _strongly_connected(graph):
+        cycle = _shortest_cycle(graph, members)
+        steps = "; ".join(
+            f"{modules[a].relative_to(root)}:{graph[a][b]} imports {b}"
+            for a, b in itertools.pairwise(cycle)
+        )
+        problems.append(f"import cycle: {' -> '.join(cycle)} ({steps})")
+    return problems
+
+
+def check_dev_tools(root: Path, tools: tuple[str, ...] = ("bench", "scripts")) -> list[str]:
+    """bench/ and scripts/ run as packages and share devtools/: no sys.path edits, no copies.
+
+    A folder of Python programs needs __init__.py (they run as `python -m`), and none of
+    them may define again a function or class that devtools/ offers.
+    """
+    shared: dict[str, str] = {}
+    for path in sorted((root / "devtools").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+            ) and not node.name.startswith("_"):
+                shared.setdefault(node.name, path.stem)
+    problems: list[str] = []
+    for folder in tools:
+        for path in sorted((root / folder).rglob("*.py")):
+            where = path.relative_to(root)
+            if not (path.parent / "__init__.py").is_file():
+                problems.append(f"{where.parent}/ has no __init__.py (run as python -m)")
+            tree = ast.parse(path.read_text(), filename=str(path))
+            problems += [
+                f"{where}:{node.lineno}: edits sys.path"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute)
+                and node.attr == "path"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "sys"
+            ]
+            problems += [
+                f"{where}:{node.lineno}: defines {node.name} again (devtools.{shared[node.name]})"
+                for node in tree.body
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                and node.name in shared
+            ]
+    return sorted(set(problems))
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

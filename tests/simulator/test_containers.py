@@ -14,8 +14,9 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 import pytest
 
-from simulator.container_maps import SEVERITY, system_error_registers
-from simulator.containers import ContainerServer, ContainerState, parse_containers
+from simulator.container_maps import system_error_registers
+from simulator.container_state import SEVERITY, ContainerState
+from simulator.containers import ContainerServer, parse_containers
 from simulator.state import SiteState
 from tests.support.modbus_meter import free_port
 

@@ -12,12 +12,12 @@ import time
 import pytest
 
 from simulator import Site, SiteConfig
-from simulator.containers import ContainerServer, ContainerState
+from simulator.container_state import ContainerState
+from simulator.containers import ContainerServer
 from simulator.scenario import (
     Scenario,
     ScenarioError,
     Values,
-    apply_to_site,
     apply_to_state,
     load_scenario,
     parse_duration,
@@ -323,7 +323,7 @@ async def test_a_run_drives_a_site(tmp_path: Path) -> None:
         """,
     )
     async with Site(SiteConfig(meter=None, control=None, pool=None)) as site:
-        await run(scenario, lambda values: apply_to_site(site, values), clock_speed=100)
+        await run(scenario, site.apply_scenario, clock_speed=100)
         snapshot = site.snapshot()
     assert snapshot["grid"]["frequency_hz"] == 49.8
     assert snapshot["grid"]["voltage_v"] == 415.0

@@ -1,0 +1,1 @@
+"""Helpers shared by bench/ and scripts/dev/ (run those with `python -m` from the repo root)."""

@@ -1,0 +1,1 @@
+"""Tools for the develop session (`scripts/develop`): `python -m scripts.dev.NAME`."""
