@@ -110,7 +110,23 @@ async def test_state_lists_every_miner(loopback_network: None) -> None:
         ports = [m["api_port"] for m in miners]
         assert ports == list(range(ports[0], ports[0] + 12, 2))
         assert miners[2]["web_port"] == miners[2]["api_port"] + 1
-        assert [m["web_port"] is None for m in miners] == [True, True, False, True, True, True]
+        # Port mode: the second server of a family on API port + 1 (web, or v3's 4028 RPC,
+        # or Braiins' gRPC port); a third (v3's web) listens only in IP mode.
+        assert [m["web_port"] is None for m in miners] == [False, True, False, True, True, True]
+        assert [sorted(m["ports"]) for m in miners] == [
+            ["api", "web"],
+            ["api", "rpc"],
+            ["api", "web"],
+            ["api"],
+            ["api", "grpc"],
+            ["api"],
+        ]
+        assert all(
+            port == m["api_port"] + 1
+            for m in miners
+            for role, port in m["ports"].items()
+            if role != "api"
+        )
         mining_w = sum(m["power_w"] for m in miners)
         assert state["site"]["mining_power_w"] == pytest.approx(mining_w, rel=0.02)
         assert state["site"]["power_w"] == pytest.approx(mining_w + 12000, rel=0.02)
@@ -179,7 +195,8 @@ async def test_slow_fault(loopback_network: None) -> None:
         miner = site.miners[0]
         await fault(site, {"fault": "slow", "miners": [key(miner)]})
         started = time.monotonic()
-        reply = decode_cgminer(await exchange(miner.host, miner.api_port, b"summary", timeout=5))
+        request = b'{"command": "summary"}'
+        reply = decode_cgminer(await exchange(miner.host, miner.api_port, request, timeout=5))
         assert status(reply)["Code"] == 11
         assert time.monotonic() - started >= 1.9
 
@@ -254,6 +271,7 @@ async def test_outage_fails_over_to_a_local_pool_and_back(loopback_network: None
     try:
         async with running_site("cgminer", miners=1, failover_delay_s=0.3, fallback_s=0.3) as site:
             miner = site.miners[0]
+            miner.options.pool_test_s = 0.05  # a pool on loopback passes its test at once
             upstream = miner.pool
             await rpc(miner, "removepool", "1")
             assert status(await rpc(miner, "addpool", f"{local_url},w,x"))["Code"] == 55
