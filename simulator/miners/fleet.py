@@ -71,6 +71,34 @@ STANDARD_PORTS: dict[str, tuple[int, int | None]] = {
 }
 
 
+def cgminer_options(
+    miners: list[SimMiner],
+    *,
+    single_client: bool | None = None,
+    pool_test_s: float | None = None,
+    without_devices: int = 0,
+) -> None:
+    """Change the generic cgminer miners' behaviours (None keeps the realistic default).
+
+    `without_devices`: that many cgminer miners (the first ones) list no ASC devices.
+    ValueError naming the option when a value is out of range.
+    """
+    if pool_test_s is not None and not 0 <= pool_test_s <= MAX_POOL_TEST_S:
+        raise ValueError(
+            f"cgminer pool test: must be 0 to {MAX_POOL_TEST_S:g} s, not {pool_test_s}"
+        )
+    if without_devices < 0:
+        raise ValueError(f"cgminer without devices: must be >= 0, not {without_devices}")
+    cgminers = [miner for miner in miners if miner.family == "cgminer"]
+    for n, miner in enumerate(cgminers):
+        if single_client is not None:
+            miner.options.single_client = single_client
+        if pool_test_s is not None:
+            miner.options.pool_test_s = pool_test_s
+        if n < without_devices:
+            miner.options.devices = 0
+
+
 def family_options(miner: SimMiner) -> None:
     """The realistic per-miner behaviours of its family (see MinerOptions)."""
     if miner.family == "cgminer":
@@ -80,6 +108,7 @@ def family_options(miner: SimMiner) -> None:
 
 
 PORT_BLOCK_ATTEMPTS = 20
+MAX_POOL_TEST_S = 3600.0
 
 
 def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
