@@ -13,6 +13,7 @@ device commands answer "No ASCs".
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from typing import Any
 
@@ -30,9 +31,9 @@ from .rpc import (
     split_escaped,
 )
 
+LOGGER = logging.getLogger(__name__)
 VERSION = "4.11.1"
 API_VERSION = "3.7"
-DEFAULT_API_ALLOW = "W:127.0.0.0/8"
 PRIVILEGED = frozenset(
     {
         "switchpool",
@@ -130,9 +131,14 @@ def _access(miner: SimMiner, peer: str) -> bool | None:
     try:
         address = ipaddress.IPv4Address(peer)
     except ValueError:
+        return None  # cgminer's --api-allow is IPv4 only
+    try:
+        entries = parse_api_allow(miner.options.api_allow)
+    except ValueError as err:
+        # A malformed --api-allow lets nobody in; say why instead of failing silently.
+        LOGGER.warning("%r: api_allow %r: %s", miner, miner.options.api_allow, err)
         return None
-    allow = miner.extra.get("api_allow", miner.options.api_allow)
-    for write, network in parse_api_allow(allow):
+    for write, network in entries:
         if address in network:
             return write
     return None

@@ -561,3 +561,13 @@ async def test_numeric_json_parameters(loopback_network: None) -> None:
         miner = site.miners[0]
         request = {"command": "switchpool", "parameter": 1}
         assert status(await rpc_raw(miner, json.dumps(request).encode()))["Code"] == 27
+
+
+async def test_a_malformed_api_allow_lets_nobody_in_and_says_why(
+    loopback_network: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_site("cgminer", miners=1) as site:
+        miner = site.miners[0]
+        miner.options.api_allow = "W:not-an-address"
+        assert await closed_without_reply(miner.host, miner.api_port, b'{"command": "version"}')
+    assert "api_allow 'W:not-an-address'" in caplog.text
