@@ -403,12 +403,12 @@ async def test_removepool_renumbers_like_cgminer(loopback_network: None) -> None
 async def test_a_new_pool_is_dead_until_its_test_passes(loopback_network: None) -> None:
     async with stratum_listener() as url, running_site("cgminer", miners=1) as site:
         miner = site.miners[0]
-        miner.options.pool_test_s = 0.5
+        miner.options.pool_test_s = 1.0
         assert status(await rpc(miner, "addpool", f"{url},w,x"))["Code"] == 55
         new = (await rpc(miner, "pools"))["POOLS"][2]
         # Under test: "Dead", but its Stratum connection is open.
         assert (new["Status"], new["Stratum Active"]) == ("Dead", True)
-        await wait_for(lambda: miner.pool_usable(2))
+        await wait_for(lambda: miner.pool_usable(2), timeout=5)
         assert (await rpc(miner, "pools"))["POOLS"][2]["Status"] == "Alive"
 
 
@@ -416,7 +416,7 @@ async def test_switchpool_moves_only_to_a_usable_pool(loopback_network: None) ->
     async with stratum_listener() as url, running_site("cgminer", miners=1, fallback_s=0.5) as site:
         miner = site.miners[0]
         upstream = miner.pool
-        miner.options.pool_test_s = 0.3
+        miner.options.pool_test_s = 1.0
         await rpc(miner, "addpool", f"{url},w,x")
         # Untested: the answer is a success, the priority changes, the miner stays.
         switched = status(await rpc(miner, "switchpool", "2"))
