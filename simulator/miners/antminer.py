@@ -407,27 +407,9 @@ class AntminerWeb(HttpServer):
                 self.miner.start()
         return json_reply({"stats": "success", "code": "M000", "msg": "OK!"})
 
-    def _envelope(self, msg: str, **sections: Any) -> dict[str, Any]:
-        return new_api_envelope(self.miner, msg, **sections)
-
     def summary(self, request: HttpRequest) -> HttpReply:
-        """summary.cgi (the newer web API's shape)."""
-        r = self.miner.read()
-        entry = {
-            "elapsed": r.elapsed_s,
-            "rate_5s": round(r.ghs, 2),
-            "rate_30m": round(r.ghs, 2),
-            "rate_avg": round(r.ghs, 2),
-            "rate_ideal": float(r.nominal_ths * 1000),
-            "rate_unit": "GH/s",
-            "hw_all": r.hardware_errors,
-            "bestshare": r.accepted * 131072,
-            "status": [
-                {"type": kind, "status": "s", "code": 0, "msg": ""}
-                for kind in ("rate", "network", "fans", "temp")
-            ],
-        }
-        return json_reply(self._envelope("summary", SUMMARY=[entry]))
+        """summary.cgi (the same body as the RPC's `summary` with new_api)."""
+        return json_reply(new_api_summary(self.miner))
 
     def stats(self, request: HttpRequest) -> HttpReply:
         """stats.cgi (the same body as the RPC's `stats` with new_api)."""
@@ -445,6 +427,26 @@ def new_api_envelope(miner: SimMiner, msg: str, **sections: Any) -> dict[str, An
         "INFO": {"miner_version": MINER_VERSION, "CompileTime": COMPILE_TIME, "type": miner.model},
         **sections,
     }
+
+
+def new_api_summary(miner: SimMiner) -> dict[str, Any]:
+    """The newer API's summary: rates and a status list."""
+    r = miner.read()
+    entry = {
+        "elapsed": r.elapsed_s,
+        "rate_5s": round(r.ghs, 2),
+        "rate_30m": round(r.ghs, 2),
+        "rate_avg": round(r.ghs, 2),
+        "rate_ideal": float(r.nominal_ths * 1000),
+        "rate_unit": "GH/s",
+        "hw_all": r.hardware_errors,
+        "bestshare": r.accepted * 131072,
+        "status": [
+            {"type": kind, "status": "s", "code": 0, "msg": ""}
+            for kind in ("rate", "network", "fans", "temp")
+        ],
+    }
+    return new_api_envelope(miner, "summary", SUMMARY=[entry])
 
 
 def new_api_stats(miner: SimMiner) -> dict[str, Any]:
@@ -518,6 +520,7 @@ def new_api_pools(miner: SimMiner) -> dict[str, Any]:
 
 
 NEW_API: dict[str, Callable[[SimMiner], dict[str, Any]]] = {
+    "summary": new_api_summary,
     "stats": new_api_stats,
     "pools": new_api_pools,
 }

@@ -199,6 +199,18 @@ async def test_rpc_stats_honours_new_api(loopback_network: None) -> None:
         assert set(web["STATS"][0]) == set(reply["STATS"][0])
 
 
+@pytest.mark.parametrize("command", ["summary", "stats", "pools"])
+async def test_rpc_new_api_is_the_web_body(loopback_network: None, command: str) -> None:
+    async with running_site("antminer", miners=1) as site:
+        miner = site.miners[0]
+        request = json.dumps({"command": command, "new_api": True}).encode()
+        reply = json.loads((await exchange(miner.host, miner.api_port, request))[:-1])
+        web = (await cgi(miner, command)).json()
+    assert reply["STATUS"]["Msg"] == command
+    assert reply.keys() == web.keys()
+    assert reply[command.upper()][0].keys() == web[command.upper()][0].keys()
+
+
 async def test_joins_are_refused_whole(loopback_network: None) -> None:
     async with running_site("antminer", miners=1) as site:
         reply = await rpc_raw(site.miners[0], b'{"command": "summary+pools"}')
