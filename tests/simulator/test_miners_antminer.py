@@ -81,7 +81,8 @@ async def test_rpc_is_read_only(loopback_network: None, command: str) -> None:
 
 
 async def test_sleep_and_wake_through_the_web_conf(loopback_network: None) -> None:
-    async with running_site("antminer", miners=1) as site:
+    # A wake long enough that "starting" is still there to be read on a loaded machine.
+    async with running_site("antminer", miners=1, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         conf = (await cgi(miner, "get_miner_conf")).json()
         assert conf["bitmain-work-mode"] == "0"
@@ -100,7 +101,7 @@ async def test_sleep_and_wake_through_the_web_conf(loopback_network: None) -> No
         assert miner.state == "starting"
         summary = (await rpc(miner, "summary"))["SUMMARY"]
         assert len(summary) == 1
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
         assert (await rpc(miner, "summary"))["SUMMARY"][0]["GHS 5s"] > 100_000
 
 

@@ -288,7 +288,7 @@ async def test_nothing_sent_closes_without_a_reply(loopback_network: None) -> No
 
 
 async def test_stop_is_ascdisable_of_every_device(loopback_network: None) -> None:
-    async with running_site("cgminer", miners=1) as site:
+    async with running_site("cgminer", miners=1, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         assert status(await rpc(miner, "privileged"))["Code"] == 46
         for device in range(3):
@@ -314,7 +314,7 @@ async def test_stop_is_ascdisable_of_every_device(loopback_network: None) -> Non
         for device in (1, 2):
             await rpc(miner, "ascenable", str(device))
         assert status(await rpc(miner, "ascenable", "1"))["Code"] == 108
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
 
 
 async def test_a_miner_without_devices(loopback_network: None) -> None:

@@ -202,7 +202,7 @@ async def test_slow_fault(loopback_network: None) -> None:
 
 
 async def test_offline_fault_refuses_connections_and_comes_back(loopback_network: None) -> None:
-    async with running_site("antminer", miners=2) as site:
+    async with running_site("antminer", miners=2, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         before = time.time()
         state = await fault(site, {"fault": "offline", "miners": [key(miner)]})

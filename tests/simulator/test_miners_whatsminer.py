@@ -97,7 +97,7 @@ async def test_v2_replies_have_the_firmware_shape(
 
 
 async def test_v2_power_off_and_on_change_state_and_read_back(loopback_network: None) -> None:
-    async with running_site("whatsminer", miners=1) as site:
+    async with running_site("whatsminer", miners=1, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         before = (await wm(miner, "summary"))["SUMMARY"][0]
         assert before["MHS av"] > 100e6
@@ -112,7 +112,7 @@ async def test_v2_power_off_and_on_change_state_and_read_back(loopback_network: 
         assert (await wm_write(miner, {"cmd": "power_on"}))["Code"] == 131
         assert (await wm(miner, "status"))["Msg"]["mineroff"] == "false"
         assert miner.state == "starting"
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
         assert (await wm(miner, "summary"))["SUMMARY"][0]["MHS av"] > 100e6
 
 
@@ -304,7 +304,7 @@ async def test_v3_service_stop_start(loopback_network: None) -> None:
         await v3_request(miner, v3_signed(salt, "set.miner.service", "start"))
         info = await v3_request(miner, {"cmd": "get.device.info"})
         assert info["msg"]["miner"]["working"] == "true"
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
 
 
 async def test_v3_pools_write_is_encrypted(loopback_network: None) -> None:
