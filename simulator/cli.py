@@ -8,8 +8,10 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 from .containers import parse_containers
+from .miners import cgminer_options
 from .site import Site, SiteConfig
 
 
@@ -59,6 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=120.0,
         help="seconds a better pool is alive before a miner falls back to it",
+    )
+    parser.add_argument(
+        "--cgminer-single-client",
+        choices=["on", "off"],
+        default="on",
+        help="generic cgminer: one API client at a time, as cgminer's API thread (default on)",
+    )
+    parser.add_argument(
+        "--cgminer-pool-test-s",
+        type=float,
+        default=None,
+        help="generic cgminer: seconds a pool added at run time stays Dead (default 1)",
+    )
+    parser.add_argument(
+        "--cgminer-without-devices",
+        type=int,
+        default=0,
+        help="generic cgminer: this many cgminer miners list no ASC devices (devs: No ASCs)",
     )
     parser.add_argument(
         "--nominal-hz", type=float, default=50.0, help="grid nominal frequency, 50 or 60"
@@ -139,13 +159,30 @@ def config_from_args(argv: list[str] | None = None) -> SiteConfig:
         parser.error(str(err))
 
 
-async def run(config: SiteConfig) -> None:
+def miner_options_from_args(argv: list[str] | None = None) -> dict[str, Any]:
+    """The per-miner options (applied once the miners exist); a bad value exits naming it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options: dict[str, Any] = {
+        "single_client": args.cgminer_single_client == "on",
+        "pool_test_s": args.cgminer_pool_test_s,
+        "without_devices": args.cgminer_without_devices,
+    }
+    try:
+        cgminer_options([], **options)  # validates
+    except ValueError as err:
+        parser.error(str(err))
+    return options
+
+
+async def run(config: SiteConfig, miner_options: dict[str, Any] | None = None) -> None:
     """Run until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Site(config) as site:
+        cgminer_options(site.miners, **(miner_options or {}))
         snapshot = site.snapshot()
         miners = snapshot.pop("miners")
         logging.getLogger("simulator").info("site up: %s", snapshot)
@@ -166,12 +203,13 @@ async def run(config: SiteConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     config = config_from_args(argv)
+    miner_options = miner_options_from_args(argv)
     logging.basicConfig(
         level=build_parser().parse_args(argv).log_level,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        asyncio.run(run(config))
+        asyncio.run(run(config, miner_options))
     except (OSError, RuntimeError, FileNotFoundError) as err:
         print(f"simulator: {err}", file=sys.stderr)
         return 1

@@ -7,7 +7,9 @@ the RPC `stats` and `summary` answer with empty STATS/SUMMARY arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -123,6 +125,20 @@ class AntminerRpc(CgminerRpcServer):
             "Last getwork": r.when,
         }
         return self.ok(11, "Summary", SUMMARY=[summary])
+
+    def dispatch(self, request: bytes, peer: str) -> Reply:
+        """`{"command": "stats", "new_api": true}` answers in the newer API's shape."""
+        text = request.rstrip(b"\x00\r\n\t ")
+        if text.startswith(b"{"):
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and body.get("new_api") is True:
+                command = body.get("command")
+                if command in NEW_API:
+                    return NEW_API[command](self.miner)
+        return super().dispatch(request, peer)
 
     def cmd_stats(self, parameter: str | None, peer: str) -> Reply:
         """STATS: version entry plus the chain details (empty while asleep)."""
@@ -391,101 +407,120 @@ class AntminerWeb(HttpServer):
                 self.miner.start()
         return json_reply({"stats": "success", "code": "M000", "msg": "OK!"})
 
-    def _envelope(self, msg: str, **sections: Any) -> dict[str, Any]:
-        return {
-            "STATUS": {"STATUS": "S", "when": int(time.time()), "Msg": msg, "api_version": "1.0.0"},
-            "INFO": {
-                "miner_version": MINER_VERSION,
-                "CompileTime": COMPILE_TIME,
-                "type": self.miner.model,
-            },
-            **sections,
-        }
-
     def summary(self, request: HttpRequest) -> HttpReply:
-        """summary.cgi (the newer web API's shape)."""
-        r = self.miner.read()
-        entry = {
-            "elapsed": r.elapsed_s,
-            "rate_5s": round(r.ghs, 2),
-            "rate_30m": round(r.ghs, 2),
-            "rate_avg": round(r.ghs, 2),
-            "rate_ideal": float(r.nominal_ths * 1000),
-            "rate_unit": "GH/s",
-            "hw_all": r.hardware_errors,
-            "bestshare": r.accepted * 131072,
-            "status": [
-                {"type": kind, "status": "s", "code": 0, "msg": ""}
-                for kind in ("rate", "network", "fans", "temp")
-            ],
-        }
-        return json_reply(self._envelope("summary", SUMMARY=[entry]))
+        """summary.cgi (the same body as the RPC's `summary` with new_api)."""
+        return json_reply(new_api_summary(self.miner))
 
     def stats(self, request: HttpRequest) -> HttpReply:
-        """stats.cgi."""
-        r = self.miner.read()
-        spec = self.miner.spec
-        chains = [
-            {
-                "index": b,
-                "freq_avg": spec.frequency_mhz,
-                "rate_ideal": round(spec.hashrate_ths * 1000 / spec.boards, 2),
-                "rate_real": round(r.board_ths[b] * 1000, 2),
-                "asic_num": spec.chips,
-                "temp_pic": [round(r.inlet_temp_c)] * 4,
-                "temp_pcb": [round(r.board_temp_c)] * 4,
-                "temp_chip": [round(r.chip_temp_c)] * 4,
-                "hw": r.hardware_errors // spec.boards,
-                "eeprom_loaded": True,
-                "sn": f"{self.miner.serial}{b}",
-                "hwp": 0.0,
-            }
-            for b in range(spec.boards)
-        ]
-        entry = {
-            "elapsed": r.elapsed_s,
-            "rate_5s": round(r.ghs, 2),
-            "rate_30m": round(r.ghs, 2),
-            "rate_avg": round(r.ghs, 2),
-            "rate_ideal": float(r.nominal_ths * 1000),
-            "rate_unit": "GH/s",
-            "chain_num": spec.boards,
-            "fan_num": spec.fans,
-            "fan": list(r.fan_rpm),
-            "hwp_total": 0.0,
-            "miner-mode": work_mode(self.miner),
-            "freq-level": int(str(self.miner.extra.get("freq_level", "100")) or 100),
-            "chain": chains,
-        }
-        return json_reply(self._envelope("stats", STATS=[entry]))
+        """stats.cgi (the same body as the RPC's `stats` with new_api)."""
+        return json_reply(new_api_stats(self.miner))
 
     def pools(self, request: HttpRequest) -> HttpReply:
         """pools.cgi."""
-        miner = self.miner
-        miner.read()
-        entries = []
-        for i, pool in enumerate(miner.pools):
-            alive = miner.pool_alive(i)
-            entries.append(
-                {
-                    "index": i,
-                    "url": pool.url,
-                    "user": pool.user,
-                    "status": ("Alive" if alive else "Dead") if pool.enabled else "Disabled",
-                    "priority": pool.priority,
-                    "getworks": pool.getworks,
-                    "accepted": pool.accepted_shares,
-                    "rejected": pool.rejected_shares,
-                    "discarded": pool.accepted_shares * 3,
-                    "stale": 0,
-                    "diff": "65.5K" if i == miner.active_pool else "",
-                    "diff1": 0,
-                    "diffa": float(pool.accepted_shares * 65536),
-                    "diffr": float(pool.rejected_shares * 65536),
-                    "diffs": 0.0,
-                    "lsdiff": 65536.0 if pool.accepted_shares else 0.0,
-                    "lstime": clock_text(pool.last_share_wall),
-                    "stratum_url": stratum_host(pool.url),
-                }
-            )
-        return json_reply(self._envelope("pools", POOLS=entries))
+        return json_reply(new_api_pools(self.miner))
+
+
+def new_api_envelope(miner: SimMiner, msg: str, **sections: Any) -> dict[str, Any]:
+    """The newer API's envelope: STATUS and INFO objects (not lists)."""
+    return {
+        "STATUS": {"STATUS": "S", "when": int(time.time()), "Msg": msg, "api_version": "1.0.0"},
+        "INFO": {"miner_version": MINER_VERSION, "CompileTime": COMPILE_TIME, "type": miner.model},
+        **sections,
+    }
+
+
+def new_api_summary(miner: SimMiner) -> dict[str, Any]:
+    """The newer API's summary: rates and a status list."""
+    r = miner.read()
+    entry = {
+        "elapsed": r.elapsed_s,
+        "rate_5s": round(r.ghs, 2),
+        "rate_30m": round(r.ghs, 2),
+        "rate_avg": round(r.ghs, 2),
+        "rate_ideal": float(r.nominal_ths * 1000),
+        "rate_unit": "GH/s",
+        "hw_all": r.hardware_errors,
+        "bestshare": r.accepted * 131072,
+        "status": [
+            {"type": kind, "status": "s", "code": 0, "msg": ""}
+            for kind in ("rate", "network", "fans", "temp")
+        ],
+    }
+    return new_api_envelope(miner, "summary", SUMMARY=[entry])
+
+
+def new_api_stats(miner: SimMiner) -> dict[str, Any]:
+    """Stats in the newer API (stats.cgi, or RPC `stats` with new_api): temperature lists."""
+    r = miner.read()
+    spec = miner.spec
+    chains = [
+        {
+            "index": b,
+            "freq_avg": spec.frequency_mhz,
+            "rate_ideal": round(spec.hashrate_ths * 1000 / spec.boards, 2),
+            "rate_real": round(r.board_ths[b] * 1000, 2),
+            "asic_num": spec.chips,
+            "temp_pic": [round(r.inlet_temp_c)] * 4,
+            "temp_pcb": [round(r.board_temp_c)] * 4,
+            "temp_chip": [round(r.chip_temp_c)] * 4,
+            "hw": r.hardware_errors // spec.boards,
+            "eeprom_loaded": True,
+            "sn": f"{miner.serial}{b}",
+            "hwp": 0.0,
+        }
+        for b in range(spec.boards)
+    ]
+    entry = {
+        "elapsed": r.elapsed_s,
+        "rate_5s": round(r.ghs, 2),
+        "rate_30m": round(r.ghs, 2),
+        "rate_avg": round(r.ghs, 2),
+        "rate_ideal": float(r.nominal_ths * 1000),
+        "rate_unit": "GH/s",
+        "chain_num": spec.boards,
+        "fan_num": spec.fans,
+        "fan": list(r.fan_rpm),
+        "hwp_total": 0.0,
+        "miner-mode": work_mode(miner),
+        "freq-level": int(str(miner.extra.get("freq_level", "100")) or 100),
+        "chain": chains,
+    }
+    return new_api_envelope(miner, "stats", STATS=[entry])
+
+
+def new_api_pools(miner: SimMiner) -> dict[str, Any]:
+    """Pools in the newer API (pools.cgi, or RPC `pools` with new_api)."""
+    miner.read()
+    entries = []
+    for i, pool in enumerate(miner.pools):
+        alive = miner.pool_alive(i)
+        entries.append(
+            {
+                "index": i,
+                "url": pool.url,
+                "user": pool.user,
+                "status": ("Alive" if alive else "Dead") if pool.enabled else "Disabled",
+                "priority": pool.priority,
+                "getworks": pool.getworks,
+                "accepted": pool.accepted_shares,
+                "rejected": pool.rejected_shares,
+                "discarded": pool.accepted_shares * 3,
+                "stale": 0,
+                "diff": "65.5K" if i == miner.active_pool else "",
+                "diff1": 0,
+                "diffa": float(pool.accepted_shares * 65536),
+                "diffr": float(pool.rejected_shares * 65536),
+                "diffs": 0.0,
+                "lsdiff": 65536.0 if pool.accepted_shares else 0.0,
+                "lstime": clock_text(pool.last_share_wall),
+                "stratum_url": stratum_host(pool.url),
+            }
+        )
+    return new_api_envelope(miner, "pools", POOLS=entries)
+
+
+NEW_API: dict[str, Callable[[SimMiner], dict[str, Any]]] = {
+    "summary": new_api_summary,
+    "stats": new_api_stats,
+    "pools": new_api_pools,
+}

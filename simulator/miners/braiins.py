@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from .model import SimMiner
+from .server import MinerServer
 from .web import HttpError, HttpReply, HttpRequest, HttpServer, json_reply
 
 TOKEN_TIMEOUT_S = 3600
@@ -72,6 +73,8 @@ class BraiinsRest(HttpServer):
             ("PUT", "/api/v1/pools/batch"): self.set_pools,
         }
         path = request.path.rstrip("/") or "/"
+        if request.method == "GET" and not path.startswith("/api/"):
+            return self.web_ui()
         handler = routes.get((request.method, path))
         if handler is None:
             if any(known == path for _, known in routes):
@@ -80,6 +83,15 @@ class BraiinsRest(HttpServer):
         if path not in ("/api/v1/auth/login", "/api/v1/version"):
             self._authenticate(request)
         return handler(request)
+
+    def web_ui(self) -> HttpReply:
+        """The web interface's single-page app, served for every path outside /api."""
+        html = (
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<title>Braiins OS</title></head><body><div id="root"></div>'
+            '<script src="/assets/index.js"></script></body></html>\n'
+        )
+        return HttpReply(200, html.encode(), "text/html")
 
     # --- auth -----------------------------------------------------------------------------
 
@@ -387,3 +399,40 @@ class BraiinsRest(HttpServer):
             raise HttpError(400, "no pools given")
         self.miner.set_pools(wanted)
         return json_reply(self._pool_groups())
+
+
+# HTTP/2 (and so gRPC) opens with this preface; SETTINGS and GOAWAY frames answer it.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_NO_ERROR = 0
+H2_PROTOCOL_ERROR = 1
+
+
+def h2_goaway(error: int) -> bytes:
+    """A GOAWAY frame: last stream 0 and the error code."""
+    return (
+        b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + (0).to_bytes(4, "big") + error.to_bytes(4, "big")
+    )
+
+
+class BraiinsGrpc(MinerServer):
+    """Port 50051 of Braiins OS+: an HTTP/2 listener only (the gRPC services are not modelled).
+
+    A client that sends the HTTP/2 preface gets the server's SETTINGS frame, then
+    GOAWAY; anything else gets GOAWAY with PROTOCOL_ERROR. Enough for a port probe
+    and for a client to see HTTP/2 there, not for gRPC calls.
+    """
+
+    idle_s = 1.0
+
+    def frame(self, buffer: bytes, eof: bool) -> int | None:
+        """The preface (24 bytes), or whatever came that cannot be one."""
+        if eof or len(buffer) >= len(H2_PREFACE) or not H2_PREFACE.startswith(buffer):
+            return len(buffer)
+        return None
+
+    def respond(self, request: bytes, peer: str) -> bytes | None:
+        """SETTINGS + GOAWAY after a preface; GOAWAY(PROTOCOL_ERROR) otherwise."""
+        if request.startswith(H2_PREFACE):
+            return H2_SETTINGS + h2_goaway(H2_NO_ERROR)
+        return H2_SETTINGS + h2_goaway(H2_PROTOCOL_ERROR)

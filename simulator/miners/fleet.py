@@ -14,13 +14,22 @@ import random
 from typing import Any
 
 from .antminer import AntminerRpc, AntminerWeb
-from .braiins import BraiinsRest
+from .braiins import BraiinsGrpc, BraiinsRest
 from .cgminer import CgminerRpc
 from .faults import MINER_FAULTS, apply_credentials, select_share
 from .luxos import LuxosRpc
-from .model import FAMILIES, FAMILY_MODELS, MODELS, PUBLIC_POOLS, MinerEnv, PoolEntry, SimMiner
+from .model import (
+    CGMINER_POOL_TEST_S,
+    FAMILIES,
+    FAMILY_MODELS,
+    MODELS,
+    PUBLIC_POOLS,
+    MinerEnv,
+    PoolEntry,
+    SimMiner,
+)
 from .server import MinerServer
-from .whatsminer import WhatsminerRpc
+from .whatsminer import WhatsminerRpc, WhatsminerV3Rpc, WhatsminerWeb
 from .whatsminer_v3 import WhatsminerV3
 
 LOGGER = logging.getLogger(__name__)
@@ -35,24 +44,71 @@ DEFAULT_MIX: tuple[tuple[str, float], ...] = (
     ("braiins", 7),
     ("cgminer", 5),
 )
+# Each family's servers: (role, class, port in IP mode). The first is the API. In port
+# mode a miner has two ports: the API on N + 2i and the second server on N + 2i + 1;
+# later servers listen only in IP mode.
+FAMILY_SERVERS: dict[str, tuple[tuple[str, type[MinerServer], int], ...]] = {
+    "whatsminer": (("api", WhatsminerRpc, 4028), ("web", WhatsminerWeb, 80)),
+    # v3 firmware still answers btminer reads on 4028 (get_version tells v3 apart).
+    "whatsminer_v3": (
+        ("api", WhatsminerV3, 4433),
+        ("rpc", WhatsminerV3Rpc, 4028),
+        ("web", WhatsminerWeb, 80),
+    ),
+    "antminer": (("api", AntminerRpc, 4028), ("web", AntminerWeb, 80)),
+    "luxos": (("api", LuxosRpc, 4028),),
+    # REST and the web UI share port 80; Braiins OS+ also listens for gRPC on 50051.
+    "braiins": (("api", BraiinsRest, 80), ("grpc", BraiinsGrpc, 50051)),
+    "cgminer": (("api", CgminerRpc, 4028),),
+}
 # (API port, web port) in IP mode.
 STANDARD_PORTS: dict[str, tuple[int, int | None]] = {
-    "whatsminer": (4028, None),
-    "whatsminer_v3": (4433, None),
-    "antminer": (4028, 80),
-    "luxos": (4028, None),
-    "braiins": (80, None),
-    "cgminer": (4028, None),
+    family: (
+        servers[0][2],
+        next((port for role, _, port in servers if role == "web"), None),
+    )
+    for family, servers in FAMILY_SERVERS.items()
 }
-SERVERS: dict[str, tuple[type[MinerServer], type[MinerServer] | None]] = {
-    "whatsminer": (WhatsminerRpc, None),
-    "whatsminer_v3": (WhatsminerV3, None),
-    "antminer": (AntminerRpc, AntminerWeb),
-    "luxos": (LuxosRpc, None),
-    "braiins": (BraiinsRest, None),
-    "cgminer": (CgminerRpc, None),
-}
+
+
+def cgminer_options(
+    miners: list[SimMiner],
+    *,
+    single_client: bool | None = None,
+    pool_test_s: float | None = None,
+    without_devices: int = 0,
+) -> None:
+    """Change the generic cgminer miners' behaviours (None keeps the realistic default).
+
+    `without_devices`: that many cgminer miners (the first ones) list no ASC devices.
+    ValueError naming the option when a value is out of range.
+    """
+    if pool_test_s is not None and not 0 <= pool_test_s <= MAX_POOL_TEST_S:
+        raise ValueError(
+            f"cgminer pool test: must be 0 to {MAX_POOL_TEST_S:g} s, not {pool_test_s}"
+        )
+    if without_devices < 0:
+        raise ValueError(f"cgminer without devices: must be >= 0, not {without_devices}")
+    cgminers = [miner for miner in miners if miner.family == "cgminer"]
+    for n, miner in enumerate(cgminers):
+        if single_client is not None:
+            miner.options.single_client = single_client
+        if pool_test_s is not None:
+            miner.options.pool_test_s = pool_test_s
+        if n < without_devices:
+            miner.options.devices = 0
+
+
+def family_options(miner: SimMiner) -> None:
+    """The realistic per-miner behaviours of its family (see MinerOptions)."""
+    if miner.family == "cgminer":
+        miner.options.single_client = True
+        miner.options.pool_test_s = CGMINER_POOL_TEST_S
+        miner.options.cgminer_pools = True
+
+
 PORT_BLOCK_ATTEMPTS = 20
+MAX_POOL_TEST_S = 3600.0
 
 
 def parse_mix(text: str | None) -> tuple[tuple[str, float], ...]:
@@ -131,35 +187,37 @@ class Fleet:
             nth = position[family] = position.get(family, -1) + 1
             models = FAMILY_MODELS[family]
             spec = MODELS[models[nth % len(models)]]
+            servers = FAMILY_SERVERS[family]
             if base_port is None:
                 host = miner_host(self.base_ip, index)
-                api_port, web_port = STANDARD_PORTS[family]
+                ports = {role: port for role, _, port in servers}
             else:
                 host = "127.0.0.1"
-                api_port = base_port + 2 * index
-                web_port = api_port + 1 if SERVERS[family][1] is not None else None
+                ports = {role: base_port + 2 * index + n for n, (role, _, _) in enumerate(servers)}
+                ports = {role: port for n, (role, port) in enumerate(ports.items()) if n < 2}
             first = self.upstream_url or PUBLIC_POOLS[0]
             user = f"site.{family}{index:04d}"
             pools = [PoolEntry(first, user), PoolEntry(PUBLIC_POOLS[1], user)]
-            self.miners.append(
-                SimMiner(
-                    index,
-                    family,
-                    spec,
-                    self.env,
-                    host=host,
-                    api_port=api_port,
-                    web_port=web_port,
-                    pools=pools,
-                )
+            miner = SimMiner(
+                index,
+                family,
+                spec,
+                self.env,
+                host=host,
+                api_port=ports["api"],
+                web_port=ports.get("web"),
+                pools=pools,
             )
+            miner.ports = ports
+            family_options(miner)
+            self.miners.append(miner)
 
     def _servers_of(self, miner: SimMiner) -> list[MinerServer]:
-        api_class, web_class = SERVERS[miner.family]
-        servers = [api_class(miner, miner.host, miner.api_port)]
-        if web_class is not None and miner.web_port is not None:
-            servers.append(web_class(miner, miner.host, miner.web_port))
-        return servers
+        return [
+            server_class(miner, miner.host, miner.ports[role])
+            for role, server_class, _ in FAMILY_SERVERS[miner.family]
+            if role in miner.ports
+        ]
 
     async def start(self) -> None:
         """Build the miners and bind every server (a free port block when base_port is 0)."""

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from .cgminer import CgminerRpc
-from .rpc import Reply, RpcError, percent, stratum_host
+from .rpc import Reply, RpcError, encode, percent, stratum_host
 
 VERSION = "2025.4.8.220305-57b389c7"
 MINER = "2025.4.8.220305"
@@ -31,14 +31,35 @@ SESSION_COMMANDS = frozenset({"curtail", "logoff"})
 POOL_COMMANDS = frozenset({"addpool", "switchpool", "enablepool", "disablepool", "removepool"})
 
 
+# Commands of the generic cgminer family that this simulated LUXminer does not have.
+NOT_LUXMINER = frozenset(
+    {"ascenable", "ascdisable", "privileged", "check", "asc", "asccount", "coin", "estats"}
+    | {"poolpriority"}
+)
+# Temperature control defaults (degrees C) of LuxOS on air cooling.
+TEMP_TARGET_C = 75.0
+TEMP_HOT_C = 85.0
+TEMP_DANGEROUS_C = 95.0
+
+
 class LuxosRpc(CgminerRpc):
-    """LUXminer's API."""
+    """LUXminer's API: cgminer's JSON conventions, its own commands, no --api-allow."""
 
     description = f"LUXminer {VERSION}"
+    text_replies = False
+    describe_invalid = True
+
+    def admit(self, peer: str) -> bool:
+        """Every address may talk (writes need a session, not an address)."""
+        return True
+
+    def encode(self, reply: Reply) -> bytes:
+        """Plain JSON (no fixed-decimal numbers here)."""
+        return encode(reply)
 
     def run(self, command: str, parameter: str | None, peer: str) -> Reply:
         """Pool commands are open; device commands of plain cgminer do not exist here."""
-        if command in ("ascenable", "ascdisable", "privileged", "check"):
+        if command in NOT_LUXMINER:
             return self.error(14, "Invalid command")
         method = self.handler(command)
         if method is None:
@@ -420,6 +441,63 @@ class LuxosRpc(CgminerRpc):
             FANCTRL=[{"MinFans": spec.fans - 1, "PowerOffSpeed": 20}],
             FANS=fans,
         )
+
+    def cmd_devdetails(self, parameter: str | None, peer: str) -> Reply:
+        """DEVDETAILS: one per hashboard (shape after cgminer's; no fixture)."""
+        miner = self.miner
+        details = [
+            {
+                "DEVDETAILS": board,
+                "Name": "",
+                "ID": board,
+                "Driver": "luxminer",
+                "Kernel": "",
+                "Model": miner.model,
+                "Device Path": "",
+                "SerialNumber": f"{miner.serial[:14]}{board:03d}",
+            }
+            for board in range(miner.spec.boards)
+        ]
+        return self.ok(69, "Device Details", DEVDETAILS=details)
+
+    def cmd_groups(self, parameter: str | None, peer: str) -> Reply:
+        """GROUPS: the one default pool group and its pools (shape assumed; no fixture)."""
+        pools = [{"POOL": i, "URL": pool.url} for i, pool in enumerate(self.miner.pools)]
+        group = {"GROUP": 0, "Name": "Default", "Quota": 1, "Pools": pools}
+        return self.ok(118, "1 Group(s)", GROUPS=[group])
+
+    def cmd_profiles(self, parameter: str | None, peer: str) -> Reply:
+        """PROFILES: the model's frequency steps around its default (fixture shape)."""
+        spec = self.miner.spec
+        profiles = []
+        for step in range(-4, 3):
+            frequency = spec.frequency_mhz + 25 * step
+            share = frequency / spec.frequency_mhz
+            profiles.append(
+                {
+                    "CanRestore": True,
+                    "Frequency": frequency,
+                    "HasOverrides": False,
+                    "Hashrate": round(spec.hashrate_ths * share, 1),
+                    "IsDynamic": True,
+                    "IsTuned": step == 0,
+                    "Profile Name": "default" if step == 0 else f"{frequency}MHz",
+                    "Step": str(step),
+                    "Voltage": round(12.5 + 0.2 * step, 2),
+                    "Watts": round(spec.power_w * share**1.5),
+                }
+            )
+        return self.ok(323, "List profiles", PROFILES=profiles)
+
+    def cmd_tempctrl(self, parameter: str | None, peer: str) -> Reply:
+        """TEMPCTRL: target, hot and dangerous temperatures (as pyasic reads them)."""
+        entry = {
+            "Dangerous": TEMP_DANGEROUS_C,
+            "Hot": TEMP_HOT_C,
+            "Mode": "Auto",
+            "Target": TEMP_TARGET_C,
+        }
+        return self.ok(200, "Temperature control", TEMPCTRL=[entry])
 
     def cmd_events(self, parameter: str | None, peer: str) -> Reply:
         """EVENTS: none."""

@@ -142,6 +142,8 @@ class PoolEntry:
     priority: int = 0
     accepted: float = 0.0
     last_share_wall: float = 0.0
+    # Monotonic time the pool was added at run time (-inf: configured at boot).
+    added_at: float = -math.inf
 
     @property
     def getworks(self) -> int:
@@ -157,6 +159,33 @@ class PoolEntry:
     def rejected_shares(self) -> int:
         """Rejected shares (a fixed small fraction)."""
         return int(self.accepted * REJECTED_PER_ACCEPTED)
+
+
+# cgminer tests a pool added at run time (subscribe, authorize, first work) before using it:
+# about a second against a remote pool (0.4 s per Stratum message was observed).
+CGMINER_POOL_TEST_S = 1.0
+
+
+@dataclass(slots=True)
+class MinerOptions:
+    """Per-miner behaviours; the fleet sets each family's realistic defaults, tests may change them.
+
+    - single_client: the API serves one connection at a time; a client that connects
+      and stays silent blocks every other until it closes or times out (cgminer).
+    - pool_test_s: a pool added at run time is "Dead" (unusable) this long (cgminer).
+    - cgminer_pools: switchpool/removepool/poolpriority act as cgminer's failover does
+      (only to a usable pool; removing the current pool first tries to switch away;
+      the last pool takes a removed pool's number); otherwise a switch is immediate.
+    - devices: ASC devices the cgminer API lists (None: one per hashboard; 0: none).
+    - api_allow: cgminer `--api-allow` (`W:` entries may write; an address matching no
+      entry gets no reply at all).
+    """
+
+    single_client: bool = False
+    pool_test_s: float = 0.0
+    cgminer_pools: bool = False
+    devices: int | None = None
+    api_allow: str = "W:127.0.0.0/8"
 
 
 @dataclass(slots=True)
@@ -246,10 +275,15 @@ class SimMiner:
         self.host = host
         self.api_port = api_port
         self.web_port = web_port
+        # Every listening port by role ("api", "web", "rpc", "grpc"), set by the fleet.
+        self.ports: dict[str, int] = {"api": api_port}
+        if web_port is not None:
+            self.ports["web"] = web_port
         self.mac = make_mac(env.seed, index)
         self.serial = make_serial(env.seed, index, _SERIAL_PREFIX[family], 17)
         self.username, self.password = DEFAULT_CREDENTIALS[family]
         self.faults: set[str] = set()
+        self.options = MinerOptions()
         self.cycles = 0
         self.pools: list[PoolEntry] = list(pools)
         self._renumber()
@@ -430,6 +464,27 @@ class SimMiner:
         """Whether pool `index` is reachable now."""
         return self.env.pool_status(self.pools[index].url, now or self.env.clock())[0]
 
+    def pool_testing(self, index: int, now: float | None = None) -> bool:
+        """Whether pool `index` was added lately and its stratum test has not passed yet."""
+        now = self.env.clock() if now is None else now
+        return now < self.pools[index].added_at + self.options.pool_test_s
+
+    def _usable(self, index: int, now: float) -> tuple[bool, float]:
+        """(usable, since): enabled, alive and past its stratum test."""
+        pool = self.pools[index]
+        alive, since = self.env.pool_status(pool.url, now)
+        tested_at = pool.added_at + self.options.pool_test_s
+        if not pool.enabled or not alive or now < tested_at:
+            return False, now
+        return True, max(since, tested_at)
+
+    def pool_usable(self, index: int, now: float | None = None) -> bool:
+        """Whether the miner would mine on pool `index` now."""
+        return self._usable(index, self.env.clock() if now is None else now)[0]
+
+    def _by_priority(self) -> list[int]:
+        return sorted(range(len(self.pools)), key=lambda i: (self.pools[i].priority, i))
+
     def _renumber(self, first: int | None = None) -> None:
         """Priorities 0..n-1 in the current order (pool `first` moved to the top)."""
         order = sorted(
@@ -438,30 +493,32 @@ class SimMiner:
         for rank, i in enumerate(order):
             self.pools[i].priority = rank
 
+    def _best_usable(self, now: float) -> int | None:
+        """Cgminer's switch_pools(NULL) under failover: the first usable pool by priority."""
+        return next((i for i in self._by_priority() if self._usable(i, now)[0]), None)
+
     def _update_pools(self, now: float) -> None:
         """Failover as in cgminer: leave a dead pool, return to a better one once it is stable."""
-        enabled = sorted(
-            (i for i, pool in enumerate(self.pools) if pool.enabled),
-            key=lambda i: self.pools[i].priority,
-        )
+        enabled = [i for i in self._by_priority() if self.pools[i].enabled]
         if not enabled:
             self.active_pool = None
             return
-        status = {i: self.env.pool_status(self.pools[i].url, now) for i in enabled}
-        alive = [i for i in enabled if status[i][0]]
-        if self.active_pool not in status:
-            self.active_pool = alive[0] if alive else enabled[0]
+        usable = {i: self._usable(i, now) for i in enabled}
+        candidates = [i for i in enabled if usable[i][0]]
+        if self.active_pool not in usable:
+            self.active_pool = candidates[0] if candidates else enabled[0]
             return
         active = self.active_pool
         assert active is not None
-        is_alive, since = status[active]
-        if not is_alive and now - since >= self.env.failover_delay_s and alive:
-            self.active_pool = alive[0]
+        is_alive, since = self.env.pool_status(self.pools[active].url, now)
+        others = [i for i in candidates if i != active]
+        if not is_alive and now - since >= self.env.failover_delay_s and others:
+            self.active_pool = others[0]
             return
         for i in enabled:  # in priority order: only pools better than the active one
             if i == active:
                 break
-            if status[i][0] and now - status[i][1] >= self.env.fallback_s:
+            if usable[i][0] and now - usable[i][1] >= self.env.fallback_s:
                 self.active_pool = i
                 return
 
@@ -475,32 +532,67 @@ class SimMiner:
         self._update_pools(now)
 
     def switch_pool(self, index: int) -> None:
-        """Make pool `index` active now (cgminer switchpool also enables it)."""
+        """Give pool `index` priority 0 (and enable it); cgminer moves only to a usable pool."""
         now = self.env.clock()
         self._advance(now)
         self.pools[index].enabled = True
         self._renumber(first=index)
-        self.active_pool = index
+        if not self.options.cgminer_pools:
+            self.active_pool = index
+            return
+        best = self._best_usable(now)
+        if best is not None:
+            self.active_pool = best
+
+    def set_priorities(self, first: Sequence[int]) -> None:
+        """poolpriority: these pools first in this order, the others after in their order."""
+        now = self.env.clock()
+        self._advance(now)
+        rest = [i for i in self._by_priority() if i not in first]
+        for rank, i in enumerate([*first, *rest]):
+            self.pools[i].priority = rank
+        best = self._best_usable(now)
+        if best is not None:
+            self.active_pool = best
 
     def add_pool(self, url: str, user: str, password: str) -> int:
-        """Append a pool; return its index."""
-        self._advance(self.env.clock())
-        self.pools.append(PoolEntry(url, user, password, priority=len(self.pools)))
+        """Append a pool (tested before use under pool_test_s); return its index."""
+        now = self.env.clock()
+        self._advance(now)
+        self.pools.append(PoolEntry(url, user, password, priority=len(self.pools), added_at=now))
         self._renumber()
         return len(self.pools) - 1
 
-    def remove_pool(self, index: int) -> None:
-        """Remove pool `index` (the caller checks it is not the active one)."""
+    def remove_pool(self, index: int) -> bool:
+        """Remove pool `index`; False when it is the current pool and stays so (cgminer's 67)."""
         now = self.env.clock()
         self._advance(now)
         active = self.active_pool
-        del self.pools[index]
+        if not self.options.cgminer_pools:
+            if active == index:
+                return False
+            del self.pools[index]
+            self._renumber()
+            if active is not None and active > index:
+                self.active_pool = active - 1
+            self._update_pools(now)
+            return True
+        if active == index:
+            # cgminer first tries to switch away; it refuses only if this pool stays current.
+            best = self._best_usable(now)
+            if best is None or best == index:
+                return False
+            active = best
+        # The last pool takes the removed one's number; priorities close up.
+        last = len(self.pools) - 1
+        self.pools[index] = self.pools[last]
+        self.pools.pop()
+        if active == last:
+            active = index
+        self.active_pool = active
         self._renumber()
-        if active is not None and active > index:
-            self.active_pool = active - 1
-        elif active == index:
-            self.active_pool = None
         self._update_pools(now)
+        return True
 
     def enable_pool(self, index: int, enabled: bool) -> None:
         """Enable or disable pool `index`."""
@@ -570,6 +662,7 @@ class SimMiner:
             "ip": self.host,
             "api_port": self.api_port,
             "web_port": self.web_port,
+            "ports": dict(self.ports),
             "family": self.family,
             "model": self.model,
             "mac": self.mac,

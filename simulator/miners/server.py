@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -43,6 +44,9 @@ class MinerServer(ABC):
         self.host = host
         self.port = port
         self.connections: set[_Connection] = set()
+        # One client at a time (exclusive()): the one served, and those waiting their turn.
+        self.serving: _Connection | None = None
+        self.waiting: collections.deque[_Connection] = collections.deque()
         self._server: asyncio.Server | None = None
 
     @property
@@ -69,6 +73,28 @@ class MinerServer(ABC):
         if server is not None:
             server.close()
             await server.wait_closed()
+
+    def admit(self, peer: str) -> bool:
+        """Whether a client may talk at all (False: reset at once, with no reply)."""
+        return True
+
+    def exclusive(self) -> bool:
+        """Serve one connection at a time, the others waiting unread (cgminer's API thread)."""
+        return False
+
+    def _release(self, connection: _Connection) -> None:
+        """A connection ended: let the next waiting client in."""
+        if self.serving is not connection:
+            with contextlib.suppress(ValueError):
+                self.waiting.remove(connection)
+            return
+        self.serving = None
+        while self.waiting:
+            follower = self.waiting.popleft()
+            if follower.transport is not None:
+                self.serving = follower
+                follower.activate()
+                return
 
     @abstractmethod
     def frame(self, buffer: bytes, eof: bool) -> int | None:
@@ -110,10 +136,26 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else ""
-        if "reset" in self.server.miner.faults:
+        server = self.server
+        if "reset" in server.miner.faults or not server.admit(self.peer):
             _reset(transport)
             return
-        self.server.connections.add(self)
+        server.connections.add(self)
+        if server.exclusive():
+            if server.serving is not None:
+                # Accepted by the kernel but not read: it waits in the backlog.
+                transport.pause_reading()
+                server.waiting.append(self)
+                return
+            server.serving = self
+        self.activate()
+
+    def activate(self) -> None:
+        """Start reading (a waiting client's turn has come)."""
+        if self.transport is None:
+            return
+        if self.transport.is_reading() is False:
+            self.transport.resume_reading()
         # A client that connects and never sends is dropped after a while.
         self.timer = asyncio.get_running_loop().call_later(SILENT_CLIENT_S, self._idle)
 
@@ -121,6 +163,7 @@ class _Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         self._cancel_timer()
         self.transport = None
+        self.server._release(self)  # noqa: SLF001 - the server's own bookkeeping
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -142,6 +185,10 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.busy and self.timer is None and self.transport is not None:
+            # Never going to answer (the timeout fault): the client left, so do we.
+            self.transport.close()
+            return True
         self._next()
         # Keep our side open: the reply may still be on its way (latency).
         return True

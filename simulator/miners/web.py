@@ -18,6 +18,7 @@ from .server import MAX_REQUEST, MinerServer
 
 REASONS = {
     200: "OK",
+    307: "Temporary Redirect",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",

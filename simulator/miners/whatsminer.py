@@ -16,6 +16,7 @@ from typing import Any
 from . import crypto
 from .model import SimMiner, stable_bytes
 from .rpc import CgminerRpcServer, Reply, percent
+from .web import HttpReply, HttpRequest, HttpServer
 
 DESCRIPTION = "cgminer 4.9.2"
 FIRMWARE = "20230803.11.REL"
@@ -24,6 +25,10 @@ TOKEN_LIFETIME_S = 30 * 60
 MAX_TOKENS = 32
 
 OK = 131
+# What a successful write answers (inside the encrypted reply).
+WRITE_OK_MSG = "API command OK"
+# Full model names as devdetails gives them (hashboard variant after the underscore).
+DEVDETAILS_MODEL = {"M50S": "M50S_VH30", "M60S": "M60S_VK40"}
 CMD_ERROR = 132
 TOKEN_OK = 134
 TOKEN_ERROR = 135
@@ -62,7 +67,9 @@ class WhatsminerRpc(CgminerRpcServer):
     """btminer's API: cgminer-style reports, flat `get_*` replies, encrypted writes."""
 
     description = DESCRIPTION
-    joinable: frozenset[str] = frozenset({"summary", "pools", "devs", "edevs"})
+    joinable: frozenset[str] = frozenset({"summary", "pools", "devs", "edevs", "devdetails"})
+    firmware = FIRMWARE
+    api_version = API_VERSION
 
     # --- envelope -------------------------------------------------------------------------
 
@@ -73,7 +80,7 @@ class WhatsminerRpc(CgminerRpcServer):
 
     def error(self, code: int, msg: str) -> Reply:
         """Errors come flat, as btminer sends them."""
-        return self.flat(code, msg, "E")
+        return self.flat(code, "invalid cmd" if code == INVALID_COMMAND else msg, "E")
 
     # --- dispatch -------------------------------------------------------------------------
 
@@ -182,13 +189,15 @@ class WhatsminerRpc(CgminerRpcServer):
             miner.extra["power_limit"] = int(str(limit))
         else:
             return self.error(INVALID_COMMAND, "invalid cmd")
-        return self.flat(OK, "")
+        return self.flat(OK, WRITE_OK_MSG)
 
     # --- flat reads -----------------------------------------------------------------------
 
     def cmd_get_version(self, parameter: str | None, peer: str) -> Reply:
         """Msg {api_ver, fw_ver, platform}."""
-        return self.flat(OK, {"api_ver": API_VERSION, "fw_ver": FIRMWARE, "platform": "H616"})
+        return self.flat(
+            OK, {"api_ver": self.api_version, "fw_ver": self.firmware, "platform": "H616"}
+        )
 
     def cmd_get_psu(self, parameter: str | None, peer: str) -> Reply:
         """Msg: the power supply."""
@@ -214,9 +223,7 @@ class WhatsminerRpc(CgminerRpcServer):
         return self.flat(
             OK,
             {
-                "FirmwareVersion": FIRMWARE,
-                "Firmware Version": f"'{FIRMWARE}'",
-                "btmineroff": off,
+                "FirmwareVersion": self.firmware,
                 "mineroff": off,
                 "mineroff_reason": "" if r.awake else "power off by api",
                 "mineroff_time": self.miner.extra.get("mineroff_time", "") if not r.awake else "",
@@ -316,7 +323,7 @@ class WhatsminerRpc(CgminerRpcServer):
             "Error Code Count": 0,
             "Factory Error Code Count": 0,
             "MAC": miner.mac,
-            "Firmware Version": f"'{FIRMWARE}'",
+            "Firmware Version": f"'{self.firmware}'",
             "CB Platform": "H616",
             "CB Version": "V10",
         }
@@ -408,9 +415,47 @@ class WhatsminerRpc(CgminerRpcServer):
                 "ID": board,
                 "Driver": "bitmicro",
                 "Kernel": "",
-                "Model": self.miner.spec.short,
+                "Model": DEVDETAILS_MODEL.get(
+                    self.miner.spec.short, f"{self.miner.spec.short}_VH30"
+                ),
                 "Device Path": "",
             }
             for board in range(self.miner.spec.boards)
         ]
         return self.ok(69, "Device Details", DEVDETAILS=details)
+
+
+class WhatsminerV3Rpc(WhatsminerRpc):
+    """The 4028 API of firmware from 2024-11 on (API v3 on 4433): reads only, a newer fw_ver.
+
+    Clients tell v2 from v3 firmware by `get_version`'s fw_ver date (asic-rs: on or
+    after 20241101 means v3). Writes on this port are refused (our model: the v3
+    firmware takes them on 4433).
+    """
+
+    firmware = "20251209.16.Rel2"
+    api_version = "3.0.2"
+
+    def cmd_get_token(self, parameter: str | None, peer: str) -> Reply:
+        """No v2 write tokens on v3 firmware."""
+        return self.error(WRITE_DENIED, "can't access write cmd")
+
+    def encrypted(self, body: dict[str, Any]) -> Reply:
+        """No v2 encrypted writes on v3 firmware."""
+        return self.error(WRITE_DENIED, "can't access write cmd")
+
+
+class WhatsminerWeb(HttpServer):
+    """The LuCI web interface on 80: every request is redirected to HTTPS (307)."""
+
+    server_name = "uhttpd"
+
+    def handle(self, request: HttpRequest) -> HttpReply:
+        """307 to https://<host>/cgi-bin/luci, as the stock firmware answers over plain HTTP."""
+        location = f"https://{self.miner.host}/cgi-bin/luci"
+        body = (
+            b'<html><head><meta http-equiv="refresh" content="0; URL=/cgi-bin/luci" />'
+            b'</head><body><a href="/cgi-bin/luci">LuCI - Lua Configuration Interface</a>'
+            b"</body></html>\n"
+        )
+        return HttpReply(307, body, "text/html", (("Location", location),))

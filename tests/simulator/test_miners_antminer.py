@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -80,7 +81,8 @@ async def test_rpc_is_read_only(loopback_network: None, command: str) -> None:
 
 
 async def test_sleep_and_wake_through_the_web_conf(loopback_network: None) -> None:
-    async with running_site("antminer", miners=1) as site:
+    # A wake long enough that "starting" is still there to be read on a loaded machine.
+    async with running_site("antminer", miners=1, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         conf = (await cgi(miner, "get_miner_conf")).json()
         assert conf["bitmain-work-mode"] == "0"
@@ -99,7 +101,7 @@ async def test_sleep_and_wake_through_the_web_conf(loopback_network: None) -> No
         assert miner.state == "starting"
         summary = (await rpc(miner, "summary"))["SUMMARY"]
         assert len(summary) == 1
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
         assert (await rpc(miner, "summary"))["SUMMARY"][0]["GHS 5s"] > 100_000
 
 
@@ -175,3 +177,42 @@ async def test_rpc_bad_input_and_joined_commands(loopback_network: None) -> None
         assert status(await rpc_raw(miner, b"teleport"))["Code"] == 14
         assert status(await rpc_raw(miner, b"summary+pools"))["Code"] == 14
         assert status(await rpc(miner, "summary"))["Code"] == 11
+
+
+async def test_rpc_stats_honours_new_api(loopback_network: None) -> None:
+    async with running_site("antminer", miners=1) as site:
+        miner = site.miners[0]
+        raw = await exchange(miner.host, miner.api_port, b'{"command": "stats", "new_api": true}')
+        assert raw.endswith(b"\x00")
+        reply = json.loads(raw[:-1])
+        assert reply["STATUS"]["STATUS"] == "S"
+        chains = reply["STATS"][0]["chain"]
+        assert [chain["index"] for chain in chains] == [0, 1, 2]
+        for chain in chains:
+            # Board temperatures: the lists pyasic and asic-rs read.
+            assert all(isinstance(t, int) and t > 0 for t in chain["temp_pcb"])
+            assert all(isinstance(t, int) and t > 0 for t in chain["temp_chip"])
+            assert chain["rate_real"] > 0
+        # Without new_api: the legacy shape of the fixture.
+        assert_same_shape(await rpc(miner, "stats"), "antminer/v2020/stats.json")
+        # The same body as the web's stats.cgi.
+        web = (await cgi(miner, "stats")).json()
+        assert set(web["STATS"][0]) == set(reply["STATS"][0])
+
+
+@pytest.mark.parametrize("command", ["summary", "stats", "pools"])
+async def test_rpc_new_api_is_the_web_body(loopback_network: None, command: str) -> None:
+    async with running_site("antminer", miners=1) as site:
+        miner = site.miners[0]
+        request = json.dumps({"command": command, "new_api": True}).encode()
+        reply = json.loads((await exchange(miner.host, miner.api_port, request))[:-1])
+        web = (await cgi(miner, command)).json()
+    assert reply["STATUS"]["Msg"] == command
+    assert reply.keys() == web.keys()
+    assert reply[command.upper()][0].keys() == web[command.upper()][0].keys()
+
+
+async def test_joins_are_refused_whole(loopback_network: None) -> None:
+    async with running_site("antminer", miners=1) as site:
+        reply = await rpc_raw(site.miners[0], b'{"command": "summary+pools"}')
+        assert (status(reply)["STATUS"], status(reply)["Code"]) == ("E", 14)

@@ -147,3 +147,29 @@ async def test_bad_requests(loopback_network: None) -> None:
         assert tls.startswith(b"HTTP/1.1 400 ")
         assert await closed_without_reply(miner.host, miner.api_port, b"x" * 70000)
         assert (await call(miner, "GET", "/miner/details", token=token))[0] == 200
+
+
+async def test_web_ui_is_served_at_the_root(loopback_network: None) -> None:
+    async with running_site("braiins", miners=1) as site:
+        miner = site.miners[0]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{miner.host}:{miner.api_port}/") as response,
+        ):
+            assert response.status == 200
+            assert response.content_type == "text/html"
+            assert "Braiins OS" in await response.text()
+        # The API next to it still wants its token.
+        assert (await call(miner, "GET", "/miner/details"))[0] == 401
+
+
+async def test_grpc_port_speaks_http2(loopback_network: None) -> None:
+    async with running_site("braiins", miners=1) as site:
+        miner = site.miners[0]
+        port = miner.ports["grpc"]
+        reply = await exchange(miner.host, port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        # The server's SETTINGS frame (type 4), then GOAWAY (type 7).
+        assert reply[3] == 4
+        assert reply[9 + 3] == 7
+        garbage = await exchange(miner.host, port, b"GET / HTTP/1.1\r\n\r\n")
+        assert garbage[-4:] == (1).to_bytes(4, "big")  # PROTOCOL_ERROR

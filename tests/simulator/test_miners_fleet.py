@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from simulator import Site, SiteConfig
-from simulator.cli import config_from_args
-from simulator.miners import SimMiner
+from simulator.cli import config_from_args, miner_options_from_args
+from simulator.miners import MinerOptions, SimMiner, cgminer_options
 from tests.simulator.test_miners_helpers import (
     closed_without_reply,
     decode_cgminer,
@@ -110,7 +110,23 @@ async def test_state_lists_every_miner(loopback_network: None) -> None:
         ports = [m["api_port"] for m in miners]
         assert ports == list(range(ports[0], ports[0] + 12, 2))
         assert miners[2]["web_port"] == miners[2]["api_port"] + 1
-        assert [m["web_port"] is None for m in miners] == [True, True, False, True, True, True]
+        # Port mode: the second server of a family on API port + 1 (web, or v3's 4028 RPC,
+        # or Braiins' gRPC port); a third (v3's web) listens only in IP mode.
+        assert [m["web_port"] is None for m in miners] == [False, True, False, True, True, True]
+        assert [sorted(m["ports"]) for m in miners] == [
+            ["api", "web"],
+            ["api", "rpc"],
+            ["api", "web"],
+            ["api"],
+            ["api", "grpc"],
+            ["api"],
+        ]
+        assert all(
+            port == m["api_port"] + 1
+            for m in miners
+            for role, port in m["ports"].items()
+            if role != "api"
+        )
         mining_w = sum(m["power_w"] for m in miners)
         assert state["site"]["mining_power_w"] == pytest.approx(mining_w, rel=0.02)
         assert state["site"]["power_w"] == pytest.approx(mining_w + 12000, rel=0.02)
@@ -179,13 +195,14 @@ async def test_slow_fault(loopback_network: None) -> None:
         miner = site.miners[0]
         await fault(site, {"fault": "slow", "miners": [key(miner)]})
         started = time.monotonic()
-        reply = decode_cgminer(await exchange(miner.host, miner.api_port, b"summary", timeout=5))
+        request = b'{"command": "summary"}'
+        reply = decode_cgminer(await exchange(miner.host, miner.api_port, request, timeout=5))
         assert status(reply)["Code"] == 11
         assert time.monotonic() - started >= 1.9
 
 
 async def test_offline_fault_refuses_connections_and_comes_back(loopback_network: None) -> None:
-    async with running_site("antminer", miners=2) as site:
+    async with running_site("antminer", miners=2, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         before = time.time()
         state = await fault(site, {"fault": "offline", "miners": [key(miner)]})
@@ -254,6 +271,7 @@ async def test_outage_fails_over_to_a_local_pool_and_back(loopback_network: None
     try:
         async with running_site("cgminer", miners=1, failover_delay_s=0.3, fallback_s=0.3) as site:
             miner = site.miners[0]
+            miner.options.pool_test_s = 0.05  # a pool on loopback passes its test at once
             upstream = miner.pool
             await rpc(miner, "removepool", "1")
             assert status(await rpc(miner, "addpool", f"{local_url},w,x"))["Code"] == 55
@@ -368,6 +386,38 @@ def test_bad_site_config_names_the_field(options: dict[str, Any], field: str) ->
         SiteConfig(**{"miners": 4, **options})
 
 
+def test_cli_cgminer_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert miner_options_from_args([]) == {
+        "single_client": True,
+        "pool_test_s": None,
+        "without_devices": 0,
+    }
+    argv = ["--cgminer-single-client", "off", "--cgminer-pool-test-s", "0.1"]
+    options = miner_options_from_args([*argv, "--cgminer-without-devices", "1"])
+    assert options == {"single_client": False, "pool_test_s": 0.1, "without_devices": 1}
+    for bad, message in (
+        (["--cgminer-pool-test-s", "-1"], "cgminer pool test: must be 0 to 3600 s"),
+        (["--cgminer-without-devices", "-2"], "cgminer without devices: must be >= 0"),
+        (["--cgminer-single-client", "maybe"], "invalid choice"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            miner_options_from_args(bad)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+async def test_cgminer_options_apply_to_cgminer_miners_only(loopback_network: None) -> None:
+    async with running_site("cgminer=2,luxos=1", miners=3) as site:
+        cgminer_options(site.miners, single_client=False, pool_test_s=0.25, without_devices=1)
+        first, second, luxos = site.miners
+        assert (first.options.devices, second.options.devices) == (0, None)
+        assert {m.options.pool_test_s for m in (first, second)} == {0.25}
+        assert not first.options.single_client
+        assert luxos.options == MinerOptions()
+        assert status(await rpc(first, "devs"))["Code"] == 10
+        assert status(await rpc(second, "devs"))["Code"] == 9
+
+
 def test_cli_miner_defaults() -> None:
     config = config_from_args([])
     assert (config.miners, config.base_ip, config.base_port, config.mix) == (
@@ -401,18 +451,32 @@ async def test_ip_mode_160_miners_on_their_own_addresses(loopback_network: None)
             seen.add(miner.family)
             if miner.family == "whatsminer_v3":
                 assert miner.api_port == 4433
+                assert miner.ports == {"api": 4433, "rpc": 4028, "web": 80}
                 reply = await v3_request(miner, {"cmd": "get.device.info"})
                 assert reply["msg"]["network"]["mac"] == miner.mac
+                version = decode_cgminer(
+                    await exchange(miner.host, 4028, b'{"cmd": "get_version"}')
+                )
+                assert version["Msg"]["fw_ver"] >= "20241101"
+                raw = await exchange(miner.host, 80, b"GET / HTTP/1.1\r\n\r\n")
+                assert raw.startswith(b"HTTP/1.1 307 ")
             elif miner.family == "braiins":
                 assert miner.api_port == 80
+                assert miner.ports == {"api": 80, "grpc": 50051}
                 async with (
                     aiohttp.ClientSession() as session,
                     session.get(f"http://{miner.host}/api/v1/version") as response,
                 ):
                     assert response.status == 200
+                _, writer = await asyncio.open_connection(miner.host, 50051)
+                writer.close()
             else:
                 assert miner.api_port == 4028
                 assert status(await rpc(miner, "pools"))["Code"] == 7
+                if miner.family == "whatsminer":
+                    assert miner.web_port == 80
+                    raw = await exchange(miner.host, 80, b"GET / HTTP/1.1\r\n\r\n")
+                    assert raw.startswith(b"HTTP/1.1 307 ")
                 if miner.family == "antminer":
                     assert miner.web_port == 80
                     raw = await exchange(miner.host, 80, b"GET / HTTP/1.1\r\n\r\n")

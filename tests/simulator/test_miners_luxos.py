@@ -116,3 +116,35 @@ async def test_bad_input(loopback_network: None) -> None:
         assert status(await rpc_raw(miner, b"{]"))["Code"] == 23
         assert status(await rpc(miner, "ascdisable", "0"))["Code"] == 14
         assert status(await rpc(miner, "summary"))["Code"] == 11
+
+
+async def test_profiles_have_the_firmware_shape(loopback_network: None) -> None:
+    async with running_site("luxos", miners=1) as site:
+        reply = await rpc(site.miners[0], "profiles")
+        assert_same_shape(reply, "luxminer/v1/profiles.json")
+        assert (status(reply)["Code"], status(reply)["Msg"]) == (323, "List profiles")
+        assert sum(profile["IsTuned"] for profile in reply["PROFILES"]) == 1
+
+
+async def test_groups_tempctrl_devdetails(loopback_network: None) -> None:
+    async with running_site("luxos", miners=1) as site:
+        miner = site.miners[0]
+        groups = (await rpc(miner, "groups"))["GROUPS"]
+        assert [pool["URL"] for pool in groups[0]["Pools"]] == [p.url for p in miner.pools]
+        tempctrl = (await rpc(miner, "tempctrl"))["TEMPCTRL"][0]
+        assert tempctrl["Target"] < tempctrl["Hot"] < tempctrl["Dangerous"]
+        details = await rpc(miner, "devdetails")
+        assert status(details)["Code"] == 69
+        assert [d["Model"] for d in details["DEVDETAILS"]] == [miner.model] * 3
+
+
+async def test_a_join_answers_each_part(loopback_network: None) -> None:
+    async with running_site("luxos", miners=1) as site:
+        reply = await rpc_raw(site.miners[0], b'{"command": "summary+power+devdetails"}')
+        assert status(reply["summary"][0])["Code"] == 11
+        assert status(reply["devdetails"][0])["Code"] == 69
+        # power is no report cgminer joins: that part alone is refused.
+        assert (status(reply["power"][0])["STATUS"], status(reply["power"][0])["Code"]) == (
+            "E",
+            45,
+        )

@@ -203,3 +203,69 @@ def test_mix_parsing_and_allocation() -> None:
 def test_bad_mix(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_mix(text)
+
+
+def cgminer_miner(clock: Clock, liveness: dict[str, tuple[bool, float]]) -> SimMiner:
+    """A miner with cgminer's pool rules: a 1 s stratum test, switches only to usable pools."""
+    pools = [PoolEntry("stratum+tcp://a:1", "u"), PoolEntry("stratum+tcp://b:1", "u")]
+    miner = make_miner(clock, family="cgminer", model="S9", pools=pools, liveness=liveness)
+    miner.options.pool_test_s = 1.0
+    miner.options.cgminer_pools = True
+    return miner
+
+
+def test_cgminer_switches_only_to_a_usable_pool() -> None:
+    clock = Clock()
+    miner = cgminer_miner(clock, {"stratum+tcp://dead:1": (False, 0.0)})
+    new = miner.add_pool("stratum+tcp://c:1", "u", "x")
+    assert miner.pool_testing(new)
+    assert not miner.pool_usable(new)
+    miner.switch_pool(new)
+    assert miner.pools[new].priority == 0
+    assert miner.pool == "stratum+tcp://a:1"  # untested: cgminer stays
+    assert miner.remove_pool(0) is False  # still the current pool: 67
+    clock.now += 1.0
+    assert miner.pool_usable(new)
+    clock.now += 119.0
+    assert miner.pool == "stratum+tcp://a:1"  # stable for less than fallback_s
+    clock.now += 1.0
+    assert miner.pool == "stratum+tcp://c:1"
+    assert miner.remove_pool(0) is True
+    dead = miner.add_pool("stratum+tcp://dead:1", "u", "x")
+    miner.switch_pool(dead)
+    clock.now += 3600
+    assert miner.pool == "stratum+tcp://c:1"  # a dead pool is never used
+
+
+def test_cgminer_remove_switches_away_when_a_better_pool_is_usable() -> None:
+    clock = Clock()
+    miner = cgminer_miner(clock, {})
+    new = miner.add_pool("stratum+tcp://c:1", "u", "x")
+    clock.now += 1.0
+    miner.set_priorities([new])  # poolpriority: switch_pools(NULL) moves at once
+    assert miner.pool == "stratum+tcp://c:1"
+    miner.switch_pool(0)
+    assert miner.pool == "stratum+tcp://a:1"
+    # No usable pool is better than the current one: it stays current, removal refused.
+    assert miner.remove_pool(0) is False
+    miner.set_priorities([new, 0])
+    assert miner.pool == "stratum+tcp://c:1"
+    # The last pool takes the removed one's number; priorities close up.
+    assert miner.remove_pool(0) is True
+    assert [(p.url, p.priority) for p in miner.pools] == [
+        ("stratum+tcp://c:1", 0),
+        ("stratum+tcp://b:1", 1),
+    ]
+    assert miner.active_pool == 0
+
+
+def test_other_families_switch_at_once() -> None:
+    clock = Clock()
+    miner = make_miner(
+        clock, pools=[PoolEntry("stratum+tcp://a:1", "u"), PoolEntry("stratum+tcp://b:1", "u")]
+    )
+    miner.switch_pool(1)
+    assert miner.pool == "stratum+tcp://b:1"
+    assert miner.remove_pool(1) is False
+    assert miner.remove_pool(0) is True
+    assert miner.pool == "stratum+tcp://b:1"

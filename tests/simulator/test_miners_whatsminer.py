@@ -11,12 +11,16 @@ import struct
 import subprocess
 from typing import Any
 
+import httpx
 import pytest
 
 from simulator.miners import SimMiner, crypto
 from tests.simulator.test_miners_helpers import (
     assert_same_shape,
     closed_without_reply,
+    decode_cgminer,
+    exchange,
+    fixture,
     rpc_raw,
     running_site,
     v3_frame,
@@ -76,7 +80,7 @@ def test_md5_crypt_matches_openssl(password: str, salt: str) -> None:
         ("devs", ["whatsminer/v2/devs.json", "whatsminer/v1/devs.json"]),
         ("edevs", ["whatsminer/v2/devs.json"]),
         ("pools", ["whatsminer/v2/pools.json", "whatsminer/v1/pools.json"]),
-        ("status", ["whatsminer/v2/status.json", "whatsminer/v1/status.json"]),
+        ("status", ["whatsminer/v2/status.json"]),
         ("get_psu", ["whatsminer/v2/get_psu.json", "whatsminer/v1/get_psu.json"]),
         ("get_version", ["whatsminer/v2/get_version.json", "whatsminer/v1/get_version.json"]),
         ("get_miner_info", ["whatsminer/v2/get_miner_info.json"]),
@@ -93,7 +97,7 @@ async def test_v2_replies_have_the_firmware_shape(
 
 
 async def test_v2_power_off_and_on_change_state_and_read_back(loopback_network: None) -> None:
-    async with running_site("whatsminer", miners=1) as site:
+    async with running_site("whatsminer", miners=1, wake_delay_s=2.0) as site:
         miner = site.miners[0]
         before = (await wm(miner, "summary"))["SUMMARY"][0]
         assert before["MHS av"] > 100e6
@@ -108,7 +112,7 @@ async def test_v2_power_off_and_on_change_state_and_read_back(loopback_network: 
         assert (await wm_write(miner, {"cmd": "power_on"}))["Code"] == 131
         assert (await wm(miner, "status"))["Msg"]["mineroff"] == "false"
         assert miner.state == "starting"
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
         assert (await wm(miner, "summary"))["SUMMARY"][0]["MHS av"] > 100e6
 
 
@@ -188,6 +192,70 @@ async def test_v2_bad_input(loopback_network: None) -> None:
         assert (await wm(miner, "summary"))["STATUS"][0]["Code"] == 11
 
 
+async def test_v2_status_has_no_v1_keys(loopback_network: None) -> None:
+    async with running_site("whatsminer", miners=1) as site:
+        msg = (await wm(site.miners[0], "status"))["Msg"]
+    assert set(msg) == set(fixture("whatsminer/v2/status.json")["Msg"])
+    assert "btmineroff" not in msg
+
+
+async def test_v2_write_answers_api_command_ok(loopback_network: None) -> None:
+    async with running_site("whatsminer", miners=1) as site:
+        reply = await wm_write(site.miners[0], {"cmd": "power_off", "respbefore": "true"})
+    assert reply["STATUS"] == "S"
+    assert (reply["Code"], reply["Msg"]) == (131, "API command OK")
+
+
+async def test_v2_devdetails_gives_the_full_model_name(loopback_network: None) -> None:
+    async with running_site("whatsminer", miners=1) as site:
+        details = (await wm(site.miners[0], "devdetails"))["DEVDETAILS"]
+    assert {entry["Model"] for entry in details} == {"M50S_VH30"}
+    # What pyasic and asic-rs make of it: "_" dropped, the last character set to 0.
+    model = details[0]["Model"].replace("_", "")
+    assert model[:-1] + "0" == "M50SVH30"
+
+
+async def test_v2_join_answers_each_part(loopback_network: None) -> None:
+    async with running_site("whatsminer", miners=1) as site:
+        reply = await wm(site.miners[0], "summary+get_version+fly")
+    assert set(reply) == {"summary", "get_version", "fly", "id"}
+    assert reply["summary"][0]["STATUS"][0]["Code"] == 11
+    # Not joinable and unknown: each part its own error, the others still answered.
+    assert (reply["get_version"][0]["STATUS"], reply["get_version"][0]["Code"]) == ("E", 45)
+    assert (reply["fly"][0]["STATUS"], reply["fly"][0]["Code"]) == ("E", 14)
+
+
+async def test_v2_web_redirects_to_https(loopback_network: None) -> None:
+    async with running_site("whatsminer", miners=1) as site:
+        miner = site.miners[0]
+        assert miner.web_port is not None
+        async with httpx.AsyncClient(timeout=3) as client:
+            response = await client.get(f"http://{miner.host}:{miner.web_port}/")
+    assert response.status_code == 307
+    assert response.headers["location"].startswith("https://")
+    assert "/cgi-bin/luci" in response.text
+
+
+async def test_v3_firmware_answers_btminer_reads_on_4028(loopback_network: None) -> None:
+    async with running_site("whatsminer_v3", miners=1) as site:
+        miner = site.miners[0]
+        rpc_port = miner.ports["rpc"]
+        version = decode_cgminer(
+            await exchange(miner.host, rpc_port, json.dumps({"cmd": "get_version"}).encode())
+        )
+        assert_same_shape(version, "whatsminer/v2/get_version.json")
+        # Clients tell v3 firmware by the date of fw_ver (on or after 2024-11-01).
+        assert int(version["Msg"]["fw_ver"].split(".")[0]) >= 20241101
+        details = decode_cgminer(
+            await exchange(miner.host, rpc_port, json.dumps({"command": "devdetails"}).encode())
+        )
+        assert details["DEVDETAILS"][0]["Model"] == "M60S_VK40"
+        token = decode_cgminer(
+            await exchange(miner.host, rpc_port, json.dumps({"cmd": "get_token"}).encode())
+        )
+        assert (token["STATUS"], token["Code"]) == ("E", 45)
+
+
 # --- API v3 ------------------------------------------------------------------------------
 
 
@@ -236,7 +304,7 @@ async def test_v3_service_stop_start(loopback_network: None) -> None:
         await v3_request(miner, v3_signed(salt, "set.miner.service", "start"))
         info = await v3_request(miner, {"cmd": "get.device.info"})
         assert info["msg"]["miner"]["working"] == "true"
-        await wait_for(lambda: miner.state == "mining")
+        await wait_for(lambda: miner.state == "mining", timeout=6)
 
 
 async def test_v3_pools_write_is_encrypted(loopback_network: None) -> None:
