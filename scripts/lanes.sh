@@ -124,8 +124,11 @@ mkdir -p "$root$repo" "$root/proc" "$root/dev" "$root/tmp"
 mount --bind "$repo" "$root$repo"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
-cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
-[ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+# Copied only when changed, and by rename: a run starting beside another must never
+# read a half-written CA bundle (seen as an SSL "PEM lib" error).
+refresh() { cmp -s "$1" "$2" && return 0; cp "$1" "$2.$$" && mv -f "$2.$$" "$2"; }
+refresh /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+[ -f /etc/ssl/certs/ca-certificates.crt ] && refresh /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 # Pass through the few variables a run may carry (coverage file, CI flag, extras).
 passthrough=()
 for name in COVERAGE_FILE CI TERM HYPOTHESIS_PROFILE BENCH_ARGS; do
