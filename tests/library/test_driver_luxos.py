@@ -10,6 +10,7 @@ import time
 import pytest
 
 from custom_components.bitcoin_mining.miningsite.exceptions import (
+    CommandNotConfirmedError,
     CommandRejectedError,
     DeviceAuthError,
     DeviceConnectionError,
@@ -18,6 +19,7 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint, PoolConfig
 from custom_components.bitcoin_mining.miningsite.miners.luxos import EVENTS_MAX_AGE_S, LuxosDriver
+from custom_components.bitcoin_mining.miningsite.miners.rpc import ApiAccessRefusedError
 from tests.support.firmware_servers import (
     CGMINER_JOINABLE,
     Fault,
@@ -245,12 +247,19 @@ async def test_set_pools_replaces_the_four_pools(server: LuxosServer) -> None:
 
 async def test_switch_pool(server: LuxosServer) -> None:
     driver = driver_for(server)
-    await driver.switch_pool(3)
+    await driver.switch_pool(2)
     status = await driver.read_status()
     assert status.active_pool is not None
     assert status.active_pool.priority == 0
     assert status.active_pool.user == "asic-rs.user2"
-    assert status.pools[3].active
+    assert status.pools[2].active
+    assert [pool.active for pool in status.pools] == [False, False, True, False]
+
+
+async def test_a_switch_to_a_dead_pool_is_not_confirmed(server: LuxosServer) -> None:
+    # Pool 3 is "Dead" in the real reply: cgminer gives it priority and stays where it is.
+    with pytest.raises(CommandNotConfirmedError, match=r"not pool 3: the pool is not alive"):
+        await driver_for(server).switch_pool(3)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +268,7 @@ async def test_switch_pool(server: LuxosServer) -> None:
         ("garbage", DeviceProtocolError),
         ("truncated", DeviceProtocolError),
         ("oversized", DeviceProtocolError),
-        ("close", DeviceProtocolError),
+        ("close", ApiAccessRefusedError),
         ("reset", DeviceConnectionError),
     ],
 )

@@ -28,6 +28,7 @@ from custom_components.bitcoin_mining.miningsite.miners.base import (
     PoolConfig,
 )
 from custom_components.bitcoin_mining.miningsite.miners.md5crypt import md5_crypt, md5_crypt_hash
+from custom_components.bitcoin_mining.miningsite.miners.rpc import ApiAccessRefusedError
 from custom_components.bitcoin_mining.miningsite.miners.whatsminer import (
     ERRORS_MAX_AGE_S,
     WhatsminerDriver,
@@ -281,7 +282,7 @@ async def test_switch_pool_is_unsupported(server: WhatsminerServer) -> None:
         ("garbage", DeviceProtocolError),
         ("truncated", DeviceProtocolError),
         ("oversized", DeviceProtocolError),
-        ("close", DeviceProtocolError),
+        ("close", ApiAccessRefusedError),
         ("reset", DeviceConnectionError),
     ],
 )

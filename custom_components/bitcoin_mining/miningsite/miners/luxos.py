@@ -29,25 +29,22 @@ from typing import Any, ClassVar
 
 from ..exceptions import CommandRejectedError, DeviceAuthError, DeviceProtocolError, MiningSiteError
 from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
-from .cgminer import (
+from .cgminer_rpc import (
     CgminerRpc,
     ReadsReports,
     check_status,
     device_temperatures,
     first_entry,
     hashrate_ths,
-    hottest,
-    integer,
-    number,
     parse_pools,
     replace_pools,
     require_section,
     status_code,
     status_entry,
     switch_pool,
-    text,
 )
 from .rpc import section
+from .values import hottest, integer, number, text
 
 LOGGER = logging.getLogger(__name__)
 
