@@ -571,3 +571,40 @@ async def test_against_the_simulator(loopback_network: None) -> None:
         assert (await driver.read_status()).mining is False
         miner.start()
         assert (await driver.read_status()).mining is True
+
+
+# --- firmware with bmminer's new API (stats per chain) -------------------------------
+
+
+async def test_stats_with_new_api_gives_the_board_temperatures(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    server.new_api = True
+    driver = driver_for(server, session)
+    status = await driver.read_status()
+    # The same miner as the old shape says: per chain, the hottest PCB and chip sensor.
+    assert status.board_temperatures_c == (73.0, 66.0, 64.0)
+    assert status.temperature_c == 78.0
+    assert status.hashrate_ths == pytest.approx(110.567, abs=1e-3)
+    assert status.nominal_hashrate_ths == pytest.approx(110.0)
+    assert status.fan_rpm == (6000, 5880, 5040, 5040)
+    assert status.uptime_s == 50474
+    assert status.errors == ()
+    assert status.power_w is not None
+    assert 3200 < status.power_w < 3300  # the model from INFO.type: S19 Pro nameplate
+    # One STATS entry with chains is a hashing miner's: later polls need no conf.
+    assert await driver.read_status() == status
+    assert server.counts["get_miner_conf"] == 1
+    await driver.stop_mining()
+    asleep = await driver.read_status()
+    assert asleep.mining is False
+    assert asleep.board_temperatures_c == ()
+
+
+async def test_a_chain_with_dead_chips_is_an_error_in_the_new_shape(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    server.new_api = True
+    server.fixtures["stats"]["STATS"][1]["chain_acs2"] = " ooo oxo xoo"
+    status = await driver_for(server, session).read_status()
+    assert status.errors == ("chain 2: 2 chips not responding",)
