@@ -90,6 +90,29 @@ async def test_identify_luxos(server: LuxosServer) -> None:
     assert identity.hostname == "UrlacherS19k"
 
 
+async def test_reads_groups_profiles_tempctrl_and_devdetails(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    for command, name in (
+        ("groups", "GROUPS"),
+        ("profiles", "PROFILES"),
+        ("tempctrl", "TEMPCTRL"),
+        ("devdetails", "DEVDETAILS"),
+    ):
+        reply = await driver.query(command)
+        assert reply[name], command
+    assert (await driver.query("tempctrl"))["TEMPCTRL"][0]["Target"] == 75
+    # A CONFIG without a model: devdetails names it.
+    del server.config["Model"]
+    assert (await driver_for(server).identify()).model == "Antminer S19k Pro"
+    assert "devdetails" in server.commands()
+
+
+async def test_the_current_pool_of_two_connected(server: LuxosServer) -> None:
+    # The real reply shows "Stratum Active" on pools 0 and 2: pool 0 is highest in priority.
+    status = await driver_for(server).read_status()
+    assert [pool.active for pool in status.pools] == [True, False, False, False]
+
+
 async def test_sleep_and_wake_in_a_session(server: LuxosServer) -> None:
     driver = driver_for(server)
     await driver.stop_mining()

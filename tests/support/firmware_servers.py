@@ -701,6 +701,40 @@ class LuxosServer(CgminerServer):
     ) -> None:
         """Serve luxminer/v1 (LUXminer joins cgminer's reports); no session is open."""
         super().__init__("luxminer/v1", joinable=joinable, host=host)
+        # Reports LuxOS has beyond the captured fixtures, in the shapes its API documents.
+        described = "LUXminer 2025.4.8.220305-57b389c7"
+        self.replies |= {
+            "groups": self.status(
+                "S", 7, "1 Group(s)", GROUPS=[{"GROUP": 0, "Name": "default", "Quota": 1}]
+            ),
+            "tempctrl": self.status(
+                "S",
+                360,
+                "Temperature control",
+                TEMPCTRL=[{"Mode": "Auto", "Target": 75, "Hot": 85, "Dangerous": 95}],
+            ),
+            "devdetails": self.status(
+                "S",
+                69,
+                "Device Details",
+                DEVDETAILS=[
+                    {
+                        "DEVDETAILS": board,
+                        "Name": "BTM_SOC0",
+                        "ID": board,
+                        "Driver": "bitmain",
+                        "Kernel": "",
+                        "Model": "Antminer S19k Pro",
+                        "Device Path": "",
+                    }
+                    for board in range(3)
+                ],
+            ),
+        }
+        for reply in self.replies.values():
+            for entry in reply.get("STATUS", []):
+                if entry.get("Description") == "test cgminer":
+                    entry["Description"] = described
         self.session: str | None = None
         self.refuse_logon = refuse_logon
         self.sessions_opened = 0

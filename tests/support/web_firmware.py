@@ -561,11 +561,24 @@ class BraiinsServer:
             return web.Response(status=503)
         path = request.path.removeprefix("/api/v1")
         self.counts[f"{request.method} {path}"] += 1
-        public = path == "/auth/login" or (path == "/version" and self.public_version)
+        # The web UI (`/` and its assets) is served to anyone; the API needs the token.
+        public = (
+            path == "/auth/login"
+            or (path == "/version" and self.public_version)
+            or not request.path.startswith("/api/")
+        )
         if not public and request.headers.get("Authorization") not in self.tokens:
             return web.json_response({"message": "Unauthorized"}, status=401)
         response: web.StreamResponse = await handler(request)
         return response
+
+    async def _web_ui(self, request: web.Request) -> web.Response:
+        """Real Braiins OS serves its web UI at `/` (a single-page app)."""
+        page = (
+            "<!DOCTYPE html><html><head><title>Braiins OS</title></head>"
+            '<body><div id="root"></div><script src="/assets/index.js"></script></body></html>'
+        )
+        return web.Response(text=page, content_type="text/html")
 
     async def _login(self, request: web.Request) -> web.Response:
         try:
@@ -659,6 +672,7 @@ class BraiinsServer:
             app.router.add_get(f"/api/v1{path}", self._getter(name))
         app.router.add_put("/api/v1/actions/{action}", self._action)
         app.router.add_put("/api/v1/pools", self._put_pools)
+        app.router.add_get("/", self._web_ui)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.host, 0).start()

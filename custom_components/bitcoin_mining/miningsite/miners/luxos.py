@@ -119,9 +119,16 @@ class LuxosDriver(ReadsReports, MinerDriver):
             raise DeviceProtocolError(f"{rpc.where} reported no MAC address in config")
         version_reply = await rpc.optional("version")
         version = first_entry(section(version_reply, "VERSION")) if version_reply else {}
+        model = text(config.get("Model"))
+        if model is None:
+            # Builds whose CONFIG names no model name it in `devdetails`.
+            details = await rpc.optional("devdetails")
+            model = (
+                text(first_entry(section(details, "DEVDETAILS")).get("Model")) if details else None
+            )
         return MinerIdentity(
             family=self.family,
-            model=text(config.get("Model")) or text(version.get("Type")) or "LuxOS miner",
+            model=model or text(version.get("Type")) or "LuxOS miner",
             firmware=text(version.get("LUXminer")) or text(version.get("Miner")) or "unknown",
             mac=normalize_mac(mac),
             serial=text(config.get("SerialNumber")),
