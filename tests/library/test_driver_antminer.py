@@ -608,3 +608,14 @@ async def test_a_chain_with_dead_chips_is_an_error_in_the_new_shape(
     server.fixtures["stats"]["STATS"][1]["chain_acs2"] = " ooo oxo xoo"
     status = await driver_for(server, session).read_status()
     assert status.errors == ("chain 2: 2 chips not responding",)
+
+
+async def test_nan_and_garbage_read_as_unknown_and_numeric_strings_as_numbers(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    stats = server.fixtures["stats"]["STATS"][1]
+    stats |= {"GHS 5s": float("nan"), "temp1": "71", "temp2": True, "fan_num": 1e12}
+    status = await driver_for(server, session).read_status()
+    assert status.hashrate_ths is None  # NaN is no reading
+    assert status.board_temperatures_c == (71.0, 64.0)  # "71" counts, a boolean does not
+    assert status.fan_rpm == (6000, 5880, 5040, 5040)  # an absurd fan count is ignored

@@ -41,6 +41,7 @@ from custom_components.bitcoin_mining.miningsite.miners.rpc import (
     exchange_many,
     rpc_exchange,
 )
+from custom_components.bitcoin_mining.miningsite.miners.values import integer, number
 from tests.support.firmware_servers import (
     CGMINER_JOINABLE,
     Cgminer411Server,
@@ -647,3 +648,31 @@ async def test_a_silent_client_stalls_the_api_for_the_timeout(real: Cgminer411Se
         await silent.wait_closed()
     # The first call after the silent client left is answered.
     assert (await driver_for(real).identify()).firmware == "CGMiner 4.11.1"
+
+
+# --- the one value coercer of every driver -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, 3.0),
+        (2.5, 2.5),
+        ("110566.89", 110566.89),
+        (" 42 ", 42.0),
+        ("'7'", 7.0),
+        (float("nan"), None),
+        (float("inf"), None),
+        ("nan", None),
+        ("-inf", None),
+        (True, None),
+        (False, None),
+        ("fast", None),
+        (None, None),
+        ([1], None),
+        ({}, None),
+    ],
+)
+def test_one_coercer_for_every_driver(value: object, expected: float | None) -> None:
+    assert number(value) == expected
+    assert integer(value) == (int(expected) if expected is not None else None)

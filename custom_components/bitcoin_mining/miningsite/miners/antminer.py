@@ -66,6 +66,7 @@ CONF_REUSE_S = 60.0
 CONF_REFRESH_S = 45.0
 # `stats` with this flag: firmware that has the new API answers per chain (board
 # temperatures among them); older firmware ignores the flag and answers as before.
+_MAX_FANS = 16
 _STATS_REQUEST = json.dumps({"command": "stats", "new_api": True}).encode()
 
 
@@ -468,7 +469,9 @@ def _chains(
             errors.append(f"chain {chain}: {states.count('x')} chips not responding")
     fan_count = number(stats.get("fan_num"))
     fans: list[int] = []
-    for fan in range(1, int(fan_count or 4) + 1):
+    # A fan count no miner has (garbage) is ignored: the four usual slots are read.
+    slots = int(fan_count) if fan_count is not None and 0 < fan_count <= _MAX_FANS else 4
+    for fan in range(1, slots + 1):
         rpm = number(stats.get(f"fan{fan}"))
         if rpm is not None and (fan_count or rpm > 0):
             fans.append(int(rpm))
