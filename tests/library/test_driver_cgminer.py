@@ -23,7 +23,9 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     MinerEndpoint,
+    MinerStatus,
     PoolConfig,
+    PoolStatus,
 )
 from custom_components.bitcoin_mining.miningsite.miners.cgminer import (
     CgminerDriver,
@@ -676,3 +678,17 @@ async def test_a_silent_client_stalls_the_api_for_the_timeout(real: Cgminer411Se
 def test_one_coercer_for_every_driver(value: object, expected: float | None) -> None:
     assert number(value) == expected
     assert integer(value) == (int(expected) if expected is not None else None)
+
+
+def test_the_active_pool_of_a_status_is_not_the_first_flagged() -> None:
+    # Firmware whose parser flags every connected pool (Whatsminer v3, Braiins) is read alike.
+    pools = (
+        PoolStatus("stratum+tcp://dead", "u", alive=False, active=True, priority=0),
+        PoolStatus("stratum+tcp://low", "u", alive=True, active=True, priority=2),
+        PoolStatus("stratum+tcp://high", "u", alive=True, active=True, priority=1),
+        PoolStatus("stratum+tcp://idle", "u", alive=True, active=False, priority=0),
+    )
+    active = MinerStatus(mining=True, pools=pools).active_pool
+    assert active is not None
+    assert active.url == "stratum+tcp://high"
+    assert MinerStatus(mining=True, pools=pools[3:]).active_pool is None
