@@ -148,7 +148,9 @@ class MinerStatus:
         the first flagged is not the answer.
         """
         flagged = [pool for pool in self.pools if pool.active]
-        return min(flagged, key=lambda pool: (not pool.alive, pool.priority), default=None)
+        if not flagged:
+            return None
+        return min(flagged, key=lambda pool: (not pool.alive, pool.priority))
 
 
 class MinerDriver(ABC):
