@@ -19,6 +19,7 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
 from custom_components.bitcoin_mining.miningsite.miners.antminer import (
     CONF_REFRESH_S,
     AntminerDriver,
+    _hashing_stats,
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     Credentials,
@@ -619,3 +620,16 @@ async def test_nan_and_garbage_read_as_unknown_and_numeric_strings_as_numbers(
     assert status.hashrate_ths is None  # NaN is no reading
     assert status.board_temperatures_c == (71.0, 64.0)  # "71" counts, a boolean does not
     assert status.fan_rpm == (6000, 5880, 5040, 5040)  # an absurd fan count is ignored
+
+
+@pytest.mark.parametrize(
+    ("entry", "hashing"),
+    [
+        ({"rate_5s": 110566.9, "miner-mode": 0, "chain": [{"index": 0}]}, True),
+        ({"rate_5s": 0.0, "miner-mode": 0, "chain": [{"index": 0}]}, False),  # ramping up
+        ({"rate_5s": 9.0, "miner-mode": 1, "chain": [{"index": 0}]}, False),  # asleep elsewhere
+        ({"rate_5s": 9.0, "chain": []}, False),
+    ],
+)
+def test_only_a_hashing_new_shape_lets_rpc_decide(entry: dict[str, object], hashing: bool) -> None:
+    assert _hashing_stats({"STATUS": {"STATUS": "S"}, "STATS": [entry]}) is hashing

@@ -297,7 +297,7 @@ class AntminerServer:
         return reply
 
     def new_api_stats(self) -> dict[str, Any]:
-        """`stats` with new_api: the same miner, per chain (as 2022+ stock firmware answers)."""
+        """`stats` with new_api: the same miner, per chain, in stats.cgi's body (2022+ firmware)."""
         info, legacy = self.fixtures["stats"]["STATS"]
         asleep = self.asleep if self.rpc_asleep is None else self.rpc_asleep
 
@@ -338,13 +338,14 @@ class AntminerServer:
             "chain": chains,
         }
         return {
-            "STATUS": [{"STATUS": "S", "when": 1755615295, "Msg": "stats", "api_version": "1.0.0"}],
+            # An object, not cgminer's list: the body stats.cgi serves too.
+            "STATUS": {"STATUS": "S", "when": 1755615295, "Msg": "stats", "api_version": "1.0.0"},
             "INFO": {
                 "miner_version": info["Miner"],
                 "CompileTime": info["CompileTime"],
                 "type": info["Type"],
             },
-            "STATS": [] if asleep else [stats],
+            "STATS": [stats | {"rate_5s": 0.0, "chain": []}] if asleep else [stats],
         }
 
     async def _handle_rpc(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

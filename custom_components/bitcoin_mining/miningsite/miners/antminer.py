@@ -377,7 +377,9 @@ def _hashing_stats(reply: dict[str, Any]) -> bool:
     items = section(reply, "STATS")
     chains = items[0].get("chain") if items else None
     if isinstance(chains, list):
-        return bool(chains)
+        # The new shape keeps its chains while asleep: the rate and the mode tell.
+        rate = number(items[0].get("rate_5s"))
+        return bool(chains) and bool(rate) and number(items[0].get("miner-mode")) != SLEEP_MODE
     return len(items) > 1
 
 
