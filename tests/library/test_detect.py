@@ -22,7 +22,9 @@ from custom_components.bitcoin_mining.miningsite.miners.detect import (
     classify_version,
     detect_family,
 )
+from custom_components.bitcoin_mining.miningsite.miners.rpc import ApiAccessRefusedError
 from tests.conftest import MINER_API_FIXTURES
+from tests.support.firmware_servers import Cgminer411Server, LuxosServer, WhatsminerServer
 from tests.support.modbus_meter import free_port
 from tests.support.web_firmware import AntminerServer, BadHttpServer, BraiinsServer
 
@@ -110,6 +112,43 @@ async def test_braiins(session: aiohttp.ClientSession, public_version: bool) -> 
         family = await detect_family(MinerEndpoint(server.host, server.port), session, 1)
         assert server.counts["GET /version"] == 1
     assert family == "braiins"
+
+
+async def test_braiins_serves_its_web_ui_at_the_root(session: aiohttp.ClientSession) -> None:
+    async with BraiinsServer() as server:
+        async with session.get(f"http://{server.host}:{server.port}/") as page:
+            assert page.status == 200
+            assert "Braiins OS" in await page.text()
+        assert await detect_family(MinerEndpoint(server.host, server.port), session, 1) == "braiins"
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_an_address_left_out_of_api_allow_is_named(
+    session: aiohttp.ClientSession, how: str
+) -> None:
+    # A real cgminer closes on an address outside --api-allow without a word.
+    async with Cgminer411Server() as server:
+        server.refuse = how  # type: ignore[assignment]
+        with pytest.raises(ApiAccessRefusedError, match="--api-allow"):
+            await detect_family(MinerEndpoint(server.host, server.port), session, 1)
+        server.refuse = None
+        assert await detect_family(MinerEndpoint(server.host, server.port), session, 1) == (
+            "cgminer"
+        )
+
+
+async def test_a_real_cgminer_without_devices(session: aiohttp.ClientSession) -> None:
+    async with Cgminer411Server() as server:
+        assert await detect_family(MinerEndpoint(server.host, server.port), session, 1) == (
+            "cgminer"
+        )
+
+
+@pytest.mark.parametrize("family", ["luxos", "whatsminer"])
+async def test_real_shaped_rpc_servers(session: aiohttp.ClientSession, family: str) -> None:
+    server = LuxosServer() if family == "luxos" else WhatsminerServer()
+    async with server:
+        assert await detect_family(MinerEndpoint(server.host, server.port), session, 1) == family
 
 
 async def test_whatsminer_v3(session: aiohttp.ClientSession) -> None:
@@ -200,6 +239,33 @@ async def test_standard_ports_prefer_v3_over_the_rpc_of_the_same_whatsminer(
         pytest.skip(f"standard ports on {STANDARD_HOST} are taken: {err}")
     assert with_v3 == "whatsminer_v3"
     assert v2_only == "whatsminer"
+
+
+@pytest.mark.parametrize("rpc", ["closed", "silent"])
+async def test_a_v3_whatsminer_answers_nothing_on_4028(
+    session: aiohttp.ClientSession, rpc: str
+) -> None:
+    host = "127.0.5.72"
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            await reader.read()
+        writer.close()
+
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(
+                serving(v3_answer(fixture("whatsminer/v3/get_device_info.json")), host, 4433)
+            )
+            if rpc == "silent":
+                await stack.enter_async_context(serving(silent, host, 4028))
+            started = time.monotonic()
+            family = await detect_family(MinerEndpoint(host), session, 2)
+            elapsed = time.monotonic() - started
+    except OSError as err:  # pragma: no cover - someone else holds the port
+        pytest.skip(f"standard ports on {host} are taken: {err}")
+    assert family == "whatsminer_v3"
+    assert elapsed < 1.5  # v3 settles it: the silent RPC port is not waited for
 
 
 async def test_every_family_of_the_simulator(session: aiohttp.ClientSession) -> None:

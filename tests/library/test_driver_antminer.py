@@ -19,6 +19,7 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
 from custom_components.bitcoin_mining.miningsite.miners.antminer import (
     CONF_REFRESH_S,
     AntminerDriver,
+    _hashing_stats,
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     Credentials,
@@ -571,3 +572,64 @@ async def test_against_the_simulator(loopback_network: None) -> None:
         assert (await driver.read_status()).mining is False
         miner.start()
         assert (await driver.read_status()).mining is True
+
+
+# --- firmware with bmminer's new API (stats per chain) -------------------------------
+
+
+async def test_stats_with_new_api_gives_the_board_temperatures(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    server.new_api = True
+    driver = driver_for(server, session)
+    status = await driver.read_status()
+    # The same miner as the old shape says: per chain, the hottest PCB and chip sensor.
+    assert status.board_temperatures_c == (73.0, 66.0, 64.0)
+    assert status.temperature_c == 78.0
+    assert status.hashrate_ths == pytest.approx(110.567, abs=1e-3)
+    assert status.nominal_hashrate_ths == pytest.approx(110.0)
+    assert status.fan_rpm == (6000, 5880, 5040, 5040)
+    assert status.uptime_s == 50474
+    assert status.errors == ()
+    assert status.power_w is not None
+    assert 3200 < status.power_w < 3300  # the model from INFO.type: S19 Pro nameplate
+    # One STATS entry with chains is a hashing miner's: later polls need no conf.
+    assert await driver.read_status() == status
+    assert server.counts["get_miner_conf"] == 1
+    await driver.stop_mining()
+    asleep = await driver.read_status()
+    assert asleep.mining is False
+    assert asleep.board_temperatures_c == ()
+
+
+async def test_a_chain_with_dead_chips_is_an_error_in_the_new_shape(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    server.new_api = True
+    server.fixtures["stats"]["STATS"][1]["chain_acs2"] = " ooo oxo xoo"
+    status = await driver_for(server, session).read_status()
+    assert status.errors == ("chain 2: 2 chips not responding",)
+
+
+async def test_nan_and_garbage_read_as_unknown_and_numeric_strings_as_numbers(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    stats = server.fixtures["stats"]["STATS"][1]
+    stats |= {"GHS 5s": float("nan"), "temp1": "71", "temp2": True, "fan_num": 1e12}
+    status = await driver_for(server, session).read_status()
+    assert status.hashrate_ths is None  # NaN is no reading
+    assert status.board_temperatures_c == (71.0, 64.0)  # "71" counts, a boolean does not
+    assert status.fan_rpm == (6000, 5880, 5040, 5040)  # an absurd fan count is ignored
+
+
+@pytest.mark.parametrize(
+    ("entry", "hashing"),
+    [
+        ({"rate_5s": 110566.9, "miner-mode": 0, "chain": [{"index": 0}]}, True),
+        ({"rate_5s": 0.0, "miner-mode": 0, "chain": [{"index": 0}]}, False),  # ramping up
+        ({"rate_5s": 9.0, "miner-mode": 1, "chain": [{"index": 0}]}, False),  # asleep elsewhere
+        ({"rate_5s": 9.0, "chain": []}, False),
+    ],
+)
+def test_only_a_hashing_new_shape_lets_rpc_decide(entry: dict[str, object], hashing: bool) -> None:
+    assert _hashing_stats({"STATUS": {"STATUS": "S"}, "STATS": [entry]}) is hashing

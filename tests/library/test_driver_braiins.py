@@ -480,3 +480,14 @@ async def test_every_fixture_is_served_and_parsed(
     tuner = await driver.query("/configuration/miner")
     assert tuner["tuner"]["power_target"]["watt"] == 3500
     assert await driver.query("/actions/locate") is False
+
+
+async def test_numeric_strings_count_and_nan_does_not(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    stats = server.data["miner_stats"]
+    stats["power_stats"]["approximated_consumption"]["watt"] = "3480"
+    stats["pool_stats"]["accepted_shares"] = "NaN"
+    status = await driver_for(server, session).read_status()
+    assert status.power_w == 3480.0
+    assert status.accepted_shares is None

@@ -14,6 +14,7 @@ import pytest
 import pytest_socket
 
 from custom_components.bitcoin_mining.miningsite.exceptions import (
+    CommandNotConfirmedError,
     CommandRejectedError,
     DeviceAuthError,
     DeviceConnectionError,
@@ -22,22 +23,30 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     MinerEndpoint,
+    MinerStatus,
     PoolConfig,
+    PoolStatus,
 )
 from custom_components.bitcoin_mining.miningsite.miners.cgminer import (
-    JOIN_RETRY_S,
     CgminerDriver,
+    NoDevicesError,
+)
+from custom_components.bitcoin_mining.miningsite.miners.cgminer_rpc import (
+    JOIN_RETRY_S,
     escape_parameter,
     hashrate_ths,
 )
 from custom_components.bitcoin_mining.miningsite.miners.rpc import (
     MAX_REPLY,
+    ApiAccessRefusedError,
     decode_reply,
     exchange_many,
     rpc_exchange,
 )
+from custom_components.bitcoin_mining.miningsite.miners.values import integer, number
 from tests.support.firmware_servers import (
     CGMINER_JOINABLE,
+    Cgminer411Server,
     CgminerServer,
     Fault,
     load_fixtures,
@@ -193,7 +202,7 @@ def test_hashrate_units() -> None:
         ("garbage", DeviceProtocolError, "not JSON"),
         ("truncated", DeviceProtocolError, "not JSON"),
         ("oversized", DeviceProtocolError, "more than"),
-        ("close", DeviceProtocolError, "without a reply"),
+        ("close", ApiAccessRefusedError, "--api-allow"),
         ("reset", DeviceConnectionError, r"127\.0\.0\.1"),
     ],
 )
@@ -264,9 +273,22 @@ async def test_odd_values_read_as_unknown(server: CgminerServer) -> None:
 
 
 async def test_stop_on_a_miner_without_devices_is_rejected(server: CgminerServer) -> None:
-    server.overrides["devs"] = {"STATUS": [{"STATUS": "S", "Code": 9}], "DEVS": []}
-    with pytest.raises(CommandRejectedError, match="no devices"):
+    # What cgminer really sends when it has no device: an error, and no DEVS section.
+    server.overrides["devs"] = {
+        "STATUS": [
+            {
+                "STATUS": "E",
+                "When": 1796517922,
+                "Code": 10,
+                "Msg": "No ASCs",
+                "Description": "cgminer 4.11.1",
+            }
+        ],
+        "id": 1,
+    }
+    with pytest.raises(NoDevicesError, match="no devices to disable"):
         await driver_for(server).stop_mining()
+    assert "ascdisable" not in server.commands()
 
 
 async def test_concurrent_reads_do_not_interfere(server: CgminerServer) -> None:
@@ -462,3 +484,211 @@ async def test_every_device_is_switched_at_once(server: CgminerServer) -> None:
     await driver.start_mining()
     assert await driver.read_mining() is True
     assert (await driver.read_status()).mining is True
+
+
+# --- a real cgminer 4.11.1 (cgminer-observed.md) -----------------------------------
+
+
+@pytest.fixture
+async def real() -> AsyncIterator[Cgminer411Server]:
+    async with Cgminer411Server() as running:
+        yield running
+
+
+def by_priority(server: CgminerServer) -> list[tuple[str, str]]:
+    return [(p["URL"], p["User"]) for p in sorted(server.pools, key=lambda p: p["Priority"])]
+
+
+async def test_a_cgminer_without_devices_is_read_as_not_mining(real: Cgminer411Server) -> None:
+    # F1: `devs` is `E 10 "No ASCs"`; the rest of the join is still read.
+    driver = driver_for(real)
+    status = await driver.read_status()
+    assert real.commands() == [STATUS_JOIN]
+    assert status.mining is False
+    assert status.hashrate_ths == 0.0
+    assert status.uptime_s == 578
+    assert (status.accepted_shares, status.rejected_shares) == (12, 1)
+    assert [pool.url for pool in status.pools] == [
+        "stratum+tcp://127.0.0.1:23402",
+        "stratum+tcp://127.0.0.1:23409",
+    ]
+    assert status.board_temperatures_c == ()
+    assert await driver.read_mining() is False
+    identity = await driver.identify()
+    assert (identity.model, identity.firmware, identity.mac) == ("cgminer", "CGMiner 4.11.1", "")
+
+
+async def test_stop_and_start_without_devices_say_so(real: Cgminer411Server) -> None:
+    driver = driver_for(real)
+    for call, action in ((driver.stop_mining, "disable"), (driver.start_mining, "enable")):
+        with pytest.raises(NoDevicesError, match=f"no devices to {action}.*No ASCs"):
+            await call()
+    # Devices that drop out between `devs` and the command: cgminer answers E 105.
+    real.overrides["devs"] = load_fixtures("antminer/v2020")["devs"]
+    with pytest.raises(NoDevicesError, match=r"dropped out.*code 105"):
+        await driver.stop_mining()
+
+
+async def test_each_part_of_a_join_is_read_for_what_it_says(real: Cgminer411Server) -> None:
+    # summary+foo: cgminer answers summary and refuses foo (E 14) on its own.
+    raw = await rpc_exchange("127.0.0.1", real.port, request_of("summary+foo+devs"), 1.0)
+    reply = decode_reply(raw, "x")
+    assert reply["summary"][0]["STATUS"][0]["STATUS"] == "S"
+    assert reply["foo"][0]["STATUS"][0]["Code"] == 14
+    assert reply["devs"][0]["STATUS"][0]["Code"] == 10
+    # A refused part is not asked again alone (only "access denied" parts are).
+    driver = driver_for(real)
+    await driver.read_status()
+    await driver.read_status()
+    assert real.commands()[1:] == [STATUS_JOIN, STATUS_JOIN]
+
+
+ABC = [
+    PoolConfig("stratum+tcp://a.example:3333", "site.a"),
+    PoolConfig("stratum+tcp://b.example:3333", "site.b"),
+    PoolConfig("stratum+tcp://c.example:3333", "site.c"),
+]
+
+
+@pytest.mark.parametrize("poolpriority", [True, False], ids=["poolpriority", "switchpool"])
+async def test_set_pools_while_new_pools_are_still_tested(
+    real: Cgminer411Server, poolpriority: bool
+) -> None:
+    # F2: new pools are "Dead" until their test passes; the current pool is never removed.
+    real.pool_test_delay = 0.3
+    real.pool_priority = poolpriority
+    driver = driver_for(real)
+    await driver.set_pools(ABC)
+    old = real.pools[0]
+    assert old["Status"] == "Disabled"  # hashed on: disabled, removed by a later call
+    assert by_priority(real)[:3] == [(p.url, p.user) for p in ABC]
+    assert len(real.pools) == 4
+    # A retry at once adds nothing and leaves the pool it still hashes on.
+    await driver.set_pools(ABC)
+    assert real.added == 3
+    assert len(real.pools) == 4
+    # Once the new pools pass their test, cgminer moves (fallback); the next call converges.
+    await asyncio.sleep(0.5)
+    real.switch_best()
+    await driver.set_pools(ABC)
+    assert by_priority(real) == [(p.url, p.user) for p in ABC]
+    assert real.added == 3
+    status = await driver.read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://a.example:3333"
+
+
+async def test_set_pools_with_live_pools_converges_in_one_call(real: Cgminer411Server) -> None:
+    driver = driver_for(real)
+    await driver.set_pools(ABC[:2])
+    assert by_priority(real) == [(p.url, p.user) for p in ABC[:2]]
+    assert sorted(p["POOL"] for p in real.pools) == [0, 1]
+    # Idempotent: the same list again writes nothing.
+    real.requests.clear()
+    await driver.set_pools(ABC[:2])
+    assert real.commands() == ["pools"]
+
+
+async def test_set_pools_cleans_up_a_list_grown_by_old_retries(real: Cgminer411Server) -> None:
+    for url in ("stratum+tcp://a.example:3333", "stratum+tcp://a.example:3333", "stratum+tcp://x"):
+        real.do_addpool(f"{url},site.a,x")
+    await driver_for(real).set_pools(ABC[:1])
+    assert by_priority(real) == [("stratum+tcp://a.example:3333", "site.a")]
+
+
+async def test_set_pools_without_write_access_is_an_auth_error() -> None:
+    async with Cgminer411Server(write_access=False) as server:
+        with pytest.raises(DeviceAuthError, match=r"addpool.*code 45"):
+            await driver_for(server).set_pools(ABC)
+
+
+async def test_the_current_pool_is_not_the_first_flagged(real: Cgminer411Server) -> None:
+    # F4: both pools show "Stratum Active"; the current one is alive and highest in priority.
+    real.pools[0]["Priority"], real.pools[1]["Priority"] = 1, 0
+    status = await driver_for(real).read_status()
+    assert [pool.active for pool in status.pools] == [False, True]
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://127.0.0.1:23409"
+    real.pools[1]["Status"] = "Dead"
+    status = await driver_for(real).read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://127.0.0.1:23402"
+
+
+async def test_a_switch_is_what_reads_back(real: Cgminer411Server) -> None:
+    # F3: cgminer answers "Switching to pool 1" and stays on pool 0 when pool 1 is dead.
+    driver = driver_for(real, timeout=0.5)
+    real.pools[1]["Status"] = "Dead"
+    with pytest.raises(CommandNotConfirmedError, match="still hashes on pool 0, not pool 1"):
+        await driver.switch_pool(1)
+    real.pools[1]["Status"] = "Alive"
+    await driver.switch_pool(1)
+    status = await driver.read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://127.0.0.1:23409"
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_an_address_left_out_of_api_allow(real: Cgminer411Server, how: str) -> None:
+    # F5: cgminer closes (or resets) without a word: the error says where to look.
+    real.refuse = how  # type: ignore[assignment]
+    with pytest.raises(ApiAccessRefusedError, match="--api-allow"):
+        await driver_for(real).read_status()
+
+
+async def test_a_silent_client_stalls_the_api_for_the_timeout(real: Cgminer411Server) -> None:
+    # F6: one API thread; a client that sends nothing holds it. The timeout bounds the wait.
+    real.one_at_a_time = True
+    _, silent = await asyncio.open_connection("127.0.0.1", real.port)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeoutError, match=r"within 0\.3 s"):
+            await driver_for(real, timeout=0.3).identify()
+        assert time.monotonic() - started < 1.0
+    finally:
+        silent.close()
+        await silent.wait_closed()
+    # The first call after the silent client left is answered.
+    assert (await driver_for(real).identify()).firmware == "CGMiner 4.11.1"
+
+
+# --- the one value coercer of every driver -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (3, 3.0),
+        (2.5, 2.5),
+        ("110566.89", 110566.89),
+        (" 42 ", 42.0),
+        ("'7'", 7.0),
+        (float("nan"), None),
+        (float("inf"), None),
+        ("nan", None),
+        ("-inf", None),
+        (True, None),
+        (False, None),
+        ("fast", None),
+        (None, None),
+        ([1], None),
+        ({}, None),
+    ],
+)
+def test_one_coercer_for_every_driver(value: object, expected: float | None) -> None:
+    assert number(value) == expected
+    assert integer(value) == (int(expected) if expected is not None else None)
+
+
+def test_the_active_pool_of_a_status_is_not_the_first_flagged() -> None:
+    # Firmware whose parser flags every connected pool (Whatsminer v3, Braiins) is read alike.
+    pools = (
+        PoolStatus("stratum+tcp://dead", "u", alive=False, active=True, priority=0),
+        PoolStatus("stratum+tcp://low", "u", alive=True, active=True, priority=2),
+        PoolStatus("stratum+tcp://high", "u", alive=True, active=True, priority=1),
+        PoolStatus("stratum+tcp://idle", "u", alive=True, active=False, priority=0),
+    )
+    active = MinerStatus(mining=True, pools=pools).active_pool
+    assert active is not None
+    assert active.url == "stratum+tcp://high"
+    assert MinerStatus(mining=True, pools=pools[3:]).active_pool is None

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from custom_components.bitcoin_mining.miningsite.exceptions import (
+    CommandNotConfirmedError,
     CommandRejectedError,
     DeviceAuthError,
     DeviceConnectionError,
@@ -18,6 +19,7 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint, PoolConfig
 from custom_components.bitcoin_mining.miningsite.miners.luxos import EVENTS_MAX_AGE_S, LuxosDriver
+from custom_components.bitcoin_mining.miningsite.miners.rpc import ApiAccessRefusedError
 from tests.support.firmware_servers import (
     CGMINER_JOINABLE,
     Fault,
@@ -86,6 +88,29 @@ async def test_identify_luxos(server: LuxosServer) -> None:
     assert identity.mac == "62:F7:5E:B7:10:46"
     assert identity.serial == "JYZZB0UBDJABF06RB"
     assert identity.hostname == "UrlacherS19k"
+
+
+async def test_reads_groups_profiles_tempctrl_and_devdetails(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    for command, name in (
+        ("groups", "GROUPS"),
+        ("profiles", "PROFILES"),
+        ("tempctrl", "TEMPCTRL"),
+        ("devdetails", "DEVDETAILS"),
+    ):
+        reply = await driver.query(command)
+        assert reply[name], command
+    assert (await driver.query("tempctrl"))["TEMPCTRL"][0]["Target"] == 75
+    # A CONFIG without a model: devdetails names it.
+    del server.config["Model"]
+    assert (await driver_for(server).identify()).model == "Antminer S19k Pro"
+    assert "devdetails" in server.commands()
+
+
+async def test_the_current_pool_of_two_connected(server: LuxosServer) -> None:
+    # The real reply shows "Stratum Active" on pools 0 and 2: pool 0 is highest in priority.
+    status = await driver_for(server).read_status()
+    assert [pool.active for pool in status.pools] == [True, False, False, False]
 
 
 async def test_sleep_and_wake_in_a_session(server: LuxosServer) -> None:
@@ -245,12 +270,19 @@ async def test_set_pools_replaces_the_four_pools(server: LuxosServer) -> None:
 
 async def test_switch_pool(server: LuxosServer) -> None:
     driver = driver_for(server)
-    await driver.switch_pool(3)
+    await driver.switch_pool(2)
     status = await driver.read_status()
     assert status.active_pool is not None
     assert status.active_pool.priority == 0
     assert status.active_pool.user == "asic-rs.user2"
-    assert status.pools[3].active
+    assert status.pools[2].active
+    assert [pool.active for pool in status.pools] == [False, False, True, False]
+
+
+async def test_a_switch_to_a_dead_pool_is_not_confirmed(server: LuxosServer) -> None:
+    # Pool 3 is "Dead" in the real reply: cgminer gives it priority and stays where it is.
+    with pytest.raises(CommandNotConfirmedError, match=r"not pool 3: the pool is not alive"):
+        await driver_for(server).switch_pool(3)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +291,7 @@ async def test_switch_pool(server: LuxosServer) -> None:
         ("garbage", DeviceProtocolError),
         ("truncated", DeviceProtocolError),
         ("oversized", DeviceProtocolError),
-        ("close", DeviceProtocolError),
+        ("close", ApiAccessRefusedError),
         ("reset", DeviceConnectionError),
     ],
 )

@@ -28,6 +28,8 @@ from custom_components.bitcoin_mining.miningsite.miners.base import (
     PoolConfig,
 )
 from custom_components.bitcoin_mining.miningsite.miners.md5crypt import md5_crypt, md5_crypt_hash
+from custom_components.bitcoin_mining.miningsite.miners.models import model_spec
+from custom_components.bitcoin_mining.miningsite.miners.rpc import ApiAccessRefusedError
 from custom_components.bitcoin_mining.miningsite.miners.whatsminer import (
     ERRORS_MAX_AGE_S,
     WhatsminerDriver,
@@ -140,6 +142,49 @@ async def test_identify_v2(server: WhatsminerServer) -> None:
         "DEVDETAILS": [{"DEVDETAILS": 0, "Name": "SM", "Model": "M50S.VH40"}],
     }
     assert (await driver_for(server).identify()).model == "M50S.VH40"
+
+
+# What btminer v2 answers to `devdetails`: one entry per hashboard, the full model name.
+REAL_DEVDETAILS = {
+    "STATUS": [
+        {"STATUS": "S", "When": 1773953446, "Code": 69, "Msg": "Device Details", "Description": ""}
+    ],
+    "DEVDETAILS": [
+        {
+            "DEVDETAILS": board,
+            "Name": "SM",
+            "ID": board,
+            "Driver": "bitmicro",
+            "Kernel": "",
+            "Model": "M30S+_VE40",
+        }
+        for board in range(3)
+    ],  # fmt: skip
+    "id": 1,
+}
+
+
+async def test_a_full_model_name_maps_to_its_nameplate(server: WhatsminerServer) -> None:
+    server.replies["devdetails"] = REAL_DEVDETAILS
+    identity = await driver_for(server).identify()
+    assert identity.model == "M30S+_VE40"
+    spec = model_spec(identity.model)
+    assert spec is not None
+    assert spec.name == "Whatsminer M30S+"
+
+
+async def test_v2_status_has_no_btmineroff_and_writes_say_api_command_ok(
+    server: WhatsminerServer,
+) -> None:
+    assert "btmineroff" not in server.replies["status"]["Msg"]
+    driver = driver_for(server)
+    reply = await driver.privileged("power_off", respbefore="true")
+    assert reply["Msg"] == "API command OK"
+    assert server.replies["status"]["Msg"]["mineroff"] == "true"
+    assert (await driver.read_status()).mining is False
+    assert await driver.read_mining() is False
+    await driver.start_mining()
+    assert await driver.read_mining() is True
 
 
 async def test_reads_and_identifies_api_v1() -> None:
@@ -281,7 +326,7 @@ async def test_switch_pool_is_unsupported(server: WhatsminerServer) -> None:
         ("garbage", DeviceProtocolError),
         ("truncated", DeviceProtocolError),
         ("oversized", DeviceProtocolError),
-        ("close", DeviceProtocolError),
+        ("close", ApiAccessRefusedError),
         ("reset", DeviceConnectionError),
     ],
 )

@@ -27,6 +27,10 @@ from custom_components.bitcoin_mining.miningsite.miners.base import (
     PoolConfig,
 )
 from custom_components.bitcoin_mining.miningsite.miners.braiins import BraiinsDriver
+from custom_components.bitcoin_mining.miningsite.miners.cgminer import (
+    CgminerDriver,
+    NoDevicesError,
+)
 from custom_components.bitcoin_mining.miningsite.miners.fleet import (
     CommandResult,
     Fleet,
@@ -35,6 +39,7 @@ from custom_components.bitcoin_mining.miningsite.miners.fleet import (
     fill_power,
 )
 from custom_components.bitcoin_mining.miningsite.miners.models import SLEEP_POWER_W
+from tests.support.firmware_servers import Cgminer411Server
 from tests.support.modbus_meter import free_port
 from tests.support.web_firmware import AntminerServer, BraiinsServer, set_mac
 
@@ -531,3 +536,23 @@ async def test_a_simulated_site_across_families(session: aiohttp.ClientSession) 
         assert all(outcome.confirmed for outcome in outcomes.values())
         assert {m.state for m in miners.values()} <= {"starting", "mining"}
         await fleet.close()
+
+
+@pytest.mark.usefixtures("loopback_network")
+async def test_a_cgminer_without_devices_is_polled_as_not_mining() -> None:
+    # A real cgminer whose devices dropped out: `devs` is `E 10 "No ASCs"`.
+    async with Cgminer411Server() as server:
+        driver = CgminerDriver(MinerEndpoint(server.host, server.port), timeout=1.0)
+        fleet = Fleet({"cg": driver})
+        status = (await fleet.poll())["cg"]
+        assert isinstance(status, MinerStatus)
+        assert status.mining is False
+        assert status.uptime_s == 578
+        assert len(status.pools) == 2
+        # Stopping it is where it already is: the read-back confirms it.
+        assert (await fleet.command(["cg"], "stop"))["cg"].result is CommandResult.CONFIRMED
+        # Starting it fails with the reason, not as a miner that is gone.
+        outcome = (await fleet.command(["cg"], "start"))["cg"]
+        assert outcome.result is CommandResult.FAILED
+        assert isinstance(outcome.error, NoDevicesError)
+        assert "no devices" in str(outcome.error)

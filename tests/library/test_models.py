@@ -52,6 +52,9 @@ def test_common_models_are_known(model: str) -> None:
         ("M60S_VK40", "Whatsminer M60S"),  # Whatsminer v3 fixture
         ("WhatsMiner M30S++_VG30", "Whatsminer M30S++"),
         ("M30S+", "Whatsminer M30S+"),
+        ("M30S+_VE40", "Whatsminer M30S+"),  # Whatsminer v2 devdetails (real firmware)
+        ("M50S.VH40", "Whatsminer M50S"),
+        ("M30S++_VG30", "Whatsminer M30S++"),
         ("Antminer S19 Pro (110Th)", "Antminer S19 Pro"),
         ("Bitmain Antminer S19-XP", "Antminer S19 XP"),
     ],

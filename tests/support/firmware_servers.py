@@ -132,6 +132,11 @@ class FirmwareServer:
         self.overrides: dict[str, dict[str, Any]] = {}
         # Seconds every reply waits (a miner across a slow network); connections are concurrent.
         self.latency = 0.0
+        # How an address left out of cgminer's --api-allow is treated: no reply at all.
+        self.refuse: Literal["close", "reset"] | None = None
+        # cgminer's API is one thread: one connection at a time, a silent one blocks all.
+        self.one_at_a_time = False
+        self._serving = asyncio.Lock()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._stopping = asyncio.Event()
@@ -188,8 +193,26 @@ class FirmwareServer:
     # --- plumbing -----------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection at a time when asked to (as cgminer's API thread), else at once."""
+        if not self.one_at_a_time:
+            await self._serve(reader, writer)
+            return
+        async with self._serving:
+            await self._serve(reader, writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Read, answer (or misbehave), close."""
         self._writers.add(writer)
+        if self.refuse is not None:
+            # cgminer checks --api-allow on accept and closes without reading a byte.
+            self._writers.discard(writer)
+            if self.refuse == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+            else:
+                writer.close()
+            return
         try:
             request = await self.read_request(reader)
             if request is None:
@@ -242,6 +265,9 @@ class CgminerServer(FirmwareServer):
             "addpool",
             "removepool",
             "switchpool",
+            "enablepool",
+            "disablepool",
+            "poolpriority",
             "ascenable",
             "ascdisable",
             "pgaenable",
@@ -270,6 +296,12 @@ class CgminerServer(FirmwareServer):
         self.write_access = write_access
         self.command_key = command_key
         self.joinable = joinable
+        # Seconds a pool added takes to pass its stratum test (0: at once, as on loopback).
+        self.pool_test_delay = 0.0
+        # Whether `poolpriority` is known (cgminer has it; the simulator did not).
+        self.pool_priority = True
+        self.added = 0
+        self._current: dict[str, Any] | None = None
 
     async def read_request(self, reader: asyncio.StreamReader) -> Any:
         """Read until the bytes form a JSON request (cgminer reads once; loopback may split)."""
@@ -368,7 +400,12 @@ class CgminerServer(FirmwareServer):
         """Disable one device."""
         return self._set_enabled(parameter, "N")
 
-    # --- pools (cgminer semantics, renumbering included) ----------------------
+    # --- pools (cgminer's semantics, observed on cgminer 4.11.1) ---------------
+    #
+    # The pool hashed on (`current`) is not a field of POOLS: `Stratum Active` is per
+    # connection and several pools show it. A pool just added is "Dead" until its
+    # test passes (`pool_test_delay`); switchpool changes priorities and moves only
+    # to a pool that is alive; removing the current pool first tries to switch away.
 
     @property
     def pools(self) -> list[dict[str, Any]]:
@@ -376,42 +413,113 @@ class CgminerServer(FirmwareServer):
         pools: list[dict[str, Any]] = self.replies["pools"]["POOLS"]
         return pools
 
+    @property
+    def current(self) -> dict[str, Any] | None:
+        """The pool hashed on: at first the alive, connected one highest in priority."""
+        if self._current is None:
+            connected = [
+                p for p in self.pools if p.get("Status") == "Alive" and p.get("Stratum Active")
+            ]
+            self._current = min(connected, key=lambda p: p["Priority"], default=None)
+        return self._current
+
     def _pool(self, parameter: str) -> dict[str, Any] | None:
         """The pool numbered `parameter`."""
         return next((pool for pool in self.pools if str(pool["POOL"]) == parameter), None)
 
+    def _usable(self, pool: dict[str, Any]) -> bool:
+        return bool(pool.get("Status") == "Alive")
+
+    def switch_best(self) -> None:
+        """Cgminer's switch_pools(NULL) under failover: the usable pool highest in priority."""
+        usable = [pool for pool in self.pools if self._usable(pool)]
+        if usable:
+            best = min(usable, key=lambda p: p["Priority"])
+            best["Stratum Active"] = True
+            self._current = best
+
+    def _tested(self, pool: dict[str, Any]) -> None:
+        """The stratum test of an added pool passed (it is not switched to: fallback time)."""
+        if pool in self.pools and pool.get("Status") == "Dead":
+            pool["Status"] = "Alive"
+
     def do_addpool(self, parameter: str) -> dict[str, Any]:
-        """Append a pool at the lowest priority."""
+        """Append a pool at the lowest priority; it is tested in the background."""
         parts = split_parameter(parameter)
-        if len(parts) != 3 or not parts[0]:
+        if len(parts) < 3 or not parts[0]:
             return self.status("E", 52, "Missing addpool details")
         number = len(self.pools)
-        self.pools.append(
-            {
-                "POOL": number,
-                "URL": parts[0],
-                "User": parts[1],
-                "Status": "Alive",
-                "Priority": max((p["Priority"] for p in self.pools), default=-1) + 1,
-                "Stratum Active": False,
-                "Accepted": 0,
-                "Rejected": 0,
-            }
-        )
+        pool = {
+            "POOL": number,
+            "URL": parts[0],
+            "Status": "Dead" if self.pool_test_delay else "Alive",
+            "Priority": max((p["Priority"] for p in self.pools), default=-1) + 1,
+            "Stratum Active": True,
+            "User": parts[1],
+            "Accepted": 0,
+            "Rejected": 0,
+        }
+        self.pools.append(pool)
+        if self.pool_test_delay:
+            asyncio.get_running_loop().call_later(self.pool_test_delay, self._tested, pool)
+        self.added += 1
         return self.status("S", 55, f"Added pool {number}: '{parts[0]}'")
 
     def do_switchpool(self, parameter: str) -> dict[str, Any]:
-        """Give pool N priority 0 (the others keep their order) and hash on it."""
+        """Give pool N priority 0 (the others keep their order); hash on it if it is usable."""
         selected = self._pool(parameter)
         if selected is None:
             return self.status("E", 26, f"Invalid pool id {parameter}")
         for pool in self.pools:
             if pool["Priority"] < selected["Priority"]:
                 pool["Priority"] += 1
-            pool["Stratum Active"] = False
         selected["Priority"] = 0
-        selected["Stratum Active"] = True
+        if selected.get("Status") == "Disabled":
+            selected["Status"] = "Alive"
+        if self._usable(selected):
+            selected["Stratum Active"] = True
+            self._current = selected
         return self.status("S", 27, f"Switching to pool {parameter}:'{selected['URL']}'")
+
+    def do_poolpriority(self, parameter: str) -> dict[str, Any]:
+        """The pools listed first, in that order; the others after, as they were."""
+        if not self.pool_priority:
+            return self.status("E", 14, "Invalid command")
+        listed = [self._pool(part) for part in parameter.split(",")]
+        if not listed or any(pool is None for pool in listed):
+            return self.status("E", 71, f"Invalid pool number in priority list '{parameter}'")
+        first = [pool for pool in listed if pool is not None]
+        rest = sorted((p for p in self.pools if p not in first), key=lambda p: p["Priority"])
+        for priority, pool in enumerate(first + rest):
+            pool["Priority"] = priority
+        current = self.current
+        if current is None or current["Priority"] != 0:
+            self.switch_best()
+        return self.status("S", 73, "Changed pool priorities")
+
+    def do_enablepool(self, parameter: str) -> dict[str, Any]:
+        """Enable pool N."""
+        pool = self._pool(parameter)
+        if pool is None:
+            return self.status("E", 26, f"Invalid pool id {parameter}")
+        if pool.get("Status") != "Disabled":
+            return self.status("I", 49, f"Pool {parameter}:'{pool['URL']}' already enabled")
+        pool["Status"] = "Alive"
+        return self.status("S", 47, f"Enabling pool {parameter}:'{pool['URL']}'")
+
+    def do_disablepool(self, parameter: str) -> dict[str, Any]:
+        """Disable pool N; off the current one, cgminer moves when it can."""
+        pool = self._pool(parameter)
+        if pool is None:
+            return self.status("E", 26, f"Invalid pool id {parameter}")
+        if pool.get("Status") == "Disabled":
+            return self.status("I", 50, f"Pool {parameter}:'{pool['URL']}' already disabled")
+        if sum(p.get("Status") != "Disabled" for p in self.pools) <= 1:
+            return self.status("E", 51, f"Cannot disable last active pool {parameter}")
+        pool["Status"] = "Disabled"
+        if pool is self.current:
+            self.switch_best()
+        return self.status("S", 48, f"Disabling pool {parameter}:'{pool['URL']}'")
 
     def do_removepool(self, parameter: str) -> dict[str, Any]:
         """Remove pool N; the last pool takes its number, as in cgminer's remove_pool()."""
@@ -419,9 +527,13 @@ class CgminerServer(FirmwareServer):
         if removed is None:
             return self.status("E", 26, f"Invalid pool id {parameter}")
         if len(self.pools) == 1:
-            return self.status("E", 66, "Cannot remove last pool")
-        if removed["Stratum Active"]:
-            return self.status("E", 67, "Cannot remove active pool")
+            return self.status("E", 66, f"Cannot remove last pool {parameter}:'{removed['URL']}'")
+        if removed is self.current:
+            self.switch_best()
+            if removed is self.current:
+                return self.status(
+                    "E", 67, f"Cannot remove active pool {parameter}:'{removed['URL']}'"
+                )
         for pool in self.pools:
             if pool["Priority"] > removed["Priority"]:
                 pool["Priority"] -= 1
@@ -431,6 +543,150 @@ class CgminerServer(FirmwareServer):
             last["POOL"] = index
             self.pools[index] = last
         return self.status("S", 68, f"Removed pool {parameter}:'{removed['URL']}'")
+
+
+def _cgminer_pool(number: int, port: int, priority: int) -> dict[str, Any]:
+    """One POOLS entry with cgminer 4.11.1's keys and types (observed)."""
+    return {
+        "POOL": number,
+        "URL": f"stratum+tcp://127.0.0.1:{port}",
+        "Status": "Alive",
+        "Priority": priority,
+        "Quota": 1,
+        "Long Poll": "N",
+        "Getworks": 3,
+        "Accepted": 0,
+        "Rejected": 0,
+        "Works": 0,
+        "Discarded": 0,
+        "Stale": 0,
+        "Get Failures": 0,
+        "Remote Failures": 0,
+        "User": f"site.worker{number}",
+        "Last Share Time": 0,
+        "Diff1 Shares": 0,
+        "Proxy Type": "",
+        "Proxy": "",
+        "Difficulty Accepted": 0.0,
+        "Difficulty Rejected": 0.0,
+        "Difficulty Stale": 0.0,
+        "Last Share Difficulty": 0.0,
+        "Work Difficulty": 1.0,
+        "Has Vmask": False,
+        "Has Stratum": True,
+        "Stratum Active": True,
+        "Stratum URL": "127.0.0.1",
+        "Stratum Difficulty": 1.0,
+        "Has GBT": False,
+        "Best Share": 0,
+        "Pool Rejected%": 0.0,
+        "Pool Stale%": 0.0,
+        "Bad Work": 0,
+        "Current Block Height": 0,
+        "Current Block Version": 536870912,
+    }
+
+
+class Cgminer411Server(CgminerServer):
+    """cgminer 4.11.1 as observed: API 3.7, no devices, two pools, its own codes and shapes.
+
+    `devs`, `edevs` and `devdetails` answer `E 10 "No ASCs"` (no DEVS section),
+    `ascenable`/`ascdisable` `E 105`; POOLS has cgminer's own keys and types, and
+    both pools keep their stratum connection ("Stratum Active" on both).
+    """
+
+    DESCRIPTION = "cgminer 4.11.1"
+
+    def __init__(self, *, write_access: bool = True, host: str = "127.0.0.1") -> None:
+        """Serve like the observed cgminer; joins as api.c does."""
+        super().__init__(None, write_access=write_access, joinable=CGMINER_JOINABLE, host=host)
+        self.replies = {
+            "version": self.status(
+                "S", 22, "CGMiner versions", VERSION=[{"CGMiner": "4.11.1", "API": "3.7"}]
+            ),
+            "summary": self.status("S", 11, "Summary", SUMMARY=[self._summary()]),
+            "pools": self.status(
+                "S", 7, "2 Pool(s)", POOLS=[_cgminer_pool(0, 23402, 0), _cgminer_pool(1, 23409, 1)]
+            ),
+            "config": self.status(
+                "S",
+                33,
+                "CGMiner config",
+                CONFIG=[
+                    {
+                        "ASC Count": 0,
+                        "PGA Count": 0,
+                        "Pool Count": 2,
+                        "Strategy": "Failover",
+                        "Log Interval": 5,
+                        "Device Code": "ICA ",
+                        "OS": "Linux",
+                        "Hotplug": 5,
+                    }
+                ],
+            ),
+            "stats": self.status(
+                "S",
+                70,
+                "CGMiner stats",
+                STATS=[
+                    {
+                        "STATS": 0,
+                        "ID": "POOL0",
+                        "Elapsed": 578,
+                        "Calls": 0,
+                        "Wait": 0.0,
+                        "Max": 0.0,
+                        "Min": 99999999.0,
+                        "Pool Calls": 0,
+                        "Pool Attempts": 0,
+                        "Net Bytes Sent": 1284,
+                        "Net Bytes Recv": 4120,
+                    }
+                ],
+            ),
+            "estats": self.status("S", 70, "CGMiner stats", STATS=[]),
+            "asccount": self.status("S", 104, "ASC count", ASCS=[{"Count": 0}]),
+            "coin": self.status(
+                "S", 78, "CGMiner coin", COIN=[{"Hash Method": "sha256", "Network Difficulty": 0.0}]
+            ),
+        }
+
+    @staticmethod
+    def _summary() -> dict[str, Any]:
+        """SUMMARY with 4.11.1's 29 keys (a miner with no devices hashes nothing)."""
+        keys = (
+            "MHS av", "MHS 5s", "MHS 1m", "MHS 5m", "MHS 15m", "Found Blocks", "Getworks",
+            "Accepted", "Rejected", "Hardware Errors", "Utility", "Discarded", "Stale",
+            "Get Failures", "Local Work", "Remote Failures", "Network Blocks", "Total MH",
+            "Work Utility", "Difficulty Accepted", "Difficulty Rejected", "Difficulty Stale",
+            "Best Share", "Device Hardware%", "Device Rejected%", "Pool Rejected%",
+            "Pool Stale%", "Last getwork",
+        )  # fmt: skip
+        summary: dict[str, Any] = {"Elapsed": 578} | dict.fromkeys(keys, 0)
+        summary |= {"Getworks": 6, "Accepted": 12, "Rejected": 1, "Last getwork": 1796518488}
+        return summary
+
+    def status(self, letter: str, code: int, msg: str, **sections: Any) -> dict[str, Any]:
+        """A cgminer 4.11.1 reply (code 14 leaves out the Description, on purpose)."""
+        entry: dict[str, Any] = {"STATUS": letter, "When": int(time.time()), "Code": code}
+        entry["Msg"] = msg
+        if code != 14:
+            entry["Description"] = self.DESCRIPTION
+        return {"STATUS": [entry], **sections, "id": 1}
+
+    def do_devs(self, parameter: str) -> dict[str, Any]:
+        """No devices: an error, and no DEVS section."""
+        return self.status("E", 10, "No ASCs")
+
+    do_edevs = do_devs
+    do_devdetails = do_devs
+
+    def do_ascenable(self, parameter: str) -> dict[str, Any]:
+        """No device to enable (checked before the parameter)."""
+        return self.status("E", 105, "No ASCs")
+
+    do_ascdisable = do_ascenable
 
 
 class LuxosServer(CgminerServer):
@@ -445,6 +701,40 @@ class LuxosServer(CgminerServer):
     ) -> None:
         """Serve luxminer/v1 (LUXminer joins cgminer's reports); no session is open."""
         super().__init__("luxminer/v1", joinable=joinable, host=host)
+        # Reports LuxOS has beyond the captured fixtures, in the shapes its API documents.
+        described = "LUXminer 2025.4.8.220305-57b389c7"
+        self.replies |= {
+            "groups": self.status(
+                "S", 7, "1 Group(s)", GROUPS=[{"GROUP": 0, "Name": "default", "Quota": 1}]
+            ),
+            "tempctrl": self.status(
+                "S",
+                360,
+                "Temperature control",
+                TEMPCTRL=[{"Mode": "Auto", "Target": 75, "Hot": 85, "Dangerous": 95}],
+            ),
+            "devdetails": self.status(
+                "S",
+                69,
+                "Device Details",
+                DEVDETAILS=[
+                    {
+                        "DEVDETAILS": board,
+                        "Name": "BTM_SOC0",
+                        "ID": board,
+                        "Driver": "bitmain",
+                        "Kernel": "",
+                        "Model": "Antminer S19k Pro",
+                        "Device Path": "",
+                    }
+                    for board in range(3)
+                ],
+            ),
+        }
+        for reply in self.replies.values():
+            for entry in reply.get("STATUS", []):
+                if entry.get("Description") == "test cgminer":
+                    entry["Description"] = described
         self.session: str | None = None
         self.refuse_logon = refuse_logon
         self.sessions_opened = 0

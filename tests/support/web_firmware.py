@@ -258,6 +258,8 @@ class AntminerServer:
         # Writes to acknowledge and then drop, as a miner that lost them would.
         self.ignore_writes = 0
         self.latency_s = latency_s
+        # Firmware with bmminer's new API: `stats` with "new_api": true answers per chain.
+        self.new_api = False
         # What `stats`/`summary` show regardless of the conf (None: they follow it):
         # bmminer still hashing a moment after a sleep write, or not yet after a wake.
         self.rpc_asleep: bool | None = None
@@ -294,6 +296,58 @@ class AntminerServer:
             reply[command.upper()] = []
         return reply
 
+    def new_api_stats(self) -> dict[str, Any]:
+        """`stats` with new_api: the same miner, per chain, in stats.cgi's body (2022+ firmware)."""
+        info, legacy = self.fixtures["stats"]["STATS"]
+        asleep = self.asleep if self.rpc_asleep is None else self.rpc_asleep
+
+        def sensors(key: str, chain: int) -> list[int]:
+            return [int(part) for part in str(legacy[f"{key}{chain}"]).split("-")]
+
+        chains = [
+            {
+                "index": chain - 1,
+                "freq_avg": legacy[f"freq{chain}"],
+                "rate_ideal": legacy["total_rateideal"] / legacy["miner_count"],
+                "rate_real": float(legacy[f"chain_rate{chain}"]),
+                "asic_num": legacy[f"chain_acn{chain}"],
+                "asic": legacy[f"chain_acs{chain}"],
+                "temp_pic": sensors("temp_pic", chain),
+                "temp_pcb": sensors("temp_pcb", chain),
+                "temp_chip": sensors("temp_chip", chain),
+                "hw": legacy[f"chain_hw{chain}"],
+                "eeprom_loaded": True,
+                "sn": f"JYZZB0UBDJABF06R{chain}",
+                "hwp": 0.0,
+            }
+            for chain in range(1, legacy["miner_count"] + 1)
+        ]
+        stats = {
+            "elapsed": legacy["Elapsed"],
+            "rate_5s": legacy["GHS 5s"],
+            "rate_30m": legacy["rate_30m"],
+            "rate_avg": legacy["GHS av"],
+            "rate_ideal": legacy["total_rateideal"],
+            "rate_unit": "GH/s",
+            "chain_num": legacy["miner_count"],
+            "fan_num": legacy["fan_num"],
+            "fan": [legacy[f"fan{fan}"] for fan in range(1, legacy["fan_num"] + 1)],
+            "hwp_total": 0.0,
+            "miner-mode": int(self.conf["bitmain-work-mode"]),
+            "freq-level": 100,
+            "chain": chains,
+        }
+        return {
+            # An object, not cgminer's list: the body stats.cgi serves too.
+            "STATUS": {"STATUS": "S", "when": 1755615295, "Msg": "stats", "api_version": "1.0.0"},
+            "INFO": {
+                "miner_version": info["Miner"],
+                "CompileTime": info["CompileTime"],
+                "type": info["Type"],
+            },
+            "STATS": [stats | {"rate_5s": 0.0, "chain": []}] if asleep else [stats],
+        }
+
     async def _handle_rpc(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.writers.add(writer)
         try:
@@ -301,11 +355,13 @@ class AntminerServer:
                 raw = await reader.read(65536)
                 if self.latency_s:
                     await asyncio.sleep(self.latency_s)
+                request: Any = None
                 try:
                     request = json.loads(raw)
                     command = str(request.get("command", ""))
                 except ValueError:
                     command = raw.decode(errors="replace").split("|", 1)[0].strip()
+                new_api = isinstance(request, dict) and request.get("new_api") is True
                 self.counts[f"rpc:{command}"] += 1
                 fault = self.rpc_fault
                 if fault == "truncated":
@@ -317,7 +373,11 @@ class AntminerServer:
                     await _misbehave(fault, writer, self._connections)
                     return
                 else:
-                    writer.write(json.dumps(self.rpc_reply(command)).encode() + b"\x00")
+                    if self.new_api and new_api and command == "stats":
+                        reply = self.new_api_stats()
+                    else:
+                        reply = self.rpc_reply(command)
+                    writer.write(json.dumps(reply).encode() + b"\x00")
                 await writer.drain()
         finally:
             self._connections.writers.discard(writer)
@@ -502,11 +562,24 @@ class BraiinsServer:
             return web.Response(status=503)
         path = request.path.removeprefix("/api/v1")
         self.counts[f"{request.method} {path}"] += 1
-        public = path == "/auth/login" or (path == "/version" and self.public_version)
+        # The web UI (`/` and its assets) is served to anyone; the API needs the token.
+        public = (
+            path == "/auth/login"
+            or (path == "/version" and self.public_version)
+            or not request.path.startswith("/api/")
+        )
         if not public and request.headers.get("Authorization") not in self.tokens:
             return web.json_response({"message": "Unauthorized"}, status=401)
         response: web.StreamResponse = await handler(request)
         return response
+
+    async def _web_ui(self, request: web.Request) -> web.Response:
+        """Real Braiins OS serves its web UI at `/` (a single-page app)."""
+        page = (
+            "<!DOCTYPE html><html><head><title>Braiins OS</title></head>"
+            '<body><div id="root"></div><script src="/assets/index.js"></script></body></html>'
+        )
+        return web.Response(text=page, content_type="text/html")
 
     async def _login(self, request: web.Request) -> web.Response:
         try:
@@ -600,6 +673,7 @@ class BraiinsServer:
             app.router.add_get(f"/api/v1{path}", self._getter(name))
         app.router.add_put("/api/v1/actions/{action}", self._action)
         app.router.add_put("/api/v1/pools", self._put_pools)
+        app.router.add_get("/", self._web_ui)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.host, 0).start()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 import json
 import time
 from typing import Any, TypeVar
@@ -40,12 +41,13 @@ from .base import (
     MinerIdentity,
     MinerStatus,
     PoolConfig,
-    PoolStatus,
     normalize_mac,
 )
+from .cgminer_rpc import RATE_UNITS, parse_pools
 from .digest import DigestAuth, HttpReply
 from .models import SLEEP_POWER_W, estimate_power
-from .rpc import rpc_command, section, status_of
+from .rpc import decode_reply, rpc_exchange, section, status_of
+from .values import number
 
 _T = TypeVar("_T")
 
@@ -62,28 +64,16 @@ CONF_REUSE_S = 60.0
 # A poll re-reads the conf once it is this old, so a conf young enough to reuse
 # is at hand whenever the fleet polls at least every CONF_REUSE_S - CONF_REFRESH_S.
 CONF_REFRESH_S = 45.0
-# How each `rate_unit` of stats converts to TH/s.
-_TO_THS = {"MH": 1e-6, "GH": 1e-3, "TH": 1.0}
-
-
-def _number(value: Any) -> float | None:
-    """A float from a number or a numeric string; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+# `stats` with this flag: firmware that has the new API answers per chain (board
+# temperatures among them); older firmware ignores the flag and answers as before.
+_MAX_FANS = 16
+_STATS_REQUEST = json.dumps({"command": "stats", "new_api": True}).encode()
 
 
 def _work_mode(conf: dict[str, Any]) -> int:
     """The conf's work mode (`bitmain-work-mode`, a string on stock firmware)."""
     raw = conf.get("bitmain-work-mode", conf.get("miner-mode"))
-    mode = _number(raw)
+    mode = number(raw)
     if mode is None:
         raise DeviceProtocolError(f"miner conf has no usable work mode ({raw!r})")
     return int(mode)
@@ -163,7 +153,11 @@ class AntminerDriver(MinerDriver):
 
     async def _rpc(self, command: str) -> dict[str, Any]:
         """One RPC read; an E/F status is a protocol error (45 is access denied)."""
-        reply = await rpc_command(self._host, self._rpc_port, command, timeout=self.timeout)
+        request = (
+            _STATS_REQUEST if command == "stats" else json.dumps({"command": command}).encode()
+        )
+        raw = await rpc_exchange(self._host, self._rpc_port, request, self.timeout)
+        reply = decode_reply(raw, f"{self._host}:{self._rpc_port}")
         status = status_of(reply)
         if status.get("STATUS") in ("E", "F"):
             message = f"{self.endpoint} {command}: {status.get('Msg', 'error')}"
@@ -248,7 +242,7 @@ class AntminerDriver(MinerDriver):
                 self._rpc("stats"), self._rpc("pools"), return_exceptions=True
             )
             only_stats, only_pools = replies
-            if isinstance(only_stats, dict) and len(section(only_stats, "STATS")) > 1:
+            if isinstance(only_stats, dict) and _hashing_stats(only_stats):
                 if isinstance(only_pools, BaseException):
                     raise only_pools
                 return self._status(True, only_stats, only_pools)
@@ -283,9 +277,7 @@ class AntminerDriver(MinerDriver):
             else:
                 replies.append(reply)
         status = self._status(mining, *replies)
-        self._rpc_decides = (
-            mining and len(section(replies[0], "STATS")) > 1 and writes == self._writes
-        )
+        self._rpc_decides = mining and _hashing_stats(replies[0]) and writes == self._writes
         return status
 
     def _status(
@@ -294,23 +286,13 @@ class AntminerDriver(MinerDriver):
         stats_reply: dict[str, Any],
         pools_reply: dict[str, Any],
     ) -> MinerStatus:
-        stats_items = section(stats_reply, "STATS")
-        info = stats_items[0] if stats_items else {}
-        stats = stats_items[1] if len(stats_items) > 1 else {}
-        model = info.get("Type") if isinstance(info.get("Type"), str) else self._model
-
-        # `GHS 5s` is GH/s whatever `rate_unit` says; the ideal rate is in `rate_unit`.
-        rate = _number(stats.get("GHS 5s"))
-        hashrate = rate / 1000 if rate is not None else None
-        ideal = _number(stats.get("total_rateideal"))
-        unit = _TO_THS.get(str(stats.get("rate_unit", "GH")).upper(), 1e-3)
-        nominal = ideal * unit if ideal else None
-
-        boards, chips, fans, errors = _chains(stats)
+        readings = _new_api(stats_reply) or _legacy(stats_reply)
+        model = readings.model or self._model
+        hashrate, nominal, uptime = readings.hashrate_ths, readings.nominal_ths, readings.uptime_s
+        boards, chips = readings.boards, readings.chips
         temperature = max(chips or boards) if (chips or boards) else None
-        uptime = _number(stats.get("Elapsed"))
 
-        pools = tuple(_pool(item) for item in section(pools_reply, "POOLS"))
+        pools = parse_pools(section(pools_reply, "POOLS"))
         # The shares of the summary are the sums over the pools.
         accepted = rejected = None
         if pools:
@@ -327,12 +309,12 @@ class AntminerDriver(MinerDriver):
             power_estimated=power is not None,
             temperature_c=temperature,
             board_temperatures_c=boards,
-            fan_rpm=fans,
+            fan_rpm=readings.fans,
             uptime_s=int(uptime) if uptime is not None else None,
             pools=pools,
             accepted_shares=accepted,
             rejected_shares=rejected,
-            errors=errors,
+            errors=readings.errors,
             nominal_hashrate_ths=nominal,
         )
 
@@ -376,18 +358,96 @@ class AntminerDriver(MinerDriver):
         await self._write_conf(conf, _work_mode(conf), reordered)
 
 
-def _pool(item: dict[str, Any]) -> PoolStatus:
-    priority = _number(item.get("Priority", item.get("POOL")))
-    accepted = _number(item.get("Accepted"))
-    rejected = _number(item.get("Rejected"))
-    return PoolStatus(
-        url=str(item.get("URL", "")),
-        user=str(item.get("User", "")),
-        alive=str(item.get("Status", "")).lower() == "alive",
-        active=item.get("Stratum Active") is True,
-        priority=int(priority) if priority is not None else 0,
-        accepted=int(accepted) if accepted is not None else None,
-        rejected=int(rejected) if rejected is not None else None,
+@dataclass(frozen=True, slots=True)
+class _Readings:
+    """What one `stats` reply says, in either shape."""
+
+    model: str | None = None
+    hashrate_ths: float | None = None
+    nominal_ths: float | None = None
+    uptime_s: int | None = None
+    boards: tuple[float, ...] = ()
+    chips: tuple[float, ...] = ()
+    fans: tuple[int, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def _hashing_stats(reply: dict[str, Any]) -> bool:
+    """Whether `stats` is a hashing miner's (a sleeping one answers with empty sections)."""
+    items = section(reply, "STATS")
+    chains = items[0].get("chain") if items else None
+    if isinstance(chains, list):
+        # The new shape keeps its chains while asleep: the rate and the mode tell.
+        rate = number(items[0].get("rate_5s"))
+        return bool(chains) and bool(rate) and number(items[0].get("miner-mode")) != SLEEP_MODE
+    return len(items) > 1
+
+
+def _warm(values: Any) -> list[float]:
+    """The real readings of a list of sensors (0 means "no sensor")."""
+    readings = (number(value) for value in (values if isinstance(values, list) else []))
+    return [value for value in readings if value is not None and value > 0]
+
+
+def _new_api(reply: dict[str, Any]) -> _Readings | None:
+    """`stats` with new_api: one STATS entry with a `chain` list (None for the old shape)."""
+    items = section(reply, "STATS")
+    stats = items[0] if items else {}
+    chains = stats.get("chain")
+    if not isinstance(chains, list):
+        return None
+    unit = RATE_UNITS.get(str(stats.get("rate_unit", "GH/s")).upper(), 1e-3)
+    rate, ideal = number(stats.get("rate_5s")), number(stats.get("rate_ideal"))
+    boards: list[float] = []
+    chips: list[float] = []
+    errors: list[str] = []
+    for position, chain in enumerate(c for c in chains if isinstance(c, dict)):
+        pcb, chip = _warm(chain.get("temp_pcb")), _warm(chain.get("temp_chip"))
+        if pcb:
+            boards.append(max(pcb))
+        if chip:
+            chips.append(max(chip))
+        states = chain.get("asic")
+        if isinstance(states, str) and "x" in states:
+            index = number(chain.get("index"))
+            name = int(index) + 1 if index is not None else position + 1
+            errors.append(f"chain {name}: {states.count('x')} chips not responding")
+    info = reply.get("INFO")
+    model = info.get("type") if isinstance(info, dict) else None
+    uptime = number(stats.get("elapsed"))
+    return _Readings(
+        model=model if isinstance(model, str) and model else None,
+        hashrate_ths=rate * unit if rate is not None else None,
+        nominal_ths=ideal * unit if ideal else None,
+        uptime_s=int(uptime) if uptime is not None else None,
+        boards=tuple(boards),
+        chips=tuple(chips),
+        fans=tuple(int(rpm) for rpm in _warm(stats.get("fan"))),
+        errors=tuple(errors),
+    )
+
+
+def _legacy(reply: dict[str, Any]) -> _Readings:
+    """`stats` in bmminer's old shape: the miner's name, then one entry of flat keys."""
+    items = section(reply, "STATS")
+    info = items[0] if items else {}
+    stats = items[1] if len(items) > 1 else {}
+    # `GHS 5s` is GH/s whatever `rate_unit` says; the ideal rate is in `rate_unit`.
+    rate = number(stats.get("GHS 5s"))
+    ideal = number(stats.get("total_rateideal"))
+    unit = RATE_UNITS.get(str(stats.get("rate_unit", "GH")).upper(), 1e-3)
+    boards, chips, fans, errors = _chains(stats)
+    uptime = number(stats.get("Elapsed"))
+    model = info.get("Type")
+    return _Readings(
+        model=model if isinstance(model, str) and model else None,
+        hashrate_ths=rate / 1000 if rate is not None else None,
+        nominal_ths=ideal * unit if ideal else None,
+        uptime_s=int(uptime) if uptime is not None else None,
+        boards=boards,
+        chips=chips,
+        fans=fans,
+        errors=errors,
     )
 
 
@@ -399,8 +459,8 @@ def _chains(
     chips: list[float] = []
     errors: list[str] = []
     for chain in range(1, 5):
-        board = _number(stats.get(f"temp{chain}"))
-        chip = _number(stats.get(f"temp2_{chain}"))
+        board = number(stats.get(f"temp{chain}"))
+        chip = number(stats.get(f"temp2_{chain}"))
         # Absent chains read 0; a real board is never at 0 °C while hashing.
         if board:
             boards.append(board)
@@ -409,10 +469,12 @@ def _chains(
         states = stats.get(f"chain_acs{chain}")
         if isinstance(states, str) and "x" in states:
             errors.append(f"chain {chain}: {states.count('x')} chips not responding")
-    fan_count = _number(stats.get("fan_num"))
+    fan_count = number(stats.get("fan_num"))
     fans: list[int] = []
-    for fan in range(1, int(fan_count or 4) + 1):
-        rpm = _number(stats.get(f"fan{fan}"))
+    # A fan count no miner has (garbage) is ignored: the four usual slots are read.
+    slots = int(fan_count) if fan_count is not None and 0 < fan_count <= _MAX_FANS else 4
+    for fan in range(1, slots + 1):
+        rpm = number(stats.get(f"fan{fan}"))
         if rpm is not None and (fan_count or rpm > 0):
             fans.append(int(rpm))
     return tuple(boards), tuple(chips), tuple(fans), tuple(errors)

@@ -142,8 +142,15 @@ class MinerStatus:
 
     @property
     def active_pool(self) -> PoolStatus | None:
-        """The pool the miner hashes on now, if it says."""
-        return next((pool for pool in self.pools if pool.active), None)
+        """The pool the miner hashes on: of those flagged active, alive and highest in priority.
+
+        Firmware flags a pool per open connection, so several may be flagged at once;
+        the first flagged is not the answer.
+        """
+        flagged = [pool for pool in self.pools if pool.active]
+        if not flagged:
+            return None
+        return min(flagged, key=lambda pool: (not pool.alive, pool.priority))
 
 
 class MinerDriver(ABC):

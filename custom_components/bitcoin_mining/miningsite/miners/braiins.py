@@ -49,6 +49,7 @@ from .base import (
     normalize_mac,
 )
 from .digest import HttpReply, http_request
+from .values import number
 
 _T = TypeVar("_T")
 
@@ -80,14 +81,8 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 def _ths(gigahash: Any) -> float | None:
-    value = _float(_get(gigahash, "gigahash_per_second"))
+    value = number(_get(gigahash, "gigahash_per_second"))
     return round(value / 1000, 3) if value is not None else None
 
 
@@ -321,14 +316,14 @@ class BraiinsDriver(MinerDriver):
             [b for b in board_list if isinstance(b, dict)] if isinstance(board_list, list) else []
         )
         board_temps = tuple(
-            t for b in board_list if (t := _float(_get(b, "board_temp", "degree_c"))) is not None
+            t for b in board_list if (t := number(_get(b, "board_temp", "degree_c"))) is not None
         )
         chip_temps = [
             t
             for b in board_list
-            if (t := _float(_get(b, "highest_chip_temp", "temperature", "degree_c"))) is not None
+            if (t := number(_get(b, "highest_chip_temp", "temperature", "degree_c"))) is not None
         ]
-        highest = _float(_get(cooling, "highest_temperature", "temperature", "degree_c"))
+        highest = number(_get(cooling, "highest_temperature", "temperature", "degree_c"))
         temperature = max(chip_temps) if chip_temps else highest
         if temperature is None and board_temps:
             temperature = max(board_temps)
@@ -336,12 +331,12 @@ class BraiinsDriver(MinerDriver):
         fans = tuple(
             int(rpm)
             for fan in (fans_raw if isinstance(fans_raw, list) else [])
-            if (rpm := _float(_get(fan, "rpm"))) is not None
+            if (rpm := number(_get(fan, "rpm"))) is not None
         )
-        power = _float(_get(stats, "power_stats", "approximated_consumption", "watt"))
-        accepted = _float(_get(stats, "pool_stats", "accepted_shares"))
-        rejected = _float(_get(stats, "pool_stats", "rejected_shares"))
-        uptime = _float(details.get("bosminer_uptime_s", details.get("system_uptime_s")))
+        power = number(_get(stats, "power_stats", "approximated_consumption", "watt"))
+        accepted = number(_get(stats, "pool_stats", "accepted_shares"))
+        rejected = number(_get(stats, "pool_stats", "rejected_shares"))
+        uptime = number(details.get("bosminer_uptime_s", details.get("system_uptime_s")))
         nominal = _ths(details.get("sticker_hashrate")) or _ths(
             _get(stats, "miner_stats", "nominal_hashrate")
         )
@@ -426,8 +421,8 @@ def _pool_statuses(groups: Any) -> tuple[PoolStatus, ...]:
     pools = [pool for group in groups for pool in _group_pools(group)]
     statuses = []
     for priority, pool in enumerate(pools):
-        accepted = _float(_get(pool, "stats", "accepted_shares"))
-        rejected = _float(_get(pool, "stats", "rejected_shares"))
+        accepted = number(_get(pool, "stats", "accepted_shares"))
+        rejected = number(_get(pool, "stats", "rejected_shares"))
         statuses.append(
             PoolStatus(
                 url=str(pool.get("url", "")),

@@ -29,7 +29,7 @@ from ..exceptions import (
 )
 from .base import DEFAULT_TIMEOUT_S, Family, MinerEndpoint
 from .digest import http_request
-from .rpc import rpc_command
+from .rpc import ApiAccessRefusedError, rpc_command
 
 V3_PORT = 4433
 RPC_PORT = 4028
@@ -42,7 +42,12 @@ class _Unknown:
     """A probe got an answer it does not recognise."""
 
 
+class _Refused(_Unknown):
+    """The RPC port took the connection and closed it without a word (`--api-allow`)."""
+
+
 _UNKNOWN = _Unknown()
+_REFUSED = _Refused()
 # What a probe found: a family, an unrecognised answer, or nothing (None).
 _Probe = Family | _Unknown | None
 
@@ -123,6 +128,8 @@ async def _probe_braiins(
 async def _probe_rpc(host: str, port: int, timeout: float) -> _Probe:
     try:
         reply = await rpc_command(host, port, "version", timeout=timeout)
+    except ApiAccessRefusedError:
+        return _REFUSED
     except DeviceProtocolError:
         return _UNKNOWN
     except MiningSiteError:
@@ -153,8 +160,9 @@ async def detect_family(
 ) -> Family:
     """The family of the miner at `endpoint`.
 
-    Raises DeviceConnectionError when nothing answers and UnsupportedError when
-    something answers that is none of the families.
+    Raises DeviceConnectionError when nothing answers (ApiAccessRefusedError when
+    the miner API closes on us unanswered, as `--api-allow` does) and
+    UnsupportedError when something answers that is none of the families.
     """
     host = endpoint.host
     tasks = {
@@ -178,6 +186,12 @@ async def detect_family(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if isinstance(results.get("rpc"), _Refused):
+        raise ApiAccessRefusedError(
+            f"{endpoint} takes connections on its miner API and closes them without a reply:"
+            " cgminer-based firmware does this to an address its --api-allow leaves out"
+            " (allow this host, e.g. --api-allow W:<ip>)"
+        )
     if any(found is not None for found in results.values()):
         raise UnsupportedError(f"{endpoint} answers, but as no known miner firmware")
     raise DeviceConnectionError(f"nothing answers at {endpoint}")

@@ -29,25 +29,22 @@ from typing import Any, ClassVar
 
 from ..exceptions import CommandRejectedError, DeviceAuthError, DeviceProtocolError, MiningSiteError
 from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
-from .cgminer import (
+from .cgminer_rpc import (
     CgminerRpc,
     ReadsReports,
     check_status,
     device_temperatures,
     first_entry,
     hashrate_ths,
-    hottest,
-    integer,
-    number,
     parse_pools,
     replace_pools,
     require_section,
     status_code,
     status_entry,
     switch_pool,
-    text,
 )
 from .rpc import section
+from .values import hottest, integer, number, text
 
 LOGGER = logging.getLogger(__name__)
 
@@ -122,9 +119,16 @@ class LuxosDriver(ReadsReports, MinerDriver):
             raise DeviceProtocolError(f"{rpc.where} reported no MAC address in config")
         version_reply = await rpc.optional("version")
         version = first_entry(section(version_reply, "VERSION")) if version_reply else {}
+        model = text(config.get("Model"))
+        if model is None:
+            # Builds whose CONFIG names no model name it in `devdetails`.
+            details = await rpc.optional("devdetails")
+            model = (
+                text(first_entry(section(details, "DEVDETAILS")).get("Model")) if details else None
+            )
         return MinerIdentity(
             family=self.family,
-            model=text(config.get("Model")) or text(version.get("Type")) or "LuxOS miner",
+            model=model or text(version.get("Type")) or "LuxOS miner",
             firmware=text(version.get("LUXminer")) or text(version.get("Miner")) or "unknown",
             mac=normalize_mac(mac),
             serial=text(config.get("SerialNumber")),

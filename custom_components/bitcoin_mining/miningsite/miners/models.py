@@ -58,14 +58,16 @@ _BASE_SHARE = 0.1
 # Overclocked miners do hash above nameplate; more than this is a reading error.
 _MAX_HASH_RATIO = 1.5
 
+_VARIANT = re.compile(r"\.V[A-Z]{1,2}\d+$")
 _VENDOR = re.compile(r"^((ANTMINER|BITMAIN|WHATSMINER|MICROBT)\s*)+")
 
 
 def normalize_model(model: str) -> str:
     """A model name reduced for lookup: 'Antminer S19j Pro' → 'S19JPRO', 'M60S_VK40' → 'M60S'."""
     text = _VENDOR.sub("", model.strip().upper())
-    # Whatsminer appends the hashboard variant after an underscore (M60S_VK40, M30S++_VG30).
-    text = text.split("_", 1)[0]
+    # Whatsminer appends the hashboard variant after an underscore (M60S_VK40, M30S+_VE40),
+    # some builds after a dot (M50S.VH40).
+    text = _VARIANT.sub("", text.split("_", 1)[0])
     # Some firmware adds the variant in parentheses: "Antminer S19 Pro (110Th)".
     text = text.split("(", 1)[0]
     return re.sub(r"[\s.-]", "", text)

@@ -34,12 +34,27 @@ from ..exceptions import (
     MiningSiteError,
 )
 
+
+class ApiAccessRefusedError(DeviceConnectionError):
+    """The API accepted the connection and closed it without a word (cgminer's `--api-allow`)."""
+
+
+def access_refused(where: str) -> ApiAccessRefusedError:
+    """The error of a connection closed or reset before any byte of a reply."""
+    return ApiAccessRefusedError(
+        f"{where} closed the connection without a reply: cgminer-based firmware does this"
+        " to an address its --api-allow leaves out (allow this host, e.g. --api-allow W:<ip>)"
+    )
+
+
 # A `stats` reply of a big miner is ~10 kB; nothing legitimate comes near this.
 MAX_REPLY = 512 * 1024
 # Below glibc's mmap threshold: a larger recv buffer would be mapped and unmapped each time.
 _RECV_SIZE = 64 * 1024
 _PREFIX = struct.Struct("<I")
 _IDLE, _WRITING, _READING = 0, 1, 2
+# A connection accepted, then reset or closed under our request: how an API refuses an address.
+_REFUSED_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE})
 
 # orjson (a Home Assistant dependency) parses a reply in a third of json's time; what it
 # refuses (NaN, huge numbers, bad UTF-8) is left to json as before.
@@ -215,7 +230,11 @@ class _Exchange:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as err:
-            self._fail(_connection_error(self._batch.where, err))
+            # Closed before our request was even taken: refused, as a reset after it is.
+            if err.errno in _REFUSED_ERRNOS and not self._batch.framed:
+                self._fail(access_refused(self._batch.where))
+            else:
+                self._fail(_connection_error(self._batch.where, err))
             return
         self._pending = self._pending[sent:]
         if self._pending:
@@ -232,7 +251,10 @@ class _Exchange:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:
-                self._fail(_connection_error(self._batch.where, err))
+                if not self._size and err.errno in _REFUSED_ERRNOS and not self._batch.framed:
+                    self._fail(access_refused(self._batch.where))
+                else:
+                    self._fail(_connection_error(self._batch.where, err))
                 return
             if not data:
                 self._end_of_stream()
@@ -265,10 +287,13 @@ class _Exchange:
 
     def _end_of_stream(self) -> None:
         """The server closed: the end of a cgminer reply, or a framed one cut short."""
-        if not self._batch.framed:
-            self._finish()
-            return
         where = self._batch.where
+        if not self._batch.framed:
+            if not self._size:
+                self._fail(access_refused(where))
+            else:
+                self._finish()
+            return
         if not self._size:
             self._fail(DeviceProtocolError(f"{where} closed the connection without a reply"))
             return

@@ -35,7 +35,7 @@ from ..exceptions import (
     UnsupportedError,
 )
 from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
-from .cgminer import (
+from .cgminer_rpc import (
     ACCESS_DENIED,
     MAX_POOLS,
     CgminerRpc,
@@ -44,19 +44,15 @@ from .cgminer import (
     check_status,
     device_temperatures,
     first_entry,
-    flag,
     hashrate_ths,
-    hottest,
-    integer,
     mac_in,
-    number,
     parse_pools,
     require_section,
     status_code,
-    text,
 )
 from .md5crypt import md5_crypt_hash
 from .rpc import section
+from .values import flag, hottest, integer, number, text
 
 API_PORT = 4028
 DEFAULT_PASSWORD = "admin"  # noqa: S105 - the factory default, documented by MicroBT

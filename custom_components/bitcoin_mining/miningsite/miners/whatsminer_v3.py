@@ -41,8 +41,9 @@ from .base import (
     PoolStatus,
     normalize_mac,
 )
-from .cgminer import MAX_POOLS, check_pools, flag, hottest, integer, number, text
+from .cgminer_rpc import MAX_POOLS, check_pools
 from .rpc import exchange_many, fast_loads
+from .values import flag, hottest, integer, number, text
 from .whatsminer import aes_ecb
 
 API_PORT = 4433
