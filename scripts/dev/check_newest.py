@@ -2,14 +2,15 @@
 
 Starts the simulator (a small fleet of every firmware family, in port mode, on free
 ports) and Home Assistant from the newest lane with a fresh configuration; onboards,
-sets up MQTT and adds the site through its own config flow (scripts/dev/bootstrap.py);
+sets up MQTT and adds the site through its own config flow (devtools.homeassistant);
 checks that the entry is loaded, the grid frequency is a number and every configured
 miner has a Mining switch that is on or off; saves options through the options flow, asks
 for a dry-run rebalance, reloads the entry and checks again; then stops everything and
 scans Home Assistant's log. A warning or error from this
 integration, or a deprecation naming it, fails the check. Prints PASS or FAIL.
 
-Run it through scripts/check_newest (which builds the newest lane first).
+Run it through scripts/check_newest (which builds the newest lane first), which runs
+`python -m scripts.dev.check_newest` from the repository root in the newest lane.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,22 +33,15 @@ import traceback
 from typing import Any
 
 import aiohttp
-from bootstrap import (
-    DEV_OPTIONS,
-    BootstrapError,
-    onboard,
-    promote_http_config,
-    run_flow,
-    set_options,
-    simulated_miners,
-    wait_for_http,
-    wait_for_state,
-)
+
+from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
+from devtools.simulation import SimulatorControl, free_port, miner_list
+from devtools.steps import Check, StepError, poll_until
+from scripts.dev.bootstrap import DEV_OPTIONS, MQTT_ANSWERS, SUPPLY_ENTITY, has_value
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 DOMAIN = "bitcoin_mining"
 OUR_LOGGER = f"custom_components.{DOMAIN}"
-SUPPLY_ENTITY = "sensor.simulated_supply_supply_power"
 # Two miners of every family the simulator knows: each driver loads and polls.
 MIX = "whatsminer=2,whatsminer_v3=2,antminer=2,luxos=2,braiins=2,cgminer=2"
 MINERS = 12
@@ -61,6 +54,8 @@ DEPRECATION_WORDS = (
     "please report it to the author",
     "please create a bug report",
 )
+# A config entry in these states has not settled yet.
+SETTING_UP = ("not_loaded", "setup_in_progress", "unload_in_progress")
 # Home Assistant's warnings that a setup or an update takes long.
 SLOW = ("is taking over", "took longer than")
 RECORD = re.compile(
@@ -94,26 +89,6 @@ logger:
   logs:
     {logger}: info
 """
-
-
-class CheckError(Exception):
-    """A check that cannot go on; the message says why."""
-
-
-@dataclass
-class Report:
-    """The checks made, one line each, and whether all passed."""
-
-    lines: list[str] = field(default_factory=list)
-    failures: int = 0
-
-    def check(self, ok: bool, what: str) -> bool:
-        """Record and print one check."""
-        self.failures += not ok
-        line = f"{'ok  ' if ok else 'FAIL'} {what}"
-        self.lines.append(line)
-        print(line, flush=True)
-        return ok
 
 
 @dataclass
@@ -185,19 +160,12 @@ class Run:
         return codes
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def pinned_version() -> str:
     """The Home Assistant release requirements_newest.txt pins."""
     text = (REPO_DIR / "requirements_newest.txt").read_text()
     found = re.search(r"^homeassistant==(\S+)", text, re.MULTILINE)
     if found is None:
-        raise CheckError("requirements_newest.txt pins no homeassistant==<version>")
+        raise StepError("requirements_newest.txt pins no homeassistant==<version>")
     return found.group(1)
 
 
@@ -210,67 +178,41 @@ def tail(path: Path, lines: int = 30) -> str:
     return "\n".join(f"    {line}" for line in text)
 
 
-async def wait_for_simulator(
-    session: aiohttp.ClientSession, run: Run, process: Process, timeout: float
-) -> None:
-    """Wait until the simulator's control API answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def wait_for_simulator(control: SimulatorControl, process: Process, timeout: float) -> None:
+    """Wait until the simulator's control API lists every miner; StepError if it exits."""
+
+    async def listed() -> bool:
         if process.popen.poll() is not None:
-            raise CheckError(
+            raise StepError(
                 f"the simulator exited ({process.popen.returncode}):\n{tail(process.log)}"
             )
-        try:
-            async with session.get(f"{run.control}/api/state") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.3)
-    raise CheckError(f"the simulator's control API did not answer within {timeout:.0f} s")
+        with contextlib.suppress(aiohttp.ClientError, ValueError):
+            return len(await control.miners()) == MINERS
+        return False
+
+    await poll_until(listed, timeout, f"the simulator's {MINERS} miners", 0.3)
 
 
-async def ws_call(
-    session: aiohttp.ClientSession, base: str, token: str, message: dict[str, Any]
-) -> Any:
-    """One websocket command; its result."""
-    async with session.ws_connect(f"{base.replace('http', 'ws', 1)}/api/websocket") as ws:
-        await ws.receive_json()
-        await ws.send_json({"type": "auth", "access_token": token})
-        if (await ws.receive_json())["type"] != "auth_ok":
-            raise CheckError("websocket authentication failed")
-        await ws.send_json({"id": 1, **message})
-        reply = await ws.receive_json()
-    if not reply.get("success"):
-        raise CheckError(f"{message['type']}: {reply.get('error')}")
-    return reply["result"]
-
-
-async def entry_state(
-    session: aiohttp.ClientSession, run: Run, headers: dict[str, str], entry_id: str
-) -> tuple[str, str | None]:
+async def entry_state(api: HomeAssistantApi, entry_id: str) -> tuple[str, str | None]:
     """The config entry's state and reason."""
-    async with session.get(
-        f"{run.base}/api/config/config_entries/entry", headers=headers
-    ) as response:
-        for entry in await response.json():
-            if entry["entry_id"] == entry_id:
-                return str(entry["state"]), entry.get("reason")
-    raise CheckError(f"config entry {entry_id} is gone")
+    for entry in await api.get("/api/config/config_entries/entry"):
+        if entry["entry_id"] == entry_id:
+            return str(entry["state"]), entry.get("reason")
+    raise StepError(f"config entry {entry_id} is gone")
 
 
-async def wait_loaded(
-    session: aiohttp.ClientSession, run: Run, headers: dict[str, str], entry_id: str
-) -> tuple[str, str | None]:
-    """Wait (60 s at most) until the entry has left the setup states."""
-    deadline = time.monotonic() + 60
-    state, reason = await entry_state(session, run, headers, entry_id)
-    while state in ("not_loaded", "setup_in_progress", "unload_in_progress"):
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.5)
-        state, reason = await entry_state(session, run, headers, entry_id)
-    return state, reason
+async def wait_loaded(api: HomeAssistantApi, entry_id: str) -> tuple[str, str | None]:
+    """The entry's state and reason once it has left the setup states (or after 60 s)."""
+
+    async def settled() -> tuple[str, str | None] | None:
+        state = await entry_state(api, entry_id)
+        return None if state[0] in SETTING_UP else state
+
+    try:
+        return await poll_until(settled, 60, f"entry {entry_id} to settle", 0.5)
+    except StepError:
+        # Still setting up: the caller's check says so.
+        return await entry_state(api, entry_id)
 
 
 @dataclass
@@ -339,56 +281,52 @@ class SiteView:
         )
 
 
-async def site_view(
-    session: aiohttp.ClientSession, run: Run, token: str, entry_id: str
-) -> SiteView:
+async def site_view(api: HomeAssistantApi, entry_id: str) -> SiteView:
     """Our entities (entity registry) and every state."""
+    reply = await api.ws_command({"type": "config/entity_registry/list"})
+    if not reply.get("success"):
+        raise StepError(f"config/entity_registry/list: {reply.get('error')}")
     registry = [
         entry
-        for entry in await ws_call(
-            session, run.base, token, {"type": "config/entity_registry/list"}
-        )
+        for entry in reply["result"]
         if entry["platform"] == DOMAIN and entry.get("config_entry_id") == entry_id
     ]
-    async with session.get(
-        f"{run.base}/api/states", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
-        states = {item["entity_id"]: item["state"] for item in await response.json()}
+    states = {item["entity_id"]: item["state"] for item in await api.get("/api/states")}
     return SiteView(registry, states)
 
 
-async def wait_for_site(
-    session: aiohttp.ClientSession, run: Run, token: str, entry_id: str, timeout: float
-) -> SiteView:
-    """Wait until the site looks set up (see SiteView.problems), or the timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        view = await site_view(session, run, token, entry_id)
-        if not view.problems(MINERS) or time.monotonic() > deadline:
-            return view
-        await asyncio.sleep(1)
+async def wait_for_site(api: HomeAssistantApi, entry_id: str, timeout: float) -> SiteView:
+    """The site once it looks set up (see SiteView.problems), or as it is after the timeout."""
+
+    async def set_up() -> SiteView | None:
+        view = await site_view(api, entry_id)
+        return None if view.problems(MINERS) else view
+
+    try:
+        return await poll_until(set_up, timeout, "the site to be set up", 1)
+    except StepError:
+        # The caller's checks say what is missing.
+        return await site_view(api, entry_id)
 
 
-def check_site(report: Report, view: SiteView, when: str) -> None:
+def check_site(check: Check, view: SiteView, when: str) -> None:
     """Report what the site shows."""
     problems = view.problems(MINERS)
-    report.check(
-        not problems, f"{when}: {view.summary()}" + "".join(f"\n       {p}" for p in problems)
-    )
+    check(not problems, f"{when}: {view.summary()}" + "".join(f"\n       {p}" for p in problems))
     switches = view.mining_switches()
-    report.check(
+    check(
         len(switches) >= MINERS and all(s in ("on", "off") for s in switches.values()),
         f"{when}: {len(switches)} Mining switches "
         f"({sum(s == 'on' for s in switches.values())} on, "
         f"{sum(s == 'off' for s in switches.values())} off) for {MINERS} miners",
     )
-    report.check(
+    check(
         view.frequency() not in (None, "unknown", "unavailable"),
         f"{when}: grid frequency {view.frequency()} Hz",
     )
 
 
-async def exercise(run: Run, report: Report) -> None:
+async def exercise(run: Run, check: Check) -> None:
     """Start both processes, set the site up and check it (the processes keep running)."""
     run.ports = {name: free_port() for name in ("http", "control", "meter", "pool", "mqtt")}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -403,7 +341,8 @@ async def exercise(run: Run, report: Report) -> None:
                 "--mqtt", f"127.0.0.1:{run.ports['mqtt']}",
             ],
         )  # fmt: skip
-        await wait_for_simulator(session, run, simulator, 60)
+        control = SimulatorControl(session, run.control)
+        await wait_for_simulator(control, simulator, 60)
 
         config = run.work / "config"
         (config / "custom_components").mkdir(parents=True)
@@ -425,96 +364,71 @@ async def exercise(run: Run, report: Report) -> None:
         )  # fmt: skip
         try:
             await wait_for_http(session, run.base, 180)
-        except BootstrapError as err:
+        except StepError as err:
             code = homeassistant.popen.poll()
-            raise CheckError(f"{err} (exit code {code}):\n{tail(homeassistant.log)}") from None
+            raise StepError(f"{err} (exit code {code}):\n{tail(homeassistant.log)}") from None
 
-        token = await onboard(session, run.base)
-        headers = {"Authorization": f"Bearer {token}"}
-        await promote_http_config(session, run.base, token)
-        async with session.get(f"{run.base}/api/config", headers=headers) as response:
-            ha_config = await response.json()
-        report.check(
+        api = HomeAssistantApi(session, run.base, await onboard(session, run.base))
+        await api.promote_http_config()
+        ha_config = await api.get("/api/config")
+        check(
             ha_config.get("version") == pinned_version(),
             f"Home Assistant {ha_config.get('version')} (pinned: {pinned_version()})",
         )
-        if not report.check(
-            not ha_config.get("recovery_mode") and not ha_config.get("safe_mode"),
-            "started normally (not in recovery or safe mode)",
-        ):
-            raise CheckError("Home Assistant is in recovery mode: no custom integration loads")
+        normal = not ha_config.get("recovery_mode") and not ha_config.get("safe_mode")
+        check(normal, "started normally (not in recovery or safe mode)")
+        if not normal:
+            raise StepError("Home Assistant is in recovery mode: no custom integration loads")
 
-        await run_flow(
-            session,
-            run.base,
-            headers,
-            "mqtt",
-            {
-                "broker": "127.0.0.1",
-                "port": run.ports["mqtt"],
-                "set_client_cert": False,
-                "set_ca_cert": "off",
-            },
+        await api.run_flow("mqtt", {**MQTT_ANSWERS, "port": run.ports["mqtt"]})
+        await poll_until(
+            lambda: has_value(api, SUPPLY_ENTITY),
+            60,
+            f"{SUPPLY_ENTITY} to have a value (is the simulator publishing?)",
+            0.5,
         )
-        await wait_for_state(session, run.base, headers, SUPPLY_ENTITY, 60)
         started = time.monotonic()
-        result = await run_flow(
-            session,
-            run.base,
-            headers,
-            DOMAIN,
-            {
-                "site_name": "Simulated site",
-                "nominal_frequency": "50",
-                "meter_host": "127.0.0.1",
-                "meter_port": run.ports["meter"],
-                "meter_unit_id": 1,
-                "register_preset": "sel735",
-                "supply_power_entities": [SUPPLY_ENTITY],
-                "overhead_kw": 12,
-                "margin_kw": 5,
-                "pool_host": "127.0.0.1",
-                "pool_port": run.ports["pool"],
-                "miners": await simulated_miners(session, run.control),
-            },
+        answers = site_answers(
+            "Simulated site",
+            meter_port=run.ports["meter"],
+            pool_port=run.ports["pool"],
+            supply_entity=SUPPLY_ENTITY,
+            miners=miner_list(await control.miners()),
         )
-        entry_id = result["result"]["entry_id"]
-        report.check(True, f"site added through its config flow ({MINERS} miners: {MIX})")
-        state, reason = await wait_loaded(session, run, headers, entry_id)
-        if not report.check(
+        entry_id = (await api.run_flow(DOMAIN, answers))["result"]["entry_id"]
+        check(True, f"site added through its config flow ({MINERS} miners: {MIX})")
+        state, reason = await wait_loaded(api, entry_id)
+        check(
             state == "loaded",
             f"entry {state} in {time.monotonic() - started:.1f} s"
             + (f" ({reason})" if reason else ""),
-        ):
-            raise CheckError(f"the site's entry is {state}, not loaded")
-        check_site(report, await wait_for_site(session, run, token, entry_id, 90), "setup")
+        )
+        if state != "loaded":
+            raise StepError(f"the site's entry is {state}, not loaded")
+        check_site(check, await wait_for_site(api, entry_id, 90), "setup")
 
         # The options flow (the dev site's timings), where Home Assistant has deprecated
         # things before; the entry reloads with them.
-        await set_options(session, run.base, headers, entry_id, DEV_OPTIONS)
-        state, reason = await wait_loaded(session, run, headers, entry_id)
-        report.check(state == "loaded", f"options saved through the options flow; entry {state}")
+        await api.set_options(entry_id, DEV_OPTIONS)
+        state, reason = await wait_loaded(api, entry_id)
+        check(state == "loaded", f"options saved through the options flow; entry {state}")
 
         # An action through the new release's service layer (a dry run changes nothing).
-        async with session.post(
-            f"{run.base}/api/services/{DOMAIN}/rebalance?return_response",
-            json={"dry_run": True},
-            headers=headers,
-        ) as response:
-            answer = await response.json() if response.status == 200 else await response.text()
-        report.check(
+        try:
+            answer = await api.call(DOMAIN, "rebalance", {"dry_run": True}, response=True)
+        except StepError as err:
+            answer = str(err)
+        check(
             isinstance(answer, dict) and isinstance(answer.get("service_response"), dict),
-            f"rebalance (dry run) answered HTTP {response.status}"
-            + ("" if isinstance(answer, dict) else f": {answer}"),
+            "rebalance (dry run) answered with its response"
+            if isinstance(answer, dict)
+            else f"rebalance (dry run): {answer}",
         )
 
-        async with session.post(
-            f"{run.base}/api/config/config_entries/entry/{entry_id}/reload", headers=headers
-        ) as response:
-            report.check(response.status == 200, f"reload answered HTTP {response.status}")
-        state, reason = await wait_loaded(session, run, headers, entry_id)
-        report.check(state == "loaded", f"entry {state} after a reload")
-        check_site(report, await wait_for_site(session, run, token, entry_id, 90), "reload")
+        await api.post(f"/api/config/config_entries/entry/{entry_id}/reload")
+        state, reason = await wait_loaded(api, entry_id)
+        check(state == "loaded", f"entry {state} after a reload")
+        check_site(check, await wait_for_site(api, entry_id, 90), "reload")
 
 
 @dataclass
@@ -572,18 +486,18 @@ def scan_console(text: str, log: str) -> list[Finding]:
     ]
 
 
-def check_logs(run: Run, report: Report) -> None:
+def check_logs(run: Run, check: Check) -> None:
     """Scan Home Assistant's log and console output."""
     log_file = run.work / "config" / "home-assistant.log"
     if not log_file.is_file():
-        report.check(False, "Home Assistant wrote no log")
+        check(False, "Home Assistant wrote no log")
         return
     log = log_file.read_text(errors="replace")
     console = (run.work / "homeassistant.log").read_text(errors="replace")
     findings = scan_log(log) + scan_console(console, log)
     failing = [f for f in findings if not f.note]
     deprecations = sum("deprecation" in f.why or "Python warning" in f.why for f in findings)
-    report.check(
+    check(
         not failing,
         f"Home Assistant's log: {len(failing)} warnings or errors from or naming {DOMAIN}"
         f" ({deprecations} deprecations, {len(findings) - len(failing)} notes)",
@@ -618,43 +532,43 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     started = time.monotonic()
     run = Run(Path(tempfile.mkdtemp(prefix="check_newest-")), args.simulator_python)
-    report = Report()
+    check = Check()
     print(f"newest-release check: logs and config in {run.work}", flush=True)
 
     async def bounded() -> None:
         async with asyncio.timeout(args.timeout):
-            await exercise(run, report)
+            await exercise(run, check)
 
     aborted = True
     try:
         asyncio.run(bounded())
         aborted = False
     except TimeoutError:
-        report.check(False, f"the check did not finish within {args.timeout:.0f} s")
-    except (CheckError, BootstrapError) as err:
-        report.check(False, str(err))
+        check(False, f"the check did not finish within {args.timeout:.0f} s")
+    except StepError as err:
+        check(False, str(err))
     except Exception:  # noqa: BLE001 (whatever went wrong, the verdict is FAIL)
         traceback.print_exc()
-        report.check(False, "the check itself failed (traceback above)")
+        check(False, "the check itself failed (traceback above)")
     finally:
         codes = run.stop_all()
     if "homeassistant" in codes and not aborted:
-        report.check(
+        check(
             codes["homeassistant"] == 0, f"Home Assistant stopped (exit {codes['homeassistant']})"
         )
     if (run.work / "config" / "home-assistant.log").is_file() or not aborted:
         # Even after a failure, what it logged until then may say why.
-        check_logs(run, report)
+        check_logs(run, check)
     elapsed = time.monotonic() - started
-    if report.failures:
+    if check.failures:
         if aborted:
             for name in ("homeassistant", "simulator"):
                 print(f"  {name} output (last lines of {run.work / (name + '.log')}):")
                 print(tail(run.work / f"{name}.log", 15))
-        print(f"\nnewest-release check: FAIL ({report.failures} failed, {elapsed:.0f} s)")
+        print(f"\nnewest-release check: FAIL ({check.failures} failed, {elapsed:.0f} s)")
         print(f"  logs and config kept in {run.work}")
         return 1
-    print(f"\nnewest-release check: PASS ({len(report.lines)} checks, {elapsed:.0f} s)")
+    print(f"\nnewest-release check: PASS ({elapsed:.0f} s)")
     if not args.keep:
         shutil.rmtree(run.work, ignore_errors=True)
     return 0

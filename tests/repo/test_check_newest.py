@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-from types import ModuleType
 
 from packaging.requirements import Requirement
 import pytest
 
+from scripts.dev.check_newest import scan_console, scan_log
 from tests.conftest import REPO_ROOT
 
 STAMP = "2026-12-06 19:43:28.727+00:00"
-
-
-@pytest.fixture(name="check")
-def _check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    # The check runs as a script next to bootstrap.py, which it imports by name.
-    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts" / "dev"))
-    return importlib.import_module("check_newest")
 
 
 def _record(level: str, logger: str, message: str, thread: str = "MainThread") -> str:
     return f"{STAMP} {level} ({thread}) [{logger}] {message}"
 
 
-def test_a_clean_log_passes(check: ModuleType) -> None:
+def test_a_clean_log_passes() -> None:
     log = "\n".join(
         [
             _record(
@@ -41,7 +33,7 @@ def test_a_clean_log_passes(check: ModuleType) -> None:
             _record("WARNING", "py.warnings", "/x/homeassistant/foo.py:3: DeprecationWarning: y"),
         ]
     )
-    assert check.scan_log(log) == []
+    assert scan_log(log) == []
 
 
 @pytest.mark.parametrize(
@@ -82,40 +74,38 @@ def test_a_clean_log_passes(check: ModuleType) -> None:
         ),
     ],
 )
-def test_our_warnings_errors_and_deprecations_fail(
-    check: ModuleType, record: str, why: str
-) -> None:
+def test_our_warnings_errors_and_deprecations_fail(record: str, why: str) -> None:
     log = "\n".join([_record("INFO", "homeassistant.core", "Starting"), record])
-    findings = check.scan_log(log)
+    findings = scan_log(log)
     assert [finding.why for finding in findings] == [why]
     # The whole record, continuation lines included, is shown.
     assert findings[0].text == record
 
 
-def test_slow_setup_is_a_note_not_a_failure(check: ModuleType) -> None:
+def test_slow_setup_is_a_note_not_a_failure() -> None:
     slow = _record(
         "WARNING",
         "homeassistant.helpers.entity_platform",
         "Setup of sensor platform bitcoin_mining is taking over 10 seconds.",
     )
-    (finding,) = check.scan_log(slow)
+    (finding,) = scan_log(slow)
     assert finding.note
     # The same words in an error still fail.
-    (finding,) = check.scan_log(slow.replace("WARNING", "ERROR"))
+    (finding,) = scan_log(slow.replace("WARNING", "ERROR"))
     assert not finding.note
 
 
-def test_python_warnings_only_on_the_console_fail(check: ModuleType) -> None:
+def test_python_warnings_only_on_the_console_fail() -> None:
     console = (
         "/repo/custom_components/bitcoin_mining/meter.py:40: DeprecationWarning: use x\n"
         "/repo/homeassistant/core.py:1: DeprecationWarning: not ours\n"
     )
-    findings = check.scan_console(console, log="")
+    findings = scan_console(console, log="")
     assert [finding.text for finding in findings] == [
         "custom_components/bitcoin_mining/meter.py:40: DeprecationWarning: use x"
     ]
     # Already in the log: counted there, not twice.
-    assert check.scan_console(console, log=findings[0].text) == []
+    assert scan_console(console, log=findings[0].text) == []
 
 
 def test_requirements_pin_every_runtime_requirement() -> None:
