@@ -314,25 +314,44 @@ async def test_diagnostics_redact_public_hosts_and_secrets(
 
 
 async def test_unload_ends_the_grid_loop_while_a_meter_read_is_in_flight(
-    hass: HomeAssistant, silent_port: int, pool_port: int
+    hass: HomeAssistant, pool_port: int, loopback_network: None
 ) -> None:
+    held: list[asyncio.StreamWriter] = []
+    connected = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        connected.set()
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Test site",
         unique_id="test_site",
-        data=site_data("127.0.0.1", silent_port, pool_port),
+        data=site_data("127.0.0.1", silent.sockets[0].getsockname()[1], pool_port),
         options={CONF_GRID_INTERVAL: 0.25},
     )
     set_supply(hass, 300)
     entry.add_to_hass(hass)
-    # A meter that never answers leaves the grid unavailable, not the site.
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    assert hass.states.get(FREQUENCY).state == STATE_UNAVAILABLE
-    await asyncio.sleep(0.3)  # the loop waits on the meter again
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    assert loop.time() - started < 1.5, "the unload waited for the grid loop"
+    try:
+        # A meter that never answers leaves the grid unavailable, not the site.
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        assert hass.states.get(FREQUENCY).state == STATE_UNAVAILABLE
+        # From now on a read waits a minute; each read after a timeout connects anew.
+        entry.runtime_data.grid.meter.timeout = 60
+        connected.clear()
+        async with asyncio.timeout(10):
+            await connected.wait()  # the loop waits on the meter again
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        # Waiting for the read would take its minute (or Home Assistant's 10 s cap).
+        assert loop.time() - started < 5, "the unload waited for the grid loop"
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
 
 
 async def test_a_meter_that_answers_late_twice_or_not_at_all_leaves_no_fatal_error(

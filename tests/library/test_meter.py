@@ -213,9 +213,10 @@ async def test_silent_meter_times_out_within_the_timeout(loopback_network: None)
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        with pytest.raises(DeviceTimeoutError):
+        with pytest.raises(DeviceTimeoutError, match="did not answer within 0.3 s"):
             await meter.read()
-        assert loop.time() - started < 1.0
+        # Ends at the timeout (0.3 s), not never: the bound leaves room for a busy machine.
+        assert loop.time() - started < 5
     finally:
         for writer in held:
             writer.close()
