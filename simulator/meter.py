@@ -19,7 +19,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 import inspect
-import socket
 import struct
 from typing import Any
 
@@ -198,11 +197,14 @@ class FaultyFront:
         self.replied.set()
 
 
-def private_port(host: str) -> int:
-    """A free port for the meter behind the front."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+async def serve_in_background(server: ModbusTcpServer) -> int:
+    """Start a pymodbus server (bound to port 0 or not) and return the port it listens on."""
+    await server.serve_forever(background=True)
+    # pymodbus only logs a failed bind; its listener is an asyncio.Server once bound.
+    listener: Any = server.transport
+    if not isinstance(listener, asyncio.Server) or not listener.sockets:
+        raise OSError("the Modbus server could not listen")
+    return int(listener.sockets[0].getsockname()[1])
 
 
 class GridMeterServer:
@@ -227,10 +229,10 @@ class GridMeterServer:
             else "ignore_missing_slaves"
         )
         options: dict[str, Any] = {ignore: True}
-        backend = (host, private_port(host))
-        self._server = ModbusTcpServer(context, address=backend, **options)
+        # The meter itself listens on a port of its own choosing, behind the front.
+        self._server = ModbusTcpServer(context, address=(host, 0), **options)
         self.faults = ReplyFaults()
-        self.front = FaultyFront(host, port, backend, self.faults)
+        self.front = FaultyFront(host, port, (host, 0), self.faults)
         self._running = False
 
     def _registers(self) -> dict[int, list[int]]:
@@ -245,7 +247,7 @@ class GridMeterServer:
 
     async def start(self) -> None:
         """Listen."""
-        await self._server.serve_forever(background=True)
+        self.front.backend = (self.host, await serve_in_background(self._server))
         await self.front.start()
         self._running = True
 

@@ -15,7 +15,7 @@ from typing import Any
 from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.server import ModbusTcpServer
 
-from simulator.meter import FaultyFront, ReplyFaults, private_port
+from simulator.meter import FaultyFront, ReplyFaults, serve_in_background
 
 try:  # pymodbus >= 3.10
     from pymodbus.datastore import ModbusDeviceContext as _DeviceContext
@@ -78,10 +78,11 @@ class MeterServer:
         ignore = next(
             p for p in ("ignore_missing_devices", "ignore_missing_slaves") if p in parameters
         )
-        backend = (host, private_port(host))
-        self._server = ModbusTcpServer(context, address=backend, **{ignore: True})
+        # pymodbus listens on a port of its own; the fault relay on `port`, known before
+        # start() (a test may point a client at a meter that is not up yet).
+        self._server = ModbusTcpServer(context, address=(host, 0), **{ignore: True})
         self.faults = ReplyFaults()
-        self.front = FaultyFront(host, self.port, backend, self.faults)
+        self.front = FaultyFront(host, self.port, (host, 0), self.faults)
 
     def misbehave(
         self,
@@ -129,7 +130,7 @@ class MeterServer:
 
     async def start(self) -> None:
         """Listen, and return once connections are accepted."""
-        await self._server.serve_forever(background=True)
+        self.front.backend = (self.host, await serve_in_background(self._server))
         await self.front.start()
         for _ in range(100):
             try:
