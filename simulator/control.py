@@ -112,7 +112,9 @@ async def post_ambient(request: web.Request) -> web.Response:
     return web.json_response(site.snapshot()["ambient"])
 
 
-SITE_FAULTS = ("meter_offline", "broker_offline")
+# The meter's wire faults (simulator.meter.METER_FAULTS, prefixed): late takes "late_s".
+METER_WIRE_FAULTS = ("meter_late", "meter_duplicate", "meter_garbage", "meter_silent")
+SITE_FAULTS = ("meter_offline", "broker_offline", *METER_WIRE_FAULTS)
 
 
 def _miner_targets(site: ControlledSite, body: dict[str, Any]) -> list[SimMiner]:
@@ -139,12 +141,15 @@ def _miner_targets(site: ControlledSite, body: dict[str, Any]) -> list[SimMiner]
 async def post_faults(request: web.Request) -> web.Response:
     """POST /api/faults {"fault": "meter_offline", "active": true}, or {"clear": true}.
 
+    The meter can also answer late ({"fault": "meter_late", "late_s": 3}), twice, with
+    garbage or not at all ("meter_duplicate", "meter_garbage", "meter_silent").
+
     Miner faults name the miners: {"fault": "timeout", "miners": ["127.0.1.5"]} or
     {"fault": "offline", "share": 0.1}.
     """
     site, body = request.app[SITE_KEY], await _body(request)
     if body.get("clear") is True:
-        faults = {"meter_offline": False, "broker_offline": False}
+        faults = dict.fromkeys(SITE_FAULTS, False)
         if site.fleet is not None:
             await site.fleet.clear_faults()
     else:
@@ -162,8 +167,12 @@ async def post_faults(request: web.Request) -> web.Response:
                     await site.fleet.set_fault(miner, fault, active)
             return web.json_response(site.snapshot())
         faults = {fault: active}
+    late_s = _number(body, "late_s", 0.01, 600) if "late_s" in body else 3.0
     if "meter_offline" in faults and site.meter is not None:
         await site.meter.set_offline(faults["meter_offline"])
+    for name in METER_WIRE_FAULTS:
+        if name in faults and site.meter is not None:
+            site.meter.set_fault(name.removeprefix("meter_"), faults[name], late_s)
     if "broker_offline" in faults:
         site.state.supply.broker_offline = faults["broker_offline"]
     return web.json_response(site.snapshot())

@@ -27,6 +27,7 @@ from custom_components.bitcoin_mining.const import (
     DOMAIN,
     IMPLAUSIBLE_READINGS_FOR_REPAIR,
 )
+from custom_components.bitcoin_mining.coordinator import GridCoordinator
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from tests.support.modbus_meter import MeterServer
 
@@ -38,6 +39,27 @@ SUPPLY = "sensor.test_site_supply_power"
 AVAILABLE = "sensor.test_site_available_power"
 INTERNET = "binary_sensor.test_site_internet"
 POOL_LATENCY = "sensor.test_site_pool_latency"
+
+
+async def park_the_grid_loop(grid: GridCoordinator) -> None:
+    """Make the background grid loop wait an hour, and return once it does.
+
+    The loop reads the interval after each refresh, so once a refresh ends after the
+    change, the loop sleeps for an hour before reading again.
+    """
+    grid.interval = 3600
+    await next_grid_update(grid)
+
+
+async def next_grid_update(grid: GridCoordinator) -> None:
+    """Return once the grid coordinator next tells its listeners (a success, or a first failure)."""
+    refreshed = asyncio.Event()
+    remove = grid.async_add_listener(refreshed.set)
+    try:
+        async with asyncio.timeout(10):
+            await refreshed.wait()
+    finally:
+        remove()
 
 
 async def refresh_site(hass: HomeAssistant, entry: MockConfigEntry) -> None:
@@ -80,10 +102,8 @@ async def test_a_lone_low_sample_is_confirmed_before_it_counts(
     hass: HomeAssistant, loaded_entry: MockConfigEntry, meter_server: MeterServer
 ) -> None:
     grid = loaded_entry.runtime_data.grid
-    # Park the background loop (it finishes its current sleep, reads once, then waits an
-    # hour), so only the reads below consume the scripted values.
-    grid.interval = 3600
-    await asyncio.sleep(0.6)
+    # Park the background loop, so only the reads below consume the scripted values.
+    await park_the_grid_loop(grid)
     # The next read is a lone 48 Hz glitch; the confirmation read sees 50 Hz.
     meter_server.script_frequencies([48.0, 50.0])
     await grid.async_refresh()
@@ -234,6 +254,9 @@ async def test_network_health(
 async def test_site_polls_on_its_interval(
     hass: HomeAssistant, loaded_entry: MockConfigEntry
 ) -> None:
+    # Firing time runs every loop timer due within 11 s, the meter read's own timeout
+    # included: park the grid loop so no read is in flight (a late reply has its own test).
+    await park_the_grid_loop(loaded_entry.runtime_data.grid)
     set_supply(hass, 100)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=11))
     # The refresh runs as a background task, which async_block_till_done does not wait for.
@@ -291,22 +314,76 @@ async def test_diagnostics_redact_public_hosts_and_secrets(
 
 
 async def test_unload_ends_the_grid_loop_while_a_meter_read_is_in_flight(
-    hass: HomeAssistant, silent_port: int, pool_port: int
+    hass: HomeAssistant, pool_port: int, loopback_network: None
 ) -> None:
+    held: list[asyncio.StreamWriter] = []
+    connected = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        connected.set()
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Test site",
         unique_id="test_site",
-        data=site_data("127.0.0.1", silent_port, pool_port),
+        data=site_data("127.0.0.1", silent.sockets[0].getsockname()[1], pool_port),
         options={CONF_GRID_INTERVAL: 0.25},
     )
     set_supply(hass, 300)
     entry.add_to_hass(hass)
-    # A meter that never answers leaves the grid unavailable, not the site.
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    assert hass.states.get(FREQUENCY).state == STATE_UNAVAILABLE
-    await asyncio.sleep(0.3)  # the loop waits on the meter again
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    assert loop.time() - started < 1.5, "the unload waited for the grid loop"
+    try:
+        # A meter that never answers leaves the grid unavailable, not the site.
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        assert hass.states.get(FREQUENCY).state == STATE_UNAVAILABLE
+        # From now on a read waits a minute; each read after a timeout connects anew.
+        entry.runtime_data.grid.meter.timeout = 60
+        connected.clear()
+        async with asyncio.timeout(10):
+            await connected.wait()  # the loop waits on the meter again
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        # Waiting for the read would take its minute (or Home Assistant's 10 s cap).
+        assert loop.time() - started < 5, "the unload waited for the grid loop"
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+
+
+async def test_a_meter_that_answers_late_twice_or_not_at_all_leaves_no_fatal_error(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    meter_server: MeterServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Late replies land after the client gave the connection up; duplicates find no request."""
+    grid = loaded_entry.runtime_data.grid
+    grid.meter.timeout = 0.3
+    await next_grid_update(grid)  # the read in flight kept its own timeout
+    sent = meter_server.front.replies_sent
+    meter_server.misbehave(late_s=0.6, times=1)
+    await wait_for_state(hass, FREQUENCY, STATE_UNAVAILABLE)
+    await meter_server.wait_for_replies(sent + 1)  # the late reply went out
+    await wait_for_state(hass, FREQUENCY, "50.0")
+
+    meter_server.misbehave(duplicate=True)
+    meter_server.set_frequency(49.9)
+    await wait_for_state(hass, FREQUENCY, "49.9")
+    await meter_server.wait_for_replies(meter_server.front.replies_sent + 6)
+    meter_server.behave()
+
+    meter_server.misbehave(silent=True, times=2)
+    await wait_for_state(hass, FREQUENCY, STATE_UNAVAILABLE)
+    meter_server.set_frequency(50.0)
+    await wait_for_state(hass, FREQUENCY, "50.0")
+
+    fatal = [
+        r.getMessage()
+        for r in caplog.records
+        if "Fatal error" in r.getMessage() or "InvalidStateError" in (r.exc_text or "")
+    ]
+    assert fatal == []

@@ -294,7 +294,9 @@ async def test_an_accelerated_run_applies_every_change_in_order(tmp_path: Path) 
 
     wall = time.monotonic()
     await run(scenario, apply, clock_speed=2000)
-    assert time.monotonic() - wall < 1.0  # ten scenario minutes
+    # Ten scenario minutes take 0.3 s at this speed; a busy machine may be slower, but a
+    # run at anything like real time (600 s) is what this catches.
+    assert time.monotonic() - wall < 30
     assert calls[0][1] == {"grid": {"frequency_hz": 50.0}, "supply": {"power_kw": 600.0}}
     # Only changes are handed over: the outage exactly once, at 5 minutes.
     outages = [(at, values) for at, values in calls if "internet" in values]

@@ -1,4 +1,8 @@
-"""A real pymodbus TCP server holding meter registers that a test sets at will."""
+"""A real pymodbus TCP server holding meter registers that a test sets at will.
+
+It sits behind the simulator's fault relay, so a test can make it answer late, twice,
+with garbage or not at all (`misbehave`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Any
 
 from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.server import ModbusTcpServer
+
+from simulator.meter import FaultyFront, ReplyFaults, serve_in_background
 
 try:  # pymodbus >= 3.10
     from pymodbus.datastore import ModbusDeviceContext as _DeviceContext
@@ -72,8 +78,36 @@ class MeterServer:
         ignore = next(
             p for p in ("ignore_missing_devices", "ignore_missing_slaves") if p in parameters
         )
-        self._server = ModbusTcpServer(context, address=(host, self.port), **{ignore: True})
-        self._task: asyncio.Task[None] | None = None
+        # pymodbus listens on a port of its own; the fault relay on `port`, known before
+        # start() (a test may point a client at a meter that is not up yet).
+        self._server = ModbusTcpServer(context, address=(host, 0), **{ignore: True})
+        self.faults = ReplyFaults()
+        self.front = FaultyFront(host, self.port, (host, 0), self.faults)
+
+    def misbehave(
+        self,
+        *,
+        late_s: float = 0.0,
+        duplicate: bool = False,
+        garbage: bool = False,
+        silent: bool = False,
+        times: int | None = None,
+    ) -> None:
+        """Bend the next `times` replies (every reply when None) until `behave()`."""
+        self.faults.late_s, self.faults.duplicate = late_s, duplicate
+        self.faults.garbage, self.faults.silent = garbage, silent
+        self.faults.remaining = times
+
+    def behave(self) -> None:
+        """Answer promptly and once again."""
+        self.faults.clear()
+
+    async def wait_for_replies(self, count: int, timeout: float = 5.0) -> None:
+        """Return once `count` replies in all (duplicates included) have been sent."""
+        async with asyncio.timeout(timeout):
+            while self.front.replies_sent < count:
+                self.front.replied.clear()
+                await self.front.replied.wait()
 
     def set_holding(self, address: int, values: list[int]) -> None:
         """Write holding registers (wire address)."""
@@ -96,7 +130,8 @@ class MeterServer:
 
     async def start(self) -> None:
         """Listen, and return once connections are accepted."""
-        await self._server.serve_forever(background=True)
+        self.front.backend = (self.host, await serve_in_background(self._server))
+        await self.front.start()
         for _ in range(100):
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
@@ -110,4 +145,5 @@ class MeterServer:
 
     async def stop(self) -> None:
         """Stop listening and drop every connection."""
+        await self.front.stop()
         await self._server.shutdown()

@@ -220,6 +220,54 @@ def _unit_keyword(client: AsyncModbusTcpClient) -> str:
     return "device_id" if "device_id" in parameters else "slave"
 
 
+class _GarbledReplyError(DeviceProtocolError):
+    """Bytes from the meter that are not a Modbus TCP reply."""
+
+
+# Modbus TCP application header: transaction id, protocol id (0), length of what follows.
+_MBAP = struct.Struct(">HHH")
+
+
+def _gate_replies(client: AsyncModbusTcpClient) -> None:
+    """Let a reply reach pymodbus only when it answers the request in flight.
+
+    pymodbus 3.8 hands every decoded reply to the current request's future: a reply to a
+    request that already ended (timed out, cancelled, or answered twice) raises
+    InvalidStateError inside data_received, so asyncio logs "Fatal error" and drops the
+    connection; one that lands during the next request answers it with the wrong
+    registers; an undecodable one raises there too. pymodbus >= 3.10 filters the first
+    two itself, so the gate changes nothing there.
+    """
+    manager: Any = client.ctx
+    deliver = manager.callback_data
+
+    def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        used = 0
+        while len(data) - used >= _MBAP.size:
+            tid, protocol, length = _MBAP.unpack_from(data, used)
+            future: asyncio.Future[Any] = manager.response_future
+            if protocol != 0:
+                # Not Modbus TCP: nothing after it can be framed, so drop it all.
+                if not future.done():
+                    future.set_exception(_GarbledReplyError(f"protocol id {protocol}"))
+                return len(data)
+            end = used + _MBAP.size + length
+            if end > len(data):
+                break  # the rest of the frame is still on its way
+            if future.done() or tid != manager.next_tid:
+                used = end  # a stray reply: the request it answers is over
+                continue
+            try:
+                deliver(data[used:end], addr)
+            except (ModbusException, ValueError, IndexError, struct.error) as err:
+                if not future.done():
+                    future.set_exception(_GarbledReplyError(str(err) or type(err).__name__))
+            used = end
+        return used
+
+    manager.callback_data = callback_data
+
+
 class GridMeter:
     """Reads a grid meter over Modbus TCP, reconnecting after any failure."""
 
@@ -259,14 +307,32 @@ class GridMeter:
                 client = await self._connected()
                 values = await self._read_specs(client, specs)
         except TimeoutError as err:
+            # Drop the connection: the reply may still come, and must find no request.
             await self.close()
             raise self._timeout_error() from err
         except (ConnectionError, OSError, ModbusException) as err:
             await self.close()
-            # pymodbus >= 3.10 turns our timeout's cancellation into a ModbusIOException.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # pymodbus >= 3.10 turns a cancellation into a ModbusIOException: the
+                # caller cancelled us (unload, shutdown), so say so.
+                raise asyncio.CancelledError from err
+            # ... and our own timeout's cancellation too.
             if time.monotonic() - started >= self.timeout:
                 raise self._timeout_error() from err
             raise DeviceConnectionError(f"meter {self.host}:{self.port}: {err}") from err
+        except _GarbledReplyError as err:
+            await self.close()
+            raise DeviceProtocolError(
+                f"meter {self.host}:{self.port} sent a reply that does not decode: {err}"
+            ) from err
+        except DeviceProtocolError:
+            raise  # a well-formed answer we cannot use: the connection is fine
+        except BaseException:
+            # Cancelled mid-request (unload, shutdown): pymodbus 3.8 leaves the request
+            # open, and its reply would raise inside the transport. Close it with us.
+            await self.close()
+            raise
         return GridReading(
             frequency_hz=values["frequency"],
             voltage_v=values.get("voltage"),
@@ -295,7 +361,13 @@ class GridMeter:
             retries=0,
             reconnect_delay=0,
         )
-        if not await client.connect():
+        _gate_replies(client)
+        try:
+            connected = await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        if not connected:
             client.close()
             raise DeviceConnectionError(f"cannot connect to meter {self.host}:{self.port}")
         self._client = client
