@@ -410,7 +410,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 AsicState(
                     id=mac,
                     online=status is not None,
-                    mining=bool(status and status.mining),
+                    # Unreachable: as last confirmed. A miner that stops answering mostly
+                    # keeps hashing, and its draw must not be handed to others.
+                    mining=status.mining if status is not None else record.mining is True,
                     power_w=power,
                     efficiency_j_per_th=power / hashrate,
                     cycles=record.cycles,

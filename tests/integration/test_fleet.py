@@ -152,6 +152,25 @@ async def test_a_poll_under_way_never_undoes_a_confirmed_stop(
     assert hass.states.get(cycles).state == "1"
 
 
+async def test_an_unreachable_miner_counts_as_drawing_what_it_last_did(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    """It still hashes, most likely: its power is not the balancer's to give away."""
+    hashing, asleep = simulated.miners[0], simulated.miners[1]
+    coordinator = site_entry.runtime_data.fleet
+    switch = entity_id(hass, "switch", miner_key(asleep), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    draw = coordinator.running_draw_w()
+    for miner in (hashing, asleep):
+        await fleet_of(simulated).set_fault(miner, "reset", True)
+    await refresh(hass, site_entry)
+    states = {a.id: a for a in coordinator.asic_states()}
+    assert not states[miner_key(hashing)].online
+    assert states[miner_key(hashing)].running
+    assert not states[miner_key(asleep)].running
+    assert coordinator.running_draw_w() == draw
+
+
 async def test_cycle_counts_and_last_off_survive_a_restart(
     hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
 ) -> None:
