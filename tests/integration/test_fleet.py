@@ -168,7 +168,8 @@ async def test_an_unreachable_miner_counts_as_drawing_what_it_last_did(
     assert not states[miner_key(hashing)].online
     assert states[miner_key(hashing)].running
     assert not states[miner_key(asleep)].running
-    assert coordinator.running_draw_w() == draw
+    # The same miners count (their figures move a little with the readings).
+    assert coordinator.running_draw_w() == pytest.approx(draw, rel=0.02)
 
 
 async def test_cycle_counts_and_last_off_survive_a_restart(
