@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+import random
 import socket
 import sys
 from typing import Any
@@ -23,6 +24,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def restartable_port(host: str = "127.0.0.1") -> int:
+    """A free port below the OS's ephemeral range, for a server that restarts on it.
+
+    free_port's ports come from the ephemeral range: while their server restarts, any
+    outgoing connection on the machine may take one as its local port (seen in the soak:
+    Home Assistant could not bind its HTTP port again).
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, max(low, 10001))
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise StepError(f"no free port between 10000 and {low}")
 
 
 def miner_address(miner: Mapping[str, Any]) -> str:

@@ -187,12 +187,16 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
 
     @callback
     def _site_updated(self) -> None:
-        """A supply that falls below what runs must not wait for the fleet poll."""
+        """A supply that falls below what runs must not wait for the fleet poll.
+
+        Nor for a run under way (its commands may wait seconds on unreachable miners):
+        the request is queued behind it, once however many changes come meanwhile.
+        """
         site: SiteData | None = self.site.data
-        if site is None or self._run_lock.locked():
+        if site is None:
             return
         if site.available_power_w is None or site.available_power_w < self.fleet.running_draw_w():
-            self._schedule("supply_change")
+            self.async_request_run("supply_change")
 
     def _schedule(self, trigger: str) -> None:
         self.config_entry.async_create_background_task(

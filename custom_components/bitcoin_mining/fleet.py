@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
+import math
 import time
 
 import aiohttp
@@ -155,6 +156,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # Polls in a row on which a miner answered in a way its driver cannot read.
         self._unreadable: dict[str, int] = {}
         self.explicit = {str(address) for address, family in miners if family is not None}
+        # When a command last read each miner back (monotonic): a poll under way by then
+        # may hold an older reading of it, which must not undo the confirmed state.
+        self._read_back_at: dict[str, float] = {}
 
     def measured_power_w(self) -> float:
         """What the fleet draws by the latest poll (0 before the first)."""
@@ -288,12 +292,16 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         known = self.fleet.identities
         if any(a not in known for a in self.fleet.keys) or self.fleet.suspect_keys:
             await self._async_identify()
+        started = time.monotonic()
         results = await self.fleet.poll()
         await self._async_track_unreadable(results)
-        return self._fleet_data(results)
+        return self._fleet_data(results, started)
 
-    def _fleet_data(self, results: dict[str, MinerStatus | MiningSiteError]) -> FleetData:
+    def _fleet_data(
+        self, results: dict[str, MinerStatus | MiningSiteError], started: float
+    ) -> FleetData:
         now = time.time()
+        previous = self.data.miners if self.data else {}
         miners: dict[str, MinerView] = {}
         changed = False
         suspects = self.fleet.suspect_keys
@@ -309,8 +317,19 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
             elif self._last_errors.pop(address, None) is not None:
                 LOGGER.info("Miner %s answers again", address)
             if status is not None and address not in suspects:
-                changed |= self.store.cycles.observe(identity.mac, status.mining, now)
-                self._remember_running(identity.mac, status)
+                known = previous.get(identity.mac)
+                if (
+                    self._read_back_at.get(address, -math.inf) > started
+                    and known is not None
+                    and known.status is not None
+                ):
+                    # A command read this miner back while the poll was under way: the
+                    # poll's reading may predate the command; counting it would undo the
+                    # confirmed state and count the same stop (or start) twice.
+                    status = known.status
+                else:
+                    changed |= self.store.cycles.observe(identity.mac, status.mining, now)
+                    self._remember_running(identity.mac, status)
             elif address in suspects:
                 # Another machine answers here: its readings are not this miner's.
                 status, error = None, "another miner answers at this address"
@@ -356,6 +375,7 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 )
                 auth_refused |= isinstance(outcome.error, DeviceAuthError)
             if outcome.status is not None:
+                self._read_back_at[address] = time.monotonic()
                 changed |= self.store.cycles.observe(mac, outcome.status.mining, now)
                 miners[mac] = MinerView(address, view.identity, outcome.status, None)
         if changed:
@@ -390,7 +410,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 AsicState(
                     id=mac,
                     online=status is not None,
-                    mining=bool(status and status.mining),
+                    # Unreachable: as last confirmed. A miner that stops answering mostly
+                    # keeps hashing, and its draw must not be handed to others.
+                    mining=status.mining if status is not None else record.mining is True,
                     power_w=power,
                     efficiency_j_per_th=power / hashrate,
                     cycles=record.cycles,

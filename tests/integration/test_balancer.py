@@ -231,3 +231,19 @@ async def test_a_supply_drop_sheds_without_waiting_for_the_fleet_poll(
     assert attributes["reason"] == "over_budget"
     assert attributes["trigger"] == "supply_change"
     assert (attributes["stops"], attributes["commands"], attributes["failed"]) == (6, 6, 0)
+
+
+async def test_a_supply_drop_during_a_run_is_acted_on_after_it(
+    hass: HomeAssistant, auto_entry: MockConfigEntry, simulated: Site
+) -> None:
+    """The drop is queued behind a run under way, not dropped until the next fleet poll."""
+    balancer = auto_entry.runtime_data.balancer
+    # A run under way (its commands pending on slow miners).
+    async with balancer._run_lock:
+        set_supply(hass, 10)
+        await hass.async_block_till_done()
+        assert all(m.state == "mining" for m in simulated.miners)
+    await wait_until(lambda: all(m.state == "sleeping" for m in simulated.miners))
+    await wait_until(
+        lambda: hass.states.get(LAST_ACTION).attributes.get("trigger") == "supply_change"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
@@ -17,6 +18,7 @@ from custom_components.bitcoin_mining.const import (
     DOMAIN,
 )
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
+from custom_components.bitcoin_mining.miningsite.miners.base import MinerStatus
 from simulator import Site
 from simulator.miners import Fleet as SimFleet
 
@@ -108,6 +110,66 @@ async def test_switch_off_sleeps_the_miner_and_counts_one_cycle(
     assert miner.state in ("starting", "mining")
     assert hass.states.get(switch).state == STATE_ON
     assert hass.states.get(cycles).state == "1"
+
+
+async def test_a_poll_under_way_never_undoes_a_confirmed_stop(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    """A reading taken before a stop but applied after its read-back is not counted.
+
+    The soak found it: a poll waits for its slowest miner, so a shed confirmed meanwhile
+    was undone by the poll's older reading (switch on again) and counted twice.
+    """
+    miner, laggard = simulated.miners[0], simulated.miners[1]
+    coordinator = site_entry.runtime_data.fleet
+    driver = coordinator.fleet.driver(coordinator.data.miners[miner_key(miner)].address)
+    read = asyncio.Event()
+    read_status = driver.read_status
+
+    async def observed_read() -> MinerStatus:
+        status = await read_status()
+        read.set()
+        return status
+
+    driver.read_status = observed_read  # type: ignore[method-assign]
+    # The poll waits for the laggard's reply (2 s) after it has read the miner mining.
+    await fleet_of(simulated).set_fault(laggard, "slow", True)
+    poll = hass.async_create_task(coordinator.async_refresh())
+    await read.wait()
+    switch = entity_id(hass, "switch", miner_key(miner), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    assert miner.state == "sleeping"
+    assert not poll.done()
+    await poll
+    await hass.async_block_till_done()
+    cycles = entity_id(hass, "sensor", miner_key(miner), "cycles")
+    assert hass.states.get(switch).state == STATE_OFF
+    assert hass.states.get(cycles).state == "1"
+
+    await fleet_of(simulated).set_fault(laggard, "slow", False)
+    await refresh(hass, site_entry)
+    assert hass.states.get(switch).state == STATE_OFF
+    assert hass.states.get(cycles).state == "1"
+
+
+async def test_an_unreachable_miner_counts_as_drawing_what_it_last_did(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    """It still hashes, most likely: its power is not the balancer's to give away."""
+    hashing, asleep = simulated.miners[0], simulated.miners[1]
+    coordinator = site_entry.runtime_data.fleet
+    switch = entity_id(hass, "switch", miner_key(asleep), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    draw = coordinator.running_draw_w()
+    for miner in (hashing, asleep):
+        await fleet_of(simulated).set_fault(miner, "reset", True)
+    await refresh(hass, site_entry)
+    states = {a.id: a for a in coordinator.asic_states()}
+    assert not states[miner_key(hashing)].online
+    assert states[miner_key(hashing)].running
+    assert not states[miner_key(asleep)].running
+    # The same miners count (their figures move a little with the readings).
+    assert coordinator.running_draw_w() == pytest.approx(draw, rel=0.02)
 
 
 async def test_cycle_counts_and_last_off_survive_a_restart(

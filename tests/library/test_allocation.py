@@ -213,6 +213,23 @@ def test_staged_shedding() -> None:
     assert plan.frequency_stage == 0
 
 
+def test_an_unreachable_miner_last_seen_mining_still_draws() -> None:
+    """Its power is never handed to others, and it is never commanded (the soak found it)."""
+    unreachable = asic(1, online=False, mining=True)
+    fleet = [unreachable, asic(2, mining=True), asic(3), asic(4, online=False)]
+    # 10 kW: the two mining miners (6 kW) leave room for one start, not two.
+    plan = plan_allocation(snapshot(fleet, available_kw=10))
+    assert ids(plan.starts) == ["asic-003"]
+    assert plan.expected_power_w == 9000
+    # 4 kW: only the reachable one can stop; the shortfall is said, not hidden.
+    plan = plan_allocation(snapshot(fleet, available_kw=4))
+    assert ids(plan.stops) == ["asic-002"]
+    assert plan.starts == ()
+    assert plan.expected_power_w == 3000
+    assert unreachable.running
+    assert not asic(4, online=False).running
+
+
 def test_unknown_or_stale_supply_starts_nothing() -> None:
     fleet = [asic(n) for n in range(3)]
     assert not plan_allocation(snapshot(fleet, available_kw=None)).starts
@@ -496,7 +513,7 @@ def _reference_plan(snapshot: SiteSnapshot) -> AllocationPlan:
     settings, now = snapshot.settings, snapshot.now
     notes: list[str] = []
     asics = snapshot.asics
-    running_w = math.fsum(a.power_w for a in asics if a.online and (a.mining or a.starting))
+    running_w = math.fsum(a.power_w for a in asics if a.mining or a.starting)
     memory = _reference_frequency_memory(snapshot, running_w, notes)
 
     supply_known = (

@@ -70,6 +70,27 @@ def test_stop_is_immediate_and_power_falls_over_two_seconds() -> None:
     assert miner.cycles == 1
 
 
+def test_cycles_count_each_on_to_off_transition_once() -> None:
+    """What the soak holds Home Assistant's Cycles sensors to: awake → asleep, nothing else."""
+    clock = Clock()
+    miner = make_miner(clock, wake_delay_s=20)
+    miner.set_offline(True)  # a fault, not a stop
+    miner.set_offline(False)
+    assert (miner.state, miner.cycles) == ("starting", 0)
+    assert miner.stop() is True  # stopped while still ramping up: a cycle
+    assert miner.cycles == 1
+    miner.set_offline(True)
+    miner.set_offline(False)  # boots back asleep
+    assert (miner.state, miner.cycles) == ("sleeping", 1)
+    assert miner.start() is True
+    clock.now += 30
+    assert miner.state == "mining"
+    miner.restart()  # a process restart ramps up again without stopping
+    assert miner.stop() is True
+    assert miner.stop() is False
+    assert miner.cycles == 2
+
+
 def test_wake_ramps_for_the_wake_delay() -> None:
     clock = Clock()
     miner = make_miner(clock, wake_delay_s=20)

@@ -21,7 +21,8 @@ Rules, in the order they bind:
   `max_starts_per_batch` per `batch_interval_s`; only what fits the budget with
   `start_hysteresis_w` to spare, so noise on the supply never flaps the fleet.
 - Locked and maintenance ASICs are never touched (their draw still counts); offline
-  ASICs are ignored.
+  ASICs are never touched either, and one last seen mining still counts as drawing (an
+  unreachable miner usually still hashes: ignoring it would let others start into its power).
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ class AsicState:
 
     @property
     def running(self) -> bool:
-        """Drawing mining power (or about to)."""
-        return self.online and (self.mining or self.starting)
+        """Drawing mining power (or about to); for an offline ASIC, as last seen."""
+        return self.mining or self.starting
 
     @property
     def movable(self) -> bool:
@@ -432,7 +433,7 @@ def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
     settings, now = snapshot.settings, snapshot.now
     notes: list[str] = []
     asics = snapshot.asics
-    running_powers = [a.power_w for a in asics if a.online and (a.mining or a.starting)]
+    running_powers = [a.power_w for a in asics if a.mining or a.starting]
     # fsum is exact, so the total does not depend on the order of the ASICs.
     running_w = math.fsum(running_powers)
     memory = _frequency_memory(snapshot, running_w, notes)
