@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 import json
+import math
 import os
 from pathlib import Path
 import warnings
@@ -562,7 +563,7 @@ async def test_set_pools_while_new_pools_are_still_tested(
     real: Cgminer411Server, poolpriority: bool
 ) -> None:
     # F2: new pools are "Dead" until their test passes; the current pool is never removed.
-    real.pool_test_delay = 0.3
+    real.pool_test_delay = math.inf  # until pass_pool_tests(): no race with the calls
     real.pool_priority = poolpriority
     driver = driver_for(real)
     await driver.set_pools(ABC)
@@ -575,7 +576,7 @@ async def test_set_pools_while_new_pools_are_still_tested(
     assert real.added == 3
     assert len(real.pools) == 4
     # Once the new pools pass their test, cgminer moves (fallback); the next call converges.
-    await asyncio.sleep(0.5)
+    real.pass_pool_tests()
     real.switch_best()
     await driver.set_pools(ABC)
     assert by_priority(real) == [(p.url, p.user) for p in ABC]

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 import secrets
 import socket
@@ -353,7 +354,8 @@ class CgminerServer(FirmwareServer):
         self.write_access = write_access
         self.command_key = command_key
         self.joinable = joinable
-        # Seconds a pool added takes to pass its stratum test (0: at once, as on loopback).
+        # Seconds a pool added takes to pass its stratum test (0: at once, as on loopback;
+        # infinite: when the test calls pass_pool_tests()).
         self.pool_test_delay = 0.0
         # Whether `poolpriority` is known (cgminer has it; the simulator did not).
         self.pool_priority = True
@@ -500,6 +502,11 @@ class CgminerServer(FirmwareServer):
         if pool in self.pools and pool.get("Status") == "Dead":
             pool["Status"] = "Alive"
 
+    def pass_pool_tests(self) -> None:
+        """Every pool still being tested passes its test now."""
+        for pool in self.pools:
+            self._tested(pool)
+
     def do_addpool(self, parameter: str) -> dict[str, Any]:
         """Append a pool at the lowest priority; it is tested in the background."""
         parts = split_parameter(parameter)
@@ -517,7 +524,7 @@ class CgminerServer(FirmwareServer):
             "Rejected": 0,
         }
         self.pools.append(pool)
-        if self.pool_test_delay:
+        if self.pool_test_delay and math.isfinite(self.pool_test_delay):
             asyncio.get_running_loop().call_later(self.pool_test_delay, self._tested, pool)
         self.added += 1
         return self.status("S", 55, f"Added pool {number}: '{parts[0]}'")
