@@ -457,12 +457,14 @@ async def test_every_socket_is_closed_whatever_the_outcome() -> None:
     selector_map = asyncio.get_running_loop()._selector.get_map()  # type: ignore[attr-defined]
     watched, descriptors = len(selector_map), open_descriptors()
     async with CgminerServer("antminer/v2020") as server:
-        driver = driver_for(server, timeout=0.3)
+        driver = driver_for(server, timeout=5.0)
         await driver.read_status()
         server.faults["summary"] = "reset"
         with pytest.raises(DeviceConnectionError):
             await driver.read_status()
         server.faults = {"*": "silent"}
+        # The short timeout only where it is the point: the reads above must not race it.
+        driver.timeout = 0.3
         with pytest.raises(DeviceTimeoutError):
             await driver.read_status()
         task = asyncio.create_task(driver.read_status())
