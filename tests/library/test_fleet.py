@@ -62,16 +62,21 @@ async def running(*servers: AntminerServer | BraiinsServer) -> AsyncIterator[Non
         await asyncio.gather(*(server.stop() for server in started))
 
 
-def antminer(server: AntminerServer, session: aiohttp.ClientSession) -> AntminerDriver:
-    return AntminerDriver(MinerEndpoint(server.host, server.port), session=session, timeout=2)
+def antminer(
+    server: AntminerServer, session: aiohttp.ClientSession, timeout: float = 2
+) -> AntminerDriver:
+    return AntminerDriver(MinerEndpoint(server.host, server.port), session=session, timeout=timeout)
 
 
-def braiins(server: BraiinsServer, session: aiohttp.ClientSession) -> BraiinsDriver:
-    return BraiinsDriver(MinerEndpoint(server.host, server.port), session=session, timeout=2)
+def braiins(
+    server: BraiinsServer, session: aiohttp.ClientSession, timeout: float = 2
+) -> BraiinsDriver:
+    return BraiinsDriver(MinerEndpoint(server.host, server.port), session=session, timeout=timeout)
 
 
-def dead(session: aiohttp.ClientSession) -> AntminerDriver:
-    return AntminerDriver(MinerEndpoint("127.0.0.1", free_port()), session=session, timeout=2)
+def dead(session: aiohttp.ClientSession, timeout: float = 2) -> AntminerDriver:
+    endpoint = MinerEndpoint("127.0.0.1", free_port())
+    return AntminerDriver(endpoint, session=session, timeout=timeout)
 
 
 async def test_poll_returns_statuses_and_errors_side_by_side(
@@ -89,15 +94,17 @@ async def test_poll_returns_statuses_and_errors_side_by_side(
         for server in (fast_a, fast_b, slow, garbage):
             server.in_flight = asked
         asked.hold(4)
+        # The fleet's timeout is what ends the slow one (the drivers' own are far off).
+        # The fast ones must be done within it too: 3 s leaves room for a busy machine.
         fleet = Fleet(
             {
-                "fast-a": antminer(fast_a, session),
-                "fast-b": braiins(fast_b, session),
-                "slow": antminer(slow, session),
-                "garbage": antminer(garbage, session),
-                "dead": dead(session),
+                "fast-a": antminer(fast_a, session, timeout=30),
+                "fast-b": braiins(fast_b, session, timeout=30),
+                "slow": antminer(slow, session, timeout=30),
+                "garbage": antminer(garbage, session, timeout=30),
+                "dead": dead(session, timeout=30),
             },
-            timeout=0.5,
+            timeout=3,
         )
         results = await fleet.poll()
     assert asked.peak == 4
@@ -108,7 +115,7 @@ async def test_poll_returns_statuses_and_errors_side_by_side(
     assert status_a.hashrate_ths == pytest.approx(110.567, abs=1e-3)
     assert status_b.power_w == 3480
     assert isinstance(results["slow"], DeviceTimeoutError)
-    assert "within 0.5 s" in str(results["slow"])
+    assert str(results["slow"]) == "slow did not answer within 3 s"
     assert isinstance(results["garbage"], DeviceProtocolError)
     assert isinstance(results["dead"], DeviceConnectionError)
 
@@ -120,14 +127,14 @@ async def test_concurrency_is_bounded(session: aiohttp.ClientSession) -> None:
     for server in servers:
         server.in_flight = busy
     async with running(*servers):
-        drivers = {f"m{i}": antminer(server, session) for i, server in enumerate(servers)}
-        serial = Fleet(drivers, concurrency=1, timeout=2)
+        drivers = {f"m{i}": antminer(server, session, 10) for i, server in enumerate(servers)}
+        serial = Fleet(drivers, concurrency=1, timeout=10)
         await serial.poll()  # the first poll also gets the digest challenge
         busy.peak = 0
         one_at_a_time = await serial.poll()
         # One miner at a time: a miner's requests only go out once the last one answered.
         assert busy.peak == 1
-        parallel = Fleet(drivers, concurrency=64, timeout=2)
+        parallel = Fleet(drivers, concurrency=64, timeout=10)
         # All at once: no miner is answered before all four have a request in flight.
         busy.hold(4)
         results = await parallel.poll()
@@ -377,10 +384,13 @@ async def test_shedding_many_miners_is_fast(session: aiohttp.ClientSession) -> N
         server.in_flight = commanded
     async with running(*servers):
         drivers: dict[str, MinerDriver] = {
-            f"m{i}": antminer(s, session) if isinstance(s, AntminerServer) else braiins(s, session)
+            f"m{i}": antminer(s, session, 10)
+            if isinstance(s, AntminerServer)
+            else braiins(s, session, 10)
             for i, s in enumerate(servers)
         }
-        fleet = Fleet(drivers, timeout=2)
+        # Far off: 30 miners at once take a while on a busy machine, and the time is not the point.
+        fleet = Fleet(drivers, timeout=10)
         await fleet.identify_all()
         await fleet.poll()  # normal operation: the poll before the emergency
         # Every miner at once, not in waves: no miner is answered before all 30 have
@@ -388,7 +398,7 @@ async def test_shedding_many_miners_is_fast(session: aiohttp.ClientSession) -> N
         commanded.hold(len(servers))
         outcomes = await fleet.command(list(drivers), "stop", quick_readback=True)
     assert commanded.peak == len(servers)
-    assert all(outcome.confirmed for outcome in outcomes.values())
+    assert [key for key, outcome in outcomes.items() if not outcome.confirmed] == []
     assert all(s.asleep if isinstance(s, AntminerServer) else s.paused for s in servers)
     # One command each: no retry was needed.
     assert all(outcome.attempts == 1 for outcome in outcomes.values())
@@ -523,12 +533,16 @@ async def test_a_simulated_site_across_families(session: aiohttp.ClientSession) 
     )
     async with Site(config) as site:
         miners = {f"{m.family}-{m.api_port}": m for m in site.miners}
+        # Timeouts far off: 16 miners at once take a while on a busy machine, and the
+        # time is not the point.
         fleet = Fleet(
             {
-                key: driver_for(m.family, MinerEndpoint(m.host, m.api_port), session=session)
+                key: driver_for(
+                    m.family, MinerEndpoint(m.host, m.api_port), session=session, timeout=10
+                )
                 for key, m in miners.items()
             },
-            timeout=2,
+            timeout=10,
         )
         report = await fleet.identify_all()
         for key, identity in report.identified.items():
@@ -541,7 +555,7 @@ async def test_a_simulated_site_across_families(session: aiohttp.ClientSession) 
             "braiins",
         }
         statuses = await fleet.poll()
-        assert all(isinstance(status, MinerStatus) for status in statuses.values())
+        assert {k: s for k, s in statuses.items() if not isinstance(s, MinerStatus)} == {}
         assert all(status.mining for status in statuses.values() if isinstance(status, MinerStatus))
 
         outcomes = await fleet.command(list(miners), "stop")

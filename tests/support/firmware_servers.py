@@ -123,7 +123,10 @@ class InFlight:
         self._open.set()
 
     def hold(self, count: int, *, only: Iterable[str] | None = None) -> None:
-        """Answer nothing until `count` are in flight at once (of the commands `only` names)."""
+        """Answer nothing until `count` are in flight at once (of the commands `only` names).
+
+        The peak is counted afresh from here.
+        """
         self.only = None if only is None else frozenset(only)
         self._needed = count
         self.peak = 0
