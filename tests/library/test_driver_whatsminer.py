@@ -7,10 +7,10 @@ so the driver's crypto is checked, not mirrored.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 import subprocess
-import time
 
 import pytest
 
@@ -343,10 +343,12 @@ async def test_bad_replies_are_library_errors(
 
 async def test_a_silent_miner_times_out(server: WhatsminerServer) -> None:
     server.faults["enc"] = "silent"
-    started = time.monotonic()
-    with pytest.raises(DeviceTimeoutError):
-        await driver_for(server, timeout=0.3).stop_mining()
-    assert time.monotonic() - started < 1.0
+    # Only catches a driver that never gives up: ten times the timeout.
+    async with asyncio.timeout(3):
+        with pytest.raises(DeviceTimeoutError, match=r"within 0\.3 s"):
+            await driver_for(server, timeout=0.3).stop_mining()
+    # The command timed out once: it is not sent again (the server may not have read it yet).
+    assert server.commands() in (["get_token"], ["get_token", "enc"])
 
 
 async def test_a_refused_connection() -> None:
@@ -446,14 +448,15 @@ async def test_drives_the_simulated_whatsminer() -> None:
 
 async def test_a_joining_btminer_is_read_in_one_round_trip() -> None:
     async with WhatsminerServer("whatsminer/v2", joinable=WHATSMINER_JOINABLE) as server:
-        driver = driver_for(server)
+        driver = driver_for(server, timeout=5.0)
         joined = await driver.read_status()
         # The first read also fetches a write token, in the same round trip.
         assert sorted(server.commands()) == sorted([*READS, "get_token"])
-        server.latency = 0.25
-        started = time.monotonic()
+        server.requests.clear()
+        # Status and the joined reports at once: neither is answered before both arrived.
+        server.in_flight.hold(2)
         assert await driver.read_status() == joined
-        assert time.monotonic() - started < 0.45  # status and the joined reports at once
+        assert sorted(server.commands()) == ["status", "summary+devs+pools"]
     async with WhatsminerServer("whatsminer/v2") as plain:
         assert await driver_for(plain).read_status() == joined
         # Refused once as a whole, the join is not asked for again.

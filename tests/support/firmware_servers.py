@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 import contextlib
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 import secrets
 import socket
@@ -100,6 +102,61 @@ def _aes(key: bytes, data: bytes, *, encrypt: bool) -> bytes:
     return worker.update(data) + worker.finalize()
 
 
+class InFlight:
+    """Requests read and not yet answered, at one server or shared by several.
+
+    `peak` is the most in flight at once (one per server with `by="server"`).
+    After hold(n), no reply goes out until n are in flight together; then they
+    all go, and later ones pass. "Sent at once" is then "all arrived before any
+    was answered", with no clock: a client that waits for one reply before it
+    sends the next never fills the hold, gets no reply and fails on its timeout.
+    """
+
+    def __init__(self, *, by: Literal["request", "server"] = "request") -> None:
+        """Count requests (or servers with a request) in flight; hold nothing."""
+        self.by = by
+        self.peak = 0
+        self.only: frozenset[str] | None = None
+        self._inside: Counter[object] = Counter()
+        self._needed = 0
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def hold(self, count: int, *, only: Iterable[str] | None = None) -> None:
+        """Answer nothing until `count` are in flight at once (of the commands `only` names).
+
+        The peak is counted afresh from here.
+        """
+        self.only = None if only is None else frozenset(only)
+        self._needed = count
+        self.peak = 0
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let every held request be answered (a stopping server must not hang)."""
+        self._open.set()
+
+    @contextlib.asynccontextmanager
+    async def serving(self, server: object, command: str) -> AsyncIterator[None]:
+        """Around answering one request: counted from here, held until the hold fills."""
+        if self.only is not None and command not in self.only:
+            yield
+            return
+        party = server if self.by == "server" else object()
+        self._inside[party] += 1
+        self.peak = max(self.peak, len(self._inside))
+        if len(self._inside) >= self._needed:
+            self._open.set()
+        try:
+            await self._open.wait()
+            # Left before the caller's next await: no reply is seen while still counted.
+            yield
+        finally:
+            self._inside[party] -= 1
+            if not self._inside[party]:
+                del self._inside[party]
+
+
 def split_parameter(parameter: str) -> list[str]:
     r"""Split a parameter as cgminer does: commas separate, `\` escapes the next character."""
     parts, current, escaped = [], "", False
@@ -136,6 +193,8 @@ class FirmwareServer:
         self.refuse: Literal["close", "reset"] | None = None
         # cgminer's API is one thread: one connection at a time, a silent one blocks all.
         self.one_at_a_time = False
+        # Requests being answered; hold() makes replies wait for concurrent ones.
+        self.in_flight = InFlight()
         self._serving = asyncio.Lock()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -150,6 +209,7 @@ class FirmwareServer:
     async def stop(self) -> None:
         """Stop listening and drop every connection, silent ones included."""
         self._stopping.set()
+        self.in_flight.release()
         if self._server is not None:
             self._server.close()
             for writer in list(self._writers):
@@ -220,14 +280,15 @@ class FirmwareServer:
             self.requests.append(request)
             command = self.command_of(request)
             fault = self.fault_for(command)
-            if self.latency:
-                await asyncio.sleep(self.latency)
-            if fault is None:
+            async with self.in_flight.serving(self, command):
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                if fault is not None:
+                    await self._misbehave(fault, request, writer)
+                    return
                 reply = self.overrides.get(command) or self.answer(request)
                 writer.write(self.frame(json.dumps(reply).encode()))
-                await writer.drain()
-            else:
-                await self._misbehave(fault, request, writer)
+            await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -296,7 +357,8 @@ class CgminerServer(FirmwareServer):
         self.write_access = write_access
         self.command_key = command_key
         self.joinable = joinable
-        # Seconds a pool added takes to pass its stratum test (0: at once, as on loopback).
+        # Seconds a pool added takes to pass its stratum test (0: at once, as on loopback;
+        # infinite: when the test calls pass_pool_tests()).
         self.pool_test_delay = 0.0
         # Whether `poolpriority` is known (cgminer has it; the simulator did not).
         self.pool_priority = True
@@ -443,6 +505,11 @@ class CgminerServer(FirmwareServer):
         if pool in self.pools and pool.get("Status") == "Dead":
             pool["Status"] = "Alive"
 
+    def pass_pool_tests(self) -> None:
+        """Every pool still being tested passes its test now."""
+        for pool in self.pools:
+            self._tested(pool)
+
     def do_addpool(self, parameter: str) -> dict[str, Any]:
         """Append a pool at the lowest priority; it is tested in the background."""
         parts = split_parameter(parameter)
@@ -460,7 +527,7 @@ class CgminerServer(FirmwareServer):
             "Rejected": 0,
         }
         self.pools.append(pool)
-        if self.pool_test_delay:
+        if self.pool_test_delay and math.isfinite(self.pool_test_delay):
             asyncio.get_running_loop().call_later(self.pool_test_delay, self._tested, pool)
         self.added += 1
         return self.status("S", 55, f"Added pool {number}: '{parts[0]}'")

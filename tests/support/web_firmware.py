@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.conftest import MINER_API_FIXTURES
+from tests.support.firmware_servers import InFlight
 
 ANTMINER_FIXTURES = MINER_API_FIXTURES / "antminer" / "v2020"
 BRAIINS_FIXTURES = MINER_API_FIXTURES / "braiins" / "v26_04"
@@ -265,6 +266,8 @@ class AntminerServer:
         self.rpc_asleep: bool | None = None
         self.counts: Counter[str] = Counter()
         self.posted: list[dict[str, Any]] = []
+        # Requests being answered, RPC ("rpc:stats") and web ("GET /cgi-bin/..."): see InFlight.
+        self.in_flight = InFlight()
         self._rpc: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._bad_web: BadHttpServer | None = None
@@ -353,35 +356,43 @@ class AntminerServer:
         try:
             with contextlib.suppress(OSError):
                 raw = await reader.read(65536)
-                if self.latency_s:
-                    await asyncio.sleep(self.latency_s)
                 request: Any = None
                 try:
                     request = json.loads(raw)
                     command = str(request.get("command", ""))
                 except ValueError:
                     command = raw.decode(errors="replace").split("|", 1)[0].strip()
-                new_api = isinstance(request, dict) and request.get("new_api") is True
-                self.counts[f"rpc:{command}"] += 1
-                fault = self.rpc_fault
-                if fault == "truncated":
-                    text = json.dumps(self.rpc_reply(command)).encode()
-                    writer.write(text[: len(text) // 2])
-                elif fault == "oversized":
-                    writer.write(b'{"STATS":[' + b'{"a":1},' * 90000)
-                elif fault is not None:
-                    await _misbehave(fault, writer, self._connections)
-                    return
-                else:
-                    if self.new_api and new_api and command == "stats":
-                        reply = self.new_api_stats()
-                    else:
-                        reply = self.rpc_reply(command)
-                    writer.write(json.dumps(reply).encode() + b"\x00")
+                async with self.in_flight.serving(self, f"rpc:{command}"):
+                    if self.latency_s:
+                        await asyncio.sleep(self.latency_s)
+                    fault = self._answer_rpc(request, command, writer)
+                    if fault is not None:
+                        await _misbehave(fault, writer, self._connections)
+                        return
                 await writer.drain()
         finally:
             self._connections.writers.discard(writer)
             writer.close()
+
+    def _answer_rpc(self, request: Any, command: str, writer: asyncio.StreamWriter) -> str | None:
+        """Write the reply (or a broken one); the fault to act out instead, if any."""
+        new_api = isinstance(request, dict) and request.get("new_api") is True
+        self.counts[f"rpc:{command}"] += 1
+        fault = self.rpc_fault
+        if fault == "truncated":
+            text = json.dumps(self.rpc_reply(command)).encode()
+            writer.write(text[: len(text) // 2])
+        elif fault == "oversized":
+            writer.write(b'{"STATS":[' + b'{"a":1},' * 90000)
+        elif fault is not None:
+            return fault
+        else:
+            if self.new_api and new_api and command == "stats":
+                reply = self.new_api_stats()
+            else:
+                reply = self.rpc_reply(command)
+            writer.write(json.dumps(reply).encode() + b"\x00")
+        return None
 
     # web ---------------------------------------------------------------------
 
@@ -389,14 +400,15 @@ class AntminerServer:
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         # Every HTTP request, challenged ones included: what a poll costs on the web side.
         self.counts["http"] += 1
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        if not self.digest.verify(request):
-            if "Authorization" in request.headers:
-                self.digest.refused += 1
-            return self.digest.challenge()
-        response: web.StreamResponse = await handler(request)
-        return response
+        async with self.in_flight.serving(self, f"{request.method} {request.path}"):
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            if not self.digest.verify(request):
+                if "Authorization" in request.headers:
+                    self.digest.refused += 1
+                return self.digest.challenge()
+            response: web.StreamResponse = await handler(request)
+            return response
 
     async def _system_info(self, request: web.Request) -> web.Response:
         self.counts["get_system_info"] += 1
@@ -476,6 +488,7 @@ class AntminerServer:
 
     async def stop(self) -> None:
         """Stop both servers and end every connection."""
+        self.in_flight.release()
         self._connections.close_all()
         if self._bad_web is not None:
             await self._bad_web.stop()
@@ -541,6 +554,8 @@ class BraiinsServer:
         self.silent = False
         self.counts: Counter[str] = Counter()
         self.put_pools: list[Any] = []
+        # Requests being answered ("GET /miner/details"): see InFlight.
+        self.in_flight = InFlight()
         self._runner: web.AppRunner | None = None
         self._connections = _Connections()
 
@@ -555,12 +570,16 @@ class BraiinsServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        path = request.path.removeprefix("/api/v1")
+        async with self.in_flight.serving(self, f"{request.method} {path}"):
+            return await self._answer(request, handler, path)
+
+    async def _answer(self, request: web.Request, handler: Any, path: str) -> web.StreamResponse:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if self.silent:
             await self._connections.hold()
             return web.Response(status=503)
-        path = request.path.removeprefix("/api/v1")
         self.counts[f"{request.method} {path}"] += 1
         # The web UI (`/` and its assets) is served to anyone; the API needs the token.
         public = (
@@ -682,6 +701,7 @@ class BraiinsServer:
 
     async def stop(self) -> None:
         """Stop listening and end every connection."""
+        self.in_flight.release()
         self._connections.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
