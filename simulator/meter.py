@@ -104,9 +104,11 @@ class FaultyFront:
         self.port = port
         self.backend = backend
         self.faults = faults
-        # Replies sent, including duplicates and garbage (tests wait on it).
+        # Replies sent, including duplicates and garbage, and requests relayed (tests wait on them).
         self.replies_sent = 0
         self.replied = asyncio.Event()
+        self.requests_relayed = 0
+        self.relayed = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -154,14 +156,16 @@ class FaultyFront:
             self._tasks.discard(task)
             self._tasks.discard(requests)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Requests go to the meter untouched."""
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests go to the meter untouched, one frame at a time (counted)."""
         try:
-            while data := await reader.read(4096):
-                writer.write(data)
+            while True:
+                header = await reader.readexactly(_MBAP.size)
+                writer.write(header + await reader.readexactly(_MBAP.unpack(header)[2]))
                 await writer.drain()
-        except OSError:
+                self.requests_relayed += 1
+                self.relayed.set()
+        except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()

@@ -109,6 +109,13 @@ class MeterServer:
                 self.front.replied.clear()
                 await self.front.replied.wait()
 
+    async def wait_for_requests(self, count: int, timeout: float = 5.0) -> None:
+        """Return once `count` requests in all have reached the meter (a read is out)."""
+        async with asyncio.timeout(timeout):
+            while self.front.requests_relayed < count:
+                self.front.relayed.clear()
+                await self.front.relayed.wait()
+
     def set_holding(self, address: int, values: list[int]) -> None:
         """Write holding registers (wire address)."""
         # pymodbus' sequential block is 1-based internally for a 0-based request.
