@@ -155,6 +155,7 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # Polls in a row on which a miner answered in a way its driver cannot read.
         self._unreadable: dict[str, int] = {}
         self.explicit = {str(address) for address, family in miners if family is not None}
+        self._preparing: asyncio.Task[None] | None = None
 
     def measured_power_w(self) -> float:
         """What the fleet draws by the latest poll (0 before the first)."""
@@ -289,8 +290,28 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         if any(a not in known for a in self.fleet.keys) or self.fleet.suspect_keys:
             await self._async_identify()
         results = await self.fleet.poll()
+        self._prepare_writes()
         await self._async_track_unreadable(results)
         return self._fleet_data(results)
+
+    def _prepare_writes(self) -> None:
+        """Get every driver's write path ready in the background (sessions, tokens, confs).
+
+        So that the first shed after a start is as quick as any other. Nothing waits for
+        it: a shed that comes first finds cold drivers, which prepare themselves as they
+        always did, and a driver that fails here only prepares at its next write.
+        """
+        if self._preparing is None or self._preparing.done():
+            self._preparing = self.config_entry.async_create_background_task(
+                self.hass,
+                self._async_prepare_writes(),
+                f"{DOMAIN} prepare writes {self.config_entry.title}",
+            )
+
+    async def _async_prepare_writes(self) -> None:
+        for address, err in (await self.fleet.prepare_writes()).items():
+            # The write itself, if one comes, fails or succeeds with its own error.
+            LOGGER.debug("Miner %s: writes not prepared ahead: %s", address, err)
 
     def _fleet_data(self, results: dict[str, MinerStatus | MiningSiteError]) -> FleetData:
         now = time.time()
