@@ -9,7 +9,7 @@ from datetime import timedelta
 import time
 
 import aiohttp
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
@@ -384,10 +384,18 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         if auth_refused:
             # The miners' login changed: ask the operator for the new one.
             self.config_entry.async_start_reauth(self.hass)
-        self.async_set_updated_data(
-            FleetData(miners=miners, unidentified=data.unidentified, polled_at=data.polled_at)
+        self.data = FleetData(
+            miners=miners, unidentified=data.unidentified, polled_at=data.polled_at
         )
+        # The entities (some thirty a miner) hear of it on the next turn of the loop: the
+        # caller, a shed, records what was confirmed first, not after thousands of writes.
+        self.hass.loop.call_soon(self._async_publish)
         return errors
+
+    @callback
+    def _async_publish(self) -> None:
+        """Tell the listeners of the data now held (a poll may have replaced it meanwhile)."""
+        self.async_set_updated_data(self.data)
 
     def running_draw_w(self) -> float:
         """What the miners that run draw, as the allocation counts it."""
