@@ -171,6 +171,17 @@ class HomeAssistantApi:
         """Domains that already have a config entry."""
         return {entry["domain"] for entry in await self.get("/api/config/config_entries/entry")}
 
+    async def entry_state(self, entry_id: str) -> str | None:
+        """A config entry's state ("loaded", "setup_retry", ...); None: no such entry."""
+        for entry in await self.get("/api/config/config_entries/entry"):
+            if entry["entry_id"] == entry_id:
+                return str(entry["state"])
+        return None
+
+    async def reload_entry(self, entry_id: str) -> None:
+        """Reload a config entry (unload, then set up again); StepError when refused."""
+        await self.post(f"/api/config/config_entries/entry/{entry_id}/reload")
+
     async def run_flow(self, handler: str, answers: Mapping[str, Any]) -> dict[str, Any]:
         """Drive a config flow to its entry, filling each step's fields from answers.
 

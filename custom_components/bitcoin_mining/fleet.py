@@ -10,7 +10,7 @@ import math
 import time
 
 import aiohttp
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
@@ -159,6 +159,7 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # When a command last read each miner back (monotonic): a poll under way by then
         # may hold an older reading of it, which must not undo the confirmed state.
         self._read_back_at: dict[str, float] = {}
+        self._preparing: asyncio.Task[None] | None = None
 
     def measured_power_w(self) -> float:
         """What the fleet draws by the latest poll (0 before the first)."""
@@ -294,8 +295,28 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
             await self._async_identify()
         started = time.monotonic()
         results = await self.fleet.poll()
+        self._prepare_writes()
         await self._async_track_unreadable(results)
         return self._fleet_data(results, started)
+
+    def _prepare_writes(self) -> None:
+        """Get every driver's write path ready in the background (sessions, tokens, confs).
+
+        So that the first shed after a start is as quick as any other. Nothing waits for
+        it: a shed that comes first finds cold drivers, which prepare themselves as they
+        always did, and a driver that fails here only prepares at its next write.
+        """
+        if self._preparing is None or self._preparing.done():
+            self._preparing = self.config_entry.async_create_background_task(
+                self.hass,
+                self._async_prepare_writes(),
+                f"{DOMAIN} prepare writes {self.config_entry.title}",
+            )
+
+    async def _async_prepare_writes(self) -> None:
+        for address, err in (await self.fleet.prepare_writes()).items():
+            # The write itself, if one comes, fails or succeeds with its own error.
+            LOGGER.debug("Miner %s: writes not prepared ahead: %s", address, err)
 
     def _fleet_data(
         self, results: dict[str, MinerStatus | MiningSiteError], started: float
@@ -383,10 +404,18 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         if auth_refused:
             # The miners' login changed: ask the operator for the new one.
             self.config_entry.async_start_reauth(self.hass)
-        self.async_set_updated_data(
-            FleetData(miners=miners, unidentified=data.unidentified, polled_at=data.polled_at)
+        self.data = FleetData(
+            miners=miners, unidentified=data.unidentified, polled_at=data.polled_at
         )
+        # The entities (some thirty a miner) hear of it on the next turn of the loop: the
+        # caller, a shed, records what was confirmed first, not after thousands of writes.
+        self.hass.loop.call_soon(self._async_publish)
         return errors
+
+    @callback
+    def _async_publish(self) -> None:
+        """Tell the listeners of the data now held (a poll may have replaced it meanwhile)."""
+        self.async_set_updated_data(self.data)
 
     def running_draw_w(self) -> float:
         """What the miners that run draw, as the allocation counts it."""

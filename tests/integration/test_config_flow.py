@@ -8,7 +8,7 @@ from typing import Any
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -50,8 +50,10 @@ from custom_components.bitcoin_mining.const import (
     CONF_SUPPLY_VOLTAGE_ENTITY,
     CONF_UNDER_FREQUENCY,
     CONF_WORD_ORDER,
+    DEFAULT_GRID_INTERVAL,
     DOMAIN,
     IMPLAUSIBLE_READINGS_FOR_REPAIR,
+    MIN_GRID_INTERVAL,
     PRESET_CUSTOM,
     PRESET_SEL735,
 )
@@ -435,6 +437,39 @@ async def test_options_flow_saves_and_reloads(
     # The reloaded coordinators run with the new settings.
     assert loaded_entry.runtime_data.grid.under_frequency_hz == 49.6
     assert loaded_entry.runtime_data.grid.interval == 0.5
+
+
+async def test_the_meter_is_read_every_second_by_default_and_down_to_a_tenth(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    schema = result["data_schema"].schema
+    field = next(key for key in schema if key == CONF_GRID_INTERVAL)
+    # A second by default (the grid entities follow every read: the recorder's load); the
+    # minimum lets a site that needs a shed within half a second of a dip read at 0.2 s.
+    assert field.default() == DEFAULT_GRID_INTERVAL == 1.0
+    assert schema[field].config["min"] == MIN_GRID_INTERVAL == 0.1
+    options = {
+        CONF_FLEET_INTERVAL: 10,
+        CONF_UNDER_FREQUENCY: 49.5,
+        CONF_OVERHEAD_KW: 10,
+        CONF_MARGIN_KW: 5,
+        CONF_SUPPLY_STALE_S: 120,
+        CONF_MIN_ON_S: 600,
+        CONF_MIN_OFF_S: 300,
+        CONF_MAX_STARTS: 10,
+        CONF_RESTORE_HOLD_S: 300,
+    }
+    with pytest.raises(InvalidData, match="grid_interval"):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], {**options, CONF_GRID_INTERVAL: 0.05}
+        )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**options, CONF_GRID_INTERVAL: MIN_GRID_INTERVAL}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data.grid.interval == MIN_GRID_INTERVAL
 
 
 def suggested(result: dict[str, Any]) -> dict[str, Any]:

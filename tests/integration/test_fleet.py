@@ -19,6 +19,7 @@ from custom_components.bitcoin_mining.const import (
 )
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerStatus
+from devtools.steps import poll_until
 from simulator import Site
 from simulator.miners import Fleet as SimFleet
 
@@ -345,3 +346,25 @@ async def test_the_under_frequency_threshold_is_a_diagnostic_sensor(
     under = hass.states.get("binary_sensor.test_site_grid_under_frequency")
     assert under.state == STATE_OFF
     assert "threshold_hz" not in under.attributes
+
+
+async def test_writes_are_prepared_after_the_first_poll(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
+) -> None:
+    luxos = next(m for m in simulated.miners if m.family == "luxos")
+    # The LuxOS session is opened in the background after the poll, before any command.
+
+    async def session_open() -> bool:
+        return luxos.extra.get("session") is not None
+
+    await poll_until(session_open, 10, "the LuxOS session", 0.01)
+    session_id = luxos.extra["session"][0]
+    assert luxos.state == "mining"
+    switch = entity_id(hass, "switch", miner_key(luxos), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    assert luxos.state == "sleeping"
+    assert luxos.extra["session"][0] == session_id, "the shed used the session prepared"
+    # Unloading logs it off: other tools may log on again.
+    assert await hass.config_entries.async_unload(site_entry.entry_id)
+    await hass.async_block_till_done()
+    assert luxos.extra.get("session") is None

@@ -703,3 +703,34 @@ def test_the_active_pool_of_a_status_is_not_the_first_flagged() -> None:
     assert active is not None
     assert active.url == "stratum+tcp://high"
     assert MinerStatus(mining=True, pools=pools[3:]).active_pool is None
+
+
+async def test_a_stop_after_a_poll_reuses_its_device_list(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    await driver.read_status()
+    server.requests.clear()
+    await driver.stop_mining()
+    # The poll's `devs` names the devices: a shed is the command alone, one round trip.
+    assert server.commands() == ["ascdisable"]
+    assert await driver.read_mining() is False
+
+
+async def test_prepare_writes_reads_the_devices_once(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    await driver.prepare_writes()
+    await driver.prepare_writes()
+    assert server.commands() == ["devs"]
+    server.requests.clear()
+    await driver.start_mining()
+    assert server.commands() == ["ascenable"]
+
+
+async def test_a_reused_device_list_refused_is_read_again_once(server: CgminerServer) -> None:
+    driver = driver_for(server)
+    await driver.read_status()
+    # Chain 0 dropped out and chain 1 came up since the poll: ascdisable|0 is refused.
+    server.replies["devs"]["DEVS"][0]["ASC"] = 1
+    server.requests.clear()
+    await driver.stop_mining()
+    assert server.commands() == ["ascdisable", "devs", "ascdisable"]
+    assert [r.get("parameter") for r in server.requests] == ["0", None, "1"]

@@ -17,7 +17,11 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     DeviceTimeoutError,
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerEndpoint, PoolConfig
-from custom_components.bitcoin_mining.miningsite.miners.luxos import EVENTS_MAX_AGE_S, LuxosDriver
+from custom_components.bitcoin_mining.miningsite.miners.luxos import (
+    EVENTS_MAX_AGE_S,
+    SESSION_RENEW_S,
+    LuxosDriver,
+)
 from custom_components.bitcoin_mining.miningsite.miners.rpc import ApiAccessRefusedError
 from tests.support.firmware_servers import (
     CGMINER_JOINABLE,
@@ -398,3 +402,76 @@ async def test_the_quick_read_back_asks_config_alone(server: LuxosServer) -> Non
     assert server.commands() == ["config"]
     del server.config["CurtailMode"]  # then the hashrate decides, as in read_status()
     assert await driver.read_mining() is True
+
+
+async def test_the_session_is_opened_ahead_so_a_shed_is_one_round_trip(
+    server: LuxosServer,
+) -> None:
+    driver = driver_for(server)
+    await driver.prepare_writes()
+    assert server.commands() == ["logon"]
+    await driver.prepare_writes()  # held and young: nothing to do
+    assert server.commands() == ["logon"]
+    server.requests.clear()
+    await driver.stop_mining()
+    assert server.commands() == ["curtail"]
+    assert server.config["CurtailMode"] == "Sleep"
+    await driver.close()
+    assert server.session is None
+
+
+async def test_a_session_long_unused_is_renewed_ahead(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await driver.prepare_writes()
+    old = server.session
+    # As if opened SESSION_RENEW_S ago (the loop's clock is left alone).
+    driver._session_used_at -= SESSION_RENEW_S
+    server.requests.clear()
+    await driver.prepare_writes()
+    # Released before the miner lets it expire, and a new one opened.
+    assert server.commands() == ["logoff", "logon"]
+    assert server.requests[0]["parameter"] == old
+    assert server.session not in (None, old)
+    server.requests.clear()
+    await driver.stop_mining()
+    assert server.commands() == ["curtail"]
+    await driver.prepare_writes()  # the curtail used it: young again
+    assert server.commands() == ["curtail"]
+    await driver.close()
+
+
+async def test_another_session_active_is_left_alone_and_borrowed_by_the_shed(
+    server: LuxosServer,
+) -> None:
+    server.session = "5e55104a"
+    driver = driver_for(server)
+    await driver.prepare_writes()
+    # Someone else's session: neither kept nor closed; the shed borrows it as before.
+    assert server.commands() == ["logon", "session"]
+    assert server.session == "5e55104a"
+    await driver.stop_mining()
+    assert server.requests[-1]["parameter"] == "5e55104a,sleep"
+    await driver.close()
+    assert server.session == "5e55104a"
+
+
+async def test_a_failed_preparation_does_not_stop_a_shed() -> None:
+    async with LuxosServer(refuse_logon=True) as server:
+        driver = driver_for(server)
+        with pytest.raises(DeviceAuthError):
+            await driver.prepare_writes()
+        server.refuse_logon = False
+        server.requests.clear()
+        # Cold, as before any preparation: it logs on itself.
+        await driver.stop_mining()
+        assert server.commands() == ["logon", "curtail"]
+        assert server.config["CurtailMode"] == "Sleep"
+        await driver.close()
+
+
+async def test_a_shed_during_the_preparation_shares_its_logon(server: LuxosServer) -> None:
+    driver = driver_for(server)
+    await asyncio.gather(driver.prepare_writes(), driver.stop_mining())
+    assert server.commands() == ["logon", "curtail"]
+    assert server.config["CurtailMode"] == "Sleep"
+    await driver.close()

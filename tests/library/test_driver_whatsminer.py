@@ -487,3 +487,13 @@ async def test_the_quick_read_back_asks_status_alone(server: WhatsminerServer) -
     # A build that refuses `status` is read whole, as read_status() decides.
     server.overrides["status"] = {"STATUS": "E", "Code": 14, "Msg": "invalid cmd"}
     assert await driver.read_mining() is True  # hashing, by summary
+
+
+async def test_a_write_token_is_fetched_ahead_once(server: WhatsminerServer) -> None:
+    driver = driver_for(server)
+    await driver.prepare_writes()
+    await driver.prepare_writes()  # held and young: nothing to do
+    assert server.commands() == ["get_token"]
+    await driver.stop_mining()
+    # The shed is the encrypted command alone.
+    assert server.commands() == ["get_token", "enc"]

@@ -311,3 +311,13 @@ async def test_the_quick_read_back_asks_device_info_alone(server: WhatsminerV3Se
     assert server.commands() == ["get.device.info"]
     del server.device_info["msg"]["miner"]["working"]  # then the hashrate decides
     assert await driver.read_mining() is True
+
+
+async def test_the_salt_is_fetched_ahead_once(server: WhatsminerV3Server) -> None:
+    driver = driver_for(server)
+    await driver.prepare_writes()
+    await driver.prepare_writes()  # known: nothing to do
+    assert server.commands() == ["get.device.info"]
+    await driver.stop_mining()
+    # The shed is the signed command alone.
+    assert server.commands() == ["get.device.info", "set.miner.service"]

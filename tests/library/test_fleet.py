@@ -34,12 +34,15 @@ from custom_components.bitcoin_mining.miningsite.miners.cgminer import (
 from custom_components.bitcoin_mining.miningsite.miners.fleet import (
     CommandResult,
     Fleet,
+    PreparesWrites,
     QuickReadback,
     driver_for,
     fill_power,
 )
+from custom_components.bitcoin_mining.miningsite.miners.luxos import LuxosDriver
 from custom_components.bitcoin_mining.miningsite.miners.models import SLEEP_POWER_W
-from tests.support.firmware_servers import Cgminer411Server, InFlight
+from devtools.steps import poll_until
+from tests.support.firmware_servers import Cgminer411Server, InFlight, LuxosServer
 from tests.support.modbus_meter import free_port
 from tests.support.web_firmware import AntminerServer, BraiinsServer, set_mac
 
@@ -585,3 +588,50 @@ async def test_a_cgminer_without_devices_is_polled_as_not_mining() -> None:
         assert outcome.result is CommandResult.FAILED
         assert isinstance(outcome.error, NoDevicesError)
         assert "no devices" in str(outcome.error)
+
+
+async def test_writes_are_prepared_ahead_and_a_failure_stays_with_its_miner(
+    session: aiohttp.ClientSession,
+) -> None:
+    ant, bos = AntminerServer(), BraiinsServer()
+    async with running(ant, bos), LuxosServer() as lux:
+        luxos = LuxosDriver(MinerEndpoint("127.0.0.1", lux.port), timeout=2)
+        fleet = Fleet(
+            {"ant": antminer(ant, session), "bos": braiins(bos, session), "lux": luxos}
+            | {"dead": dead(session)}
+        )
+        assert all(isinstance(fleet.driver(key), PreparesWrites) for key in fleet.keys)
+        failed = await fleet.prepare_writes()
+        assert list(failed) == ["dead"]
+        assert isinstance(failed["dead"], DeviceConnectionError)
+        # Ready: the conf (and its digest challenge), the login token, the session.
+        assert ant.counts["get_miner_conf"] == 1
+        assert bos.counts["POST /auth/login"] == 1
+        assert lux.commands() == ["logon"]
+        outcomes = await fleet.command(["ant", "bos", "lux", "dead"], "stop", quick_readback=True)
+        assert [key for key, o in outcomes.items() if o.confirmed] == ["ant", "bos", "lux"]
+        # Each shed was its write alone, then the read-back: no cold round trip.
+        assert ant.counts["get_miner_conf"] == 2  # the read-back
+        assert bos.counts["POST /auth/login"] == 1
+        assert lux.commands() == ["logon", "curtail", "config"]
+        await fleet.close()
+
+
+async def test_a_shed_while_writes_are_prepared_is_not_held_up(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with LuxosServer() as lux:
+        lux.latency = 0.3
+        fleet = Fleet({"lux": LuxosDriver(MinerEndpoint("127.0.0.1", lux.port), timeout=2)})
+        preparing = asyncio.create_task(fleet.prepare_writes())
+
+        async def logon_sent() -> bool:
+            return bool(lux.commands())
+
+        await poll_until(logon_sent, 5, "the logon on its way", 0.01)
+        outcomes = await fleet.command(["lux"], "stop", quick_readback=True)
+        # The shed waited for the logon already sent, not for a second one of its own.
+        assert outcomes["lux"].confirmed
+        assert lux.commands() == ["logon", "curtail", "config"]
+        assert await preparing == {}
+        await fleet.close()

@@ -322,6 +322,15 @@ class AntminerDriver(MinerDriver):
         """Whether the conf says awake: the fleet's cheap read-back after a command."""
         return _work_mode(await self._read_conf()) != SLEEP_MODE
 
+    async def prepare_writes(self) -> None:
+        """Have a conf young enough to reuse (the digest challenge comes with it).
+
+        The polls usually keep one: this reads it only when none was read yet or it
+        is as old as a poll would refresh it, so the next shed is one round trip.
+        """
+        if self._conf is None or time.monotonic() - self._conf_at >= CONF_REFRESH_S:
+            await self._read_conf()
+
     async def stop_mining(self) -> None:
         """Sleep: write the conf back with `miner-mode` 1, remembering the mode to wake into."""
         conf = await self._current_conf()

@@ -218,6 +218,11 @@ class BraiinsDriver(MinerDriver):
         """Whether details say normal (mining): the fleet's cheap read-back after a command."""
         return await self._timed(self._read_mining(), "status")
 
+    async def prepare_writes(self) -> None:
+        """Hold a login token for the next action (the polls usually log on already)."""
+        if self._token is None:
+            await self._timed(self._login(None), "login")
+
     async def stop_mining(self) -> None:
         """Pause mining (`PUT /actions/pause`)."""
         await self._timed(self._action("pause"), "pause")

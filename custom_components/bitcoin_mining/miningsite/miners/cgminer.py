@@ -15,14 +15,17 @@ joins report commands (cgminer API >= 3.1), else one request each, all at once
 (see ReportReader); every value is fresh on every poll.
 
 Devices: cgminer has no sleep of its own; stop and start disable and enable
-every device. A cgminer without devices (its USB devices dropped out, or none
-were ever found) answers `devs` with `E 10 "No ASCs"`: it is read as not
-mining, and stop or start on it is refused with a clear error.
+every device. The device list a poll (or prepare_writes) read is reused for
+DEVICES_REUSE_S, so a shed is one round trip, not two; a write refused with a
+reused list reads `devs` again and retries once. A cgminer without devices
+(its USB devices dropped out, or none were ever found) answers `devs` with
+`E 10 "No ASCs"`: it is read as not mining, and stop or start on it is refused with a clear error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import time
 from typing import Any, ClassVar
 
 from ..exceptions import CommandRejectedError
@@ -50,6 +53,8 @@ NO_DEVICES = 10
 # cgminer's answer to ascenable/ascdisable when it has no device at all.
 NO_DEVICE_TO_SWITCH = 105
 _DEVICE_KINDS = ("ASC", "PGA", "GPU")
+# A device list this young is reused by a stop or start (devices rarely come and go).
+DEVICES_REUSE_S = 60.0
 
 
 class NoDevicesError(CommandRejectedError):
@@ -69,6 +74,8 @@ class CgminerDriver(ReadsReports, MinerDriver):
     """A miner running plain cgminer (or a fork that keeps its API)."""
 
     family: ClassVar[Family] = "cgminer"
+    # The last `devs` entries read and when (monotonic), for the next stop or start.
+    _devices_seen: tuple[float, list[dict[str, Any]]] | None = None
 
     @property
     def rpc(self) -> CgminerRpc:
@@ -113,6 +120,7 @@ class CgminerDriver(ReadsReports, MinerDriver):
             devs: list[dict[str, Any]] = []
         else:
             devs = require_section(reports.required("devs"), "DEVS", rpc.where, "devs")
+        self._devices_seen = (time.monotonic(), devs)
         pools = require_section(reports.required("pools"), "POOLS", rpc.where, "pools")
         stats_reply = reports.optional("stats")
         stats = StatsReadings(section(stats_reply, "STATS") if stats_reply else [])
@@ -143,6 +151,12 @@ class CgminerDriver(ReadsReports, MinerDriver):
         """Enable every device again (`ascenable|N`)."""
         await self._set_devices("enable")
 
+    async def prepare_writes(self) -> None:
+        """Have a device list young enough for the next stop (a poll usually leaves one)."""
+        seen = self._devices_seen
+        if seen is None or time.monotonic() - seen[0] >= DEVICES_REUSE_S:
+            await self._devices()
+
     async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
         """Replace the pools (privileged: needs `--api-allow W:` for us)."""
         await replace_pools(self.rpc, pools)
@@ -158,15 +172,31 @@ class CgminerDriver(ReadsReports, MinerDriver):
             reply = await rpc.call("devs")
         except RefusedError as err:
             if err.code == NO_DEVICES:
+                self._devices_seen = (time.monotonic(), [])
                 return []
             raise
-        return require_section(reply, "DEVS", rpc.where, "devs")
+        devices = require_section(reply, "DEVS", rpc.where, "devs")
+        self._devices_seen = (time.monotonic(), devices)
+        return devices
 
     async def _set_devices(self, action: str) -> None:
-        """Send `<kind><action>|N` for every device `devs` lists, all at once."""
+        """Send `<kind><action>|N` for every device listed, all at once."""
+        seen = self._devices_seen
+        if seen is not None and seen[1] and time.monotonic() - seen[0] < DEVICES_REUSE_S:
+            try:
+                await self._switch_devices(action, seen[1])
+            except RefusedError:
+                # A device may have dropped out since: read the list again, once.
+                self._devices_seen = None
+            else:
+                return
+        await self._switch_devices(action, await self._devices())
+
+    async def _switch_devices(self, action: str, devices: list[dict[str, Any]]) -> None:
+        """`<kind><action>|N` for each of these devices, all at once."""
         rpc = self.rpc
         commands = []
-        for dev in await self._devices():
+        for dev in devices:
             kind = next((kind for kind in _DEVICE_KINDS if kind in dev), None)
             number = integer(dev.get(kind)) if kind is not None else None
             if kind is not None and number is not None:

@@ -148,6 +148,19 @@ class QuickReadback(Protocol):
         """Whether the firmware says it is mining (as MinerStatus.mining)."""
 
 
+@runtime_checkable
+class PreparesWrites(Protocol):
+    """A driver whose first write costs more round trips than the next (a session, a token).
+
+    Optional (not in the MinerDriver contract): Fleet.prepare_writes() gets them ready
+    ahead of time, so the first shed after a start is as quick as any other. A driver
+    that is not ready still writes: it prepares on its own then, as it always did.
+    """
+
+    async def prepare_writes(self) -> None:
+        """Open or renew what the next write needs (nothing when it is ready)."""
+
+
 def fill_power(status: MinerStatus, model: str | None) -> MinerStatus:
     """The status with an estimated power when the firmware reports none."""
     if status.power_w is not None:
@@ -316,6 +329,17 @@ class Fleet:
             ):
                 self._suspect[key] = result.mac
         return results
+
+    async def prepare_writes(self) -> dict[str, MiningSiteError]:
+        """Get every driver's write path ready (PreparesWrites); the members that failed.
+
+        A failure only means that member's next write prepares itself, as a cold one does.
+        """
+        drivers = {key: d for key, d in self._drivers.items() if isinstance(d, PreparesWrites)}
+        results = await self._bounded(
+            drivers, lambda key: drivers[key].prepare_writes(), self.concurrency
+        )
+        return {key: err for key, err in results.items() if isinstance(err, MiningSiteError)}
 
     def identity_changes_seen(self) -> dict[str, IdentityChange]:
         """Members whose readings named another MAC since their identity was cached."""

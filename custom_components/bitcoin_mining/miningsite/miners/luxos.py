@@ -1,12 +1,16 @@
 """LuxOS (Luxor firmware): cgminer-style JSON on TCP 4028, sessions for privileged commands.
 
 Sleep and wake are `curtail|<sid>,sleep` / `<sid>,wakeup` inside a logon session.
-The driver logs on at its first curtail and keeps that session for the next
-ones, so a shed costs one round trip (the curtail), not three (logon, curtail,
-logoff). A curtail refused for its session (it expired, or the miner
-restarted) logs off that id (best effort) and on again once, then retries; the
-session is logged off by close(). While we hold it, other tools that log on
-get 402 and, like us, borrow it.
+The driver keeps one session for all its curtails, so a shed costs one round
+trip (the curtail), not three (logon, curtail, logoff). prepare_writes() opens
+it ahead of the first shed (the fleet calls it after its polls) and renews it
+(logoff, logon) once it has gone SESSION_RENEW_S unused, before the miner would
+let it expire. A curtail refused for its session (it expired anyway, or the
+miner restarted) logs off that id (best effort) and on again once, then
+retries; the session is logged off by close(). While we hold it, other tools
+that log on get 402 and, like us, borrow it (LuxOS allows one session: holding
+it from the start rather than from the first curtail changes only when that
+begins; a tool that cannot borrow waits for our unload, as before).
 
 LuxOS allows one session at a time: when logon answers "Another session is
 active" (402) the driver asks `session` for the active id and uses it for that
@@ -53,6 +57,10 @@ SESSION_ACTIVE = 402
 _TEMPS_META = ("ID", "TEMP")
 # The event log (the errors) changes rarely: `events` is read along at most this often.
 EVENTS_MAX_AGE_S = 60.0
+# A kept session unused this long is renewed by prepare_writes(): the firmware's own
+# timeout is undocumented (the simulator assumes 5 minutes), and an expired session
+# costs a shed three more round trips (refused curtail, logoff, logon).
+SESSION_RENEW_S = 120.0
 _STATUS_COMMANDS = ("config", "summary", "pools", "devs", "power", "temps", "fans")
 
 
@@ -97,6 +105,8 @@ class LuxosDriver(ReadsReports, MinerDriver):
     _events: tuple[float, dict[str, Any] | None] | None = None
     # The session we opened and keep for the next curtail (None: none held).
     _session_id: str | None = None
+    # When our session was opened or last took a curtail (monotonic).
+    _session_used_at = 0.0
     _session_lock: asyncio.Lock | None = None
 
     @property
@@ -224,12 +234,34 @@ class LuxosDriver(ReadsReports, MinerDriver):
         if session_id is not None:
             await self._logoff(self.rpc, session_id)
 
-    async def _curtail(self, action: str) -> None:
-        """Run one curtail action in our kept session (opened on first use)."""
+    async def prepare_writes(self) -> None:
+        """Hold a session for the next curtail: opened now, or renewed when long unused.
+
+        The lock is let go between logoff and logon, so a shed that comes meanwhile
+        waits one round trip at most and then logs on itself, as a cold driver does.
+        """
+        lock = self._lock()
+        async with lock:
+            session_id = self._session_id
+            if session_id is not None:
+                if time.monotonic() - self._session_used_at < SESSION_RENEW_S:
+                    return
+                self._session_id = None
+                await self._logoff(self.rpc, session_id, logging.DEBUG)
+        async with lock:
+            if self._session_id is None:
+                # Another session active (402): nothing is kept; the shed borrows it then.
+                await self._session(self.rpc)
+
+    def _lock(self) -> asyncio.Lock:
         if self._session_lock is None:
             self._session_lock = asyncio.Lock()
+        return self._session_lock
+
+    async def _curtail(self, action: str) -> None:
+        """Run one curtail action in our kept session (opened on first use)."""
         # One curtail at a time: two would each log on, and the second would get 402.
-        async with self._session_lock:
+        async with self._lock():
             rpc = self.rpc
             # A kept session may have expired since: then one fresh logon and a retry.
             retry = self._session_id is not None
@@ -249,6 +281,8 @@ class LuxosDriver(ReadsReports, MinerDriver):
                         raise DeviceAuthError(str(err)) from err
                     retry = False
                 else:
+                    if owned:
+                        self._session_used_at = time.monotonic()
                     return
 
     async def _logoff(self, rpc: CgminerRpc, session_id: str, level: int = logging.WARNING) -> None:
@@ -282,4 +316,5 @@ class LuxosDriver(ReadsReports, MinerDriver):
         if session_id is None:
             raise DeviceProtocolError(f"{rpc.where} answered logon without a SessionID")
         self._session_id = session_id
+        self._session_used_at = time.monotonic()
         return session_id, True

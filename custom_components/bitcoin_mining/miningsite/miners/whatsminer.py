@@ -275,6 +275,12 @@ class WhatsminerDriver(ReadsReports, MinerDriver):
         # A build without `status`: the whole reading decides, as in read_status().
         return mining if mining is not None else (await self.read_status()).mining
 
+    async def prepare_writes(self) -> None:
+        """Have a write token for the next command (the polls usually fetch it already)."""
+        token = self._token
+        if token is None or time.monotonic() - token.fetched_at >= TOKEN_RENEW_AFTER_S:
+            self._token = await self._fetch_token(self.rpc)
+
     async def stop_mining(self) -> None:
         """`power_off`, answering before the hashboards go down."""
         await self.privileged("power_off", respbefore="true")

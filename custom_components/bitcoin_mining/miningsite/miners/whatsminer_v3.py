@@ -285,6 +285,10 @@ class WhatsminerV3Driver(MinerDriver):
         # A build without `working`: the whole reading decides, as in read_status().
         return flag(working) if working is not None else (await self.read_status()).mining
 
+    async def prepare_writes(self) -> None:
+        """Have the salt that signs writes (a poll's device info usually carries it)."""
+        await self._current_salt()
+
     async def stop_mining(self) -> None:
         """`set.miner.service` stop."""
         await self.write("set.miner.service", "stop")
