@@ -42,6 +42,7 @@ from typing import Any
 import aiohttp
 
 from custom_components.bitcoin_mining.const import DEFAULT_FLEET_INTERVAL, DEFAULT_GRID_INTERVAL
+from devtools.hass_process import BASE_CONFIGURATION
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
 from devtools.simulation import (
     ROOT,
@@ -53,19 +54,8 @@ from devtools.simulation import (
 )
 from devtools.steps import StepError, poll_until
 
-CONFIGURATION = """
-homeassistant:
-  name: Frequency response bench
-  unit_system: metric
-  time_zone: UTC
-http:
-  server_host: 127.0.0.1
-  server_port: {port}
-api:
-config:
-onboarding:
-logger:
-  default: warning
+# The supply is a template sensor: the bench needs no MQTT broker.
+SUPPLY = """
 template:
   - sensor:
       - name: Bench supply
@@ -75,6 +65,8 @@ template:
         state_class: measurement
         state: "{{{{ 2000 }}}}"
 """
+
+CONFIGURATION = BASE_CONFIGURATION.replace("{name}", "Frequency response bench") + SUPPLY
 
 
 @dataclass(frozen=True, slots=True)
