@@ -2,9 +2,11 @@
 
 The answer is (alive, since): miners fail over when their pool has been dead
 for failover_delay_s and fall back when a better one has been alive for
-fallback_s, so each URL remembers when its liveness last changed. Probes are
-real TCP connects, cached per URL and refreshed in the background every few
-seconds, never awaited by a request.
+fallback_s, so each URL remembers when its liveness last changed. Pools at an IP
+address are probed with real TCP connects, cached per URL and refreshed in the
+background every few seconds, never awaited by a request. A pool named by a host name
+is out on the internet: it is alive while the outage switch says the internet is up,
+and is never looked up (the simulator makes no DNS query).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
+import ipaddress
 import math
 import time
 from urllib.parse import urlsplit
@@ -31,6 +34,18 @@ def split_pool_url(url: str) -> tuple[str, int] | None:
     if not host or port is None:
         return None
     return host, port
+
+
+def _named_host(url: str) -> bool:
+    """The pool is named by a host name (not an IP address): somewhere on the internet."""
+    address = split_pool_url(url)
+    if address is None:
+        return False
+    try:
+        ipaddress.ip_address(address[0])
+    except ValueError:
+        return True
+    return False
 
 
 @dataclass(slots=True)
@@ -67,7 +82,7 @@ class PoolLiveness:
 
     def status(self, url: str, now: float) -> tuple[bool, float]:
         """(alive, since) of a pool URL."""
-        if url == self.upstream_url:
+        if url == self.upstream_url or _named_host(url):
             # The switch may also be flipped directly on SiteState: notice it here.
             self.internet_changed(self._internet_up())
             return self._upstream_up, self._upstream_since

@@ -309,14 +309,14 @@ async def test_pool_probes_are_real_connects(loopback_network: None) -> None:
     liveness = PoolLiveness(
         lambda: internet[0], upstream_url="stratum+tcp://127.0.0.1:1", clock=lambda: clock[0]
     )
-    urls = [alive_url, dead_url, "stratum+tcp://no-port", "stratum+tcp://pool.invalid:3333"]
+    urls = [alive_url, dead_url, "stratum+tcp://no-port"]
     try:
         now = clock[0]
         assert all(liveness.status(url, now)[0] for url in urls)  # optimistic until probed
         # The probes run in the background (milliseconds on loopback; the bound only
         # catches a probe that never ends, five times their own 2 s timeout).
         await wait_for(
-            lambda: [liveness.status(url, now)[0] for url in urls] == [True, False, False, False],
+            lambda: [liveness.status(url, now)[0] for url in urls] == [True, False, False],
             timeout=10,
         )
         dead_since = liveness.status(dead_url, now)[1]
@@ -329,6 +329,14 @@ async def test_pool_probes_are_real_connects(loopback_network: None) -> None:
         internet[0] = False
         clock[0] = now + 1
         assert liveness.status("stratum+tcp://127.0.0.1:1", now + 1) == (False, now + 1)
+        # A pool named by a host name is on the internet: it follows the switch, and is
+        # never probed (no DNS query leaves the simulator).
+        named = "stratum+tcp://pool.invalid:3333"
+        assert liveness.status(named, now + 1) == (False, now + 1)
+        internet[0] = True
+        clock[0] = now + 2
+        assert liveness.status(named, now + 2) == (True, now + 2)
+        assert named not in liveness._probes
     finally:
         await liveness.close()
         listening.close()
