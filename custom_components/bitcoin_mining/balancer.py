@@ -257,7 +257,10 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         for action, items in steps:
             if not items:
                 continue
-            outcomes = await self.fleet.async_command([i.asic_id for i in items], action)
+            # A stop frees power the site may be short of: confirmed the quickest way.
+            outcomes = await self.fleet.async_command(
+                [i.asic_id for i in items], action, quick=action == "stop"
+            )
             failed += command_failures(outcomes, action)
         if failed:
             first = failed[0]

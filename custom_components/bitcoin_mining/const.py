@@ -52,7 +52,7 @@ DEFAULT_POOL_PORT: Final = 3333
 # Every second by default: each read updates the grid entities, and five a second would
 # flood the recorder. A site that needs a shed within 0.5 s of the dip sets 0.2 s (a dip is
 # then seen 0.1 s after it on average), and excludes the grid entities from the recorder.
-DEFAULT_GRID_INTERVAL: Final = 1.0
+DEFAULT_GRID_INTERVAL: Final = 0.1
 MIN_GRID_INTERVAL: Final = 0.1
 DEFAULT_FLEET_INTERVAL: Final = 10.0
 MIN_FLEET_INTERVAL: Final = 2.0

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 import math
+import time
 
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
@@ -39,8 +40,11 @@ from .miningsite.network import ProbeResult, ProbeTarget, internet_up, probe_all
 from .models import BitcoinMiningConfigEntry
 from .supply import SupplyReading, SupplySensors
 
-# Samples kept for the allocation core's frequency history (minutes at 1 s).
+# Samples kept for the allocation core's frequency history (a minute at 0.1 s).
 FREQUENCY_HISTORY = 600
+# The meter is read several times a second; its entities (and the recorder behind them)
+# hear of it at most this often, an under-frequency change or a failure at once.
+PUBLISH_EVERY_S = 1.0
 
 
 def implausible_issue_id(entry_id: str) -> str:
@@ -61,6 +65,8 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
 
     Home Assistant's scheduler rounds to whole seconds, so this coordinator runs
     its own loop and only uses the coordinator for state, listeners and logging.
+    Its listeners are told at most once a second (PUBLISH_EVERY_S), except when the
+    under-frequency state or the update's success changes: those go out at once.
     """
 
     config_entry: BitcoinMiningConfigEntry
@@ -84,6 +90,24 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
         # An issue raised before a reload (a reconfigure that fixed the register, say)
         # goes with the first plausible reading.
         self._issue_may_be_open = True
+        # What the listeners last heard: when, and whether under frequency / successful.
+        self._published: tuple[float, bool, bool] | None = None
+        self.publish_every_s = PUBLISH_EVERY_S
+
+    @callback
+    def async_update_listeners(self) -> None:
+        """Tell the listeners, unless they heard the same news less than a second ago."""
+        now = time.monotonic()
+        under = bool(self.data and self.data.under_frequency)
+        published = self._published
+        if (
+            published is not None
+            and now - published[0] < self.publish_every_s
+            and published[1:] == (under, self.last_update_success)
+        ):
+            return
+        self._published = (now, under, self.last_update_success)
+        super().async_update_listeners()
 
     def start(self) -> None:
         """Poll the meter until the entry unloads."""
@@ -148,9 +172,6 @@ class GridCoordinator(DataUpdateCoordinator[GridData]):
             ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
             self._issue_may_be_open = False
         self._implausible_in_a_row = 0
-        # An issue raised before a reload (a reconfigure that fixed the register, say)
-        # goes with the first plausible reading.
-        self._issue_may_be_open = True
         self.samples.append(FrequencySample(reading.read_at_monotonic, reading.frequency_hz))
         return reading
 

@@ -39,7 +39,7 @@ from .miningsite.miners.base import (
     MinerStatus,
 )
 from .miningsite.miners.detect import detect_family
-from .miningsite.miners.fleet import Action, Fleet, driver_for
+from .miningsite.miners.fleet import Action, Fleet, driver_for, fill_power
 from .miningsite.miners.models import model_spec
 from .models import BitcoinMiningConfigEntry
 from .storage import SiteStore
@@ -102,6 +102,22 @@ class FleetData:
     def total(self) -> int:
         """Miners known to the site."""
         return len(self.miners)
+
+
+def _read_back_alone(view: MinerView, mining: bool | None) -> MinerStatus | None:
+    """The miner's status after a quick read-back: its last one, in the state read back."""
+    if mining is None:
+        return None
+    last = view.status or MinerStatus(mining=mining)
+    if mining == last.mining:
+        return last
+    if mining:
+        # Waking: what it hashes and draws comes with the next poll.
+        return replace(last, mining=True, hashrate_ths=None, power_w=None, power_estimated=False)
+    return fill_power(
+        replace(last, mining=False, hashrate_ths=0.0, power_w=None, power_estimated=False),
+        view.identity.model,
+    )
 
 
 class FleetCoordinator(DataUpdateCoordinator[FleetData]):
@@ -368,8 +384,15 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 self.running_hashrate_ths.get(mac, 0.0), status.hashrate_ths
             )
 
-    async def async_command(self, macs: Sequence[str], action: Action) -> dict[str, str | None]:
-        """Stop or start miners, confirmed by read-back; per MAC the error, or None when done."""
+    async def async_command(
+        self, macs: Sequence[str], action: Action, *, quick: bool = False
+    ) -> dict[str, str | None]:
+        """Stop or start miners, confirmed by read-back; per MAC the error, or None when done.
+
+        `quick` confirms with the mining state alone where the firmware can read it in
+        one small request (a shed in a hurry): the miner's other readings are then its
+        last ones, with the hashrate and draw of the state it was put in, until the poll.
+        """
         data = self.data
         members = set(self.fleet.keys)
         errors: dict[str, str | None] = {}
@@ -380,7 +403,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 errors[mac] = "not a miner of this site"
             else:
                 targets[view.address] = view
-        outcomes = await self.fleet.command(list(targets), action) if targets else {}
+        outcomes = (
+            await self.fleet.command(list(targets), action, quick_readback=quick) if targets else {}
+        )
         now = time.time()
         miners = dict(data.miners)
         changed = False
@@ -395,10 +420,11 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                     outcome.error or f"still {'sleeping' if action == 'start' else 'mining'}"
                 )
                 auth_refused |= isinstance(outcome.error, DeviceAuthError)
-            if outcome.status is not None:
+            status = outcome.status or _read_back_alone(view, outcome.mining)
+            if status is not None:
                 self._read_back_at[address] = time.monotonic()
-                changed |= self.store.cycles.observe(mac, outcome.status.mining, now)
-                miners[mac] = MinerView(address, view.identity, outcome.status, None)
+                changed |= self.store.cycles.observe(mac, status.mining, now)
+                miners[mac] = MinerView(address, view.identity, status, None)
         if changed:
             self.store.async_schedule_save()
         if auth_refused:

@@ -8,6 +8,7 @@ the standard library has it since `crypt` was removed).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from cryptography.hazmat.primitives import padding
@@ -61,8 +62,11 @@ def md5_crypt_hash(password: str, salt: str) -> str:
     return md5_crypt(password, salt).split("$")[3]
 
 
+@functools.lru_cache(maxsize=4096)
 def v2_key(password: str, salt: str) -> str:
     """Whatsminer API v2: the key derived from the admin password and the miner's salt."""
+    # Every encrypted write needs it, and pure-Python md5-crypt costs about a millisecond:
+    # a shed of a hundred Whatsminers would otherwise keep the simulator's core busy.
     return md5_crypt_hash(password, salt)
 
 

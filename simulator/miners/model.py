@@ -171,7 +171,9 @@ class MinerOptions:
     """Per-miner behaviours; the fleet sets each family's realistic defaults, tests may change them.
 
     - single_client: the API serves one connection at a time; a client that connects
-      and stays silent blocks every other until it closes or times out (cgminer).
+      and stays silent blocks every other until it closes or times out (cgminer); one
+      that has sent its request is answered at once and the next served while the reply
+      travels (the latency is transit: cgminer's API thread takes milliseconds).
     - pool_test_s: a pool added at run time is "Dead" (unusable) this long (cgminer).
     - cgminer_pools: switchpool/removepool/poolpriority act as cgminer's failover does
       (only to a usable pool; removing the current pool first tries to switch away;

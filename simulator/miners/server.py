@@ -234,6 +234,10 @@ class _Connection(asyncio.Protocol):
             except Exception:  # a bug must not take the simulator down; the client sees a close
                 LOGGER.exception("%r failed to answer %r", miner, request[:200])
                 reply = None
+        if self.server.serving is self:
+            # The API thread moves on once it has answered: the latency is the reply's
+            # transit (and the client's), so the next client waiting is served meanwhile.
+            self.server._release(self)  # noqa: SLF001 - the server's own bookkeeping
         env = miner.env
         delay = env.reply_delay_s()
         if "slow" in miner.faults:

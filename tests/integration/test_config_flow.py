@@ -447,7 +447,7 @@ async def test_the_meter_is_read_every_second_by_default_and_down_to_a_tenth(
     field = next(key for key in schema if key == CONF_GRID_INTERVAL)
     # A second by default (the grid entities follow every read: the recorder's load); the
     # minimum lets a site that needs a shed within half a second of a dip read at 0.2 s.
-    assert field.default() == DEFAULT_GRID_INTERVAL == 1.0
+    assert field.default() == DEFAULT_GRID_INTERVAL == 0.1
     assert schema[field].config["min"] == MIN_GRID_INTERVAL == 0.1
     options = {
         CONF_FLEET_INTERVAL: 10,

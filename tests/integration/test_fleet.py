@@ -113,6 +113,39 @@ async def test_switch_off_sleeps_the_miner_and_counts_one_cycle(
     assert hass.states.get(cycles).state == "1"
 
 
+@pytest.mark.parametrize("index", range(6))
+async def test_a_quick_stop_shows_the_miner_asleep_and_counts_one_cycle(
+    hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site, index: int
+) -> None:
+    """A shed confirms with the mining state alone; the rest of the reading follows suit."""
+    miner = simulated.miners[index]
+    mac = miner_key(miner)
+    coordinator = site_entry.runtime_data.fleet
+    before = coordinator.data.miners[mac].status
+    assert before is not None
+    assert before.mining
+    assert before.hashrate_ths
+    assert await coordinator.async_command([mac], "stop", quick=True) == {mac: None}
+    await hass.async_block_till_done()
+    assert miner.state == "sleeping", miner.family
+    status = coordinator.data.miners[mac].status
+    assert status is not None
+    assert not status.mining
+    assert status.hashrate_ths == 0.0
+    # The sleep draw (generic cgminer reports no draw while mining, and no model to guess it).
+    assert status.power_w is not None
+    assert status.power_estimated
+    assert before.power_w is None or status.power_w < before.power_w
+    assert status.uptime_s == before.uptime_s  # the rest is the last reading's
+    assert hass.states.get(entity_id(hass, "switch", mac, "mining")).state == STATE_OFF
+    cycles = entity_id(hass, "sensor", mac, "cycles")
+    assert hass.states.get(cycles).state == "1"
+    # The poll that follows reads it asleep: the same transition, not a second one.
+    await refresh(hass, site_entry)
+    assert hass.states.get(cycles).state == "1"
+    assert coordinator.data.miners[mac].status.hashrate_ths in (0.0, None)
+
+
 async def test_a_poll_under_way_never_undoes_a_confirmed_stop(
     hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
 ) -> None:

@@ -48,6 +48,8 @@ async def park_the_grid_loop(grid: GridCoordinator) -> None:
     change, the loop sleeps for an hour before reading again.
     """
     grid.interval = 3600
+    # Every read below is to reach the listeners (the tests wait on them), not one a second.
+    grid.publish_every_s = 0
     await next_grid_update(grid)
 
 
@@ -113,6 +115,37 @@ async def test_a_lone_low_sample_is_confirmed_before_it_counts(
     meter_server.script_frequencies([49.2, 49.2])
     await grid.async_refresh()
     assert grid.data.under_frequency is True
+
+
+async def test_the_grid_entities_hear_once_a_second_and_a_dip_at_once(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, meter_server: MeterServer
+) -> None:
+    grid = loaded_entry.runtime_data.grid
+    await park_the_grid_loop(grid)
+    grid.publish_every_s = 3600  # nothing goes out on the clock during this test
+    heard: list[bool] = []
+    remove = grid.async_add_listener(lambda: heard.append(grid.data.under_frequency))
+    try:
+        # Steady readings, read many times a second: the listeners already heard them.
+        meter_server.script_frequencies([50.0] * 5)
+        samples_before = len(grid.samples)
+        for _ in range(5):
+            await grid.async_refresh()
+        assert heard == []
+        # Every read still reaches the allocation core's frequency history.
+        assert len(grid.samples) == samples_before + 5
+        # A dip (both reads low) goes out at once, and so does its end.
+        meter_server.script_frequencies([49.2, 49.2, 50.0])
+        await grid.async_refresh()
+        await grid.async_refresh()
+        assert heard == [True, False]
+        # A failed read goes out at once too (the entities become unavailable).
+        await meter_server.stop()
+        await grid.async_refresh()
+        assert not grid.last_update_success
+        assert heard == [True, False, False]
+    finally:
+        remove()
 
 
 async def test_meter_outage_is_logged_once_and_recovers(

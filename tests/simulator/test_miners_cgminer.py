@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devtools.steps import poll_until
 from simulator.miners import SimMiner
 from tests.simulator.test_miners_helpers import (
     TIMEOUT,
@@ -521,6 +522,31 @@ async def test_one_client_at_a_time(loopback_network: None) -> None:
         # Several callers at once are served one after the other, none lost.
         replies = await asyncio.gather(*(rpc(miner, "summary") for _ in range(5)))
         assert [status(r)["Code"] for r in replies] == [11] * 5
+
+
+async def test_clients_waiting_are_served_while_earlier_replies_travel(
+    loopback_network: None,
+) -> None:
+    async with running_site("cgminer", miners=1) as site:
+        miner = site.miners[0]
+        assert site.fleet is not None
+        (server,) = site.fleet._servers[miner.index]
+        # Replies that take a minute to arrive: none comes during the test.
+        miner.env.latency_ms = 60_000
+        requests = [asyncio.ensure_future(rpc(miner, "summary")) for _ in range(3)]
+        try:
+            # Every request is read and answered (busy) while the first reply still travels:
+            # cgminer's API thread is busy for milliseconds per client, not a round trip.
+            async def all_answered() -> bool:
+                return sum(c.busy for c in server.connections) == 3
+
+            await poll_until(all_answered, TIMEOUT, "three requests answered", interval=0.01)
+            assert server.serving is None
+            assert not server.waiting
+        finally:
+            for request in requests:
+                request.cancel()
+            await asyncio.gather(*requests, return_exceptions=True)
 
 
 async def test_concurrent_clients_when_single_client_is_off(loopback_network: None) -> None:
