@@ -295,7 +295,7 @@ class Fleet:
             if active:
                 miner.set_offline(True)
                 for server in self.servers(miner):
-                    await server.stop()
+                    await server.stop(hold_port=True)
             elif "offline" in miner.faults:
                 for server in self.servers(miner):
                     await server.start()

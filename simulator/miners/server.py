@@ -48,6 +48,8 @@ class MinerServer(ABC):
         self.serving: _Connection | None = None
         self.waiting: collections.deque[_Connection] = collections.deque()
         self._server: asyncio.Server | None = None
+        # The port, bound but not listening, while the miner is offline (see stop()).
+        self._held: socket.socket | None = None
 
     @property
     def listening(self) -> bool:
@@ -55,24 +57,39 @@ class MinerServer(ABC):
         return self._server is not None
 
     async def start(self) -> None:
-        """Listen (port 0 picks a free one and records it)."""
+        """Listen (port 0 picks a free one and records it), on the port held if any."""
         if self._server is not None:
             return
+        sock, self._held = self._held or _bound_socket(self.host, self.port), None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True, backlog=256
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), sock=sock, backlog=256
+            )
+        except BaseException:
+            sock.close()
+            raise
         if self.port == 0:
-            self.port = int(self._server.sockets[0].getsockname()[1])
+            self.port = int(sock.getsockname()[1])
 
-    async def stop(self) -> None:
-        """Stop listening and drop every open connection (clients then see a reset)."""
+    async def stop(self, *, hold_port: bool = False) -> None:
+        """Stop listening and drop every open connection (clients then see a reset).
+
+        `hold_port` keeps the port bound, not listening (connections are refused, as
+        before): in port mode the ports are ephemeral ones, and a port let go is soon a
+        client's source port, so the miner could not listen there again.
+        """
         server, self._server = self._server, None
         for connection in list(self.connections):
             connection.abort()
         if server is not None:
             server.close()
+            if hold_port:
+                self._held = _bound_socket(self.host, self.port)
             await server.wait_closed()
+        if not hold_port and self._held is not None:
+            self._held.close()
+            self._held = None
 
     def admit(self, peer: str) -> bool:
         """Whether a client may talk at all (False: reset at once, with no reply)."""
@@ -108,6 +125,21 @@ class MinerServer(ABC):
         """Random bytes that are no valid reply (the garbage fault)."""
         rng = self.miner.env.rng
         return b"\xff\xfe" + bytes(rng.getrandbits(8) for _ in range(rng.randint(30, 250)))
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (0: a free port), not yet listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _reset(transport: asyncio.Transport) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, EntityCategory
@@ -18,6 +18,7 @@ from custom_components.bitcoin_mining.const import (
     DOMAIN,
 )
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
+from custom_components.bitcoin_mining.fleet import LISTENER_SLICE
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerStatus
 from devtools.steps import poll_until
 from simulator import Site
@@ -144,6 +145,39 @@ async def test_a_quick_stop_shows_the_miner_asleep_and_counts_one_cycle(
     await refresh(hass, site_entry)
     assert hass.states.get(cycles).state == "1"
     assert coordinator.data.miners[mac].status.hashrate_ths in (0.0, None)
+
+
+async def test_a_fleet_update_leaves_the_loop_free_between_slices(
+    hass: HomeAssistant, site_entry: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Thousands of entities are told in slices, so a shed queued meanwhile runs between them."""
+    coordinator = site_entry.runtime_data.fleet
+    told: list[int] = []
+    count = 3 * LISTENER_SLICE
+
+    def listener(number: int) -> Callable[[], None]:
+        def update() -> None:
+            if number == 7:
+                raise RuntimeError("a broken entity")
+            told.append(number)
+
+        return update
+
+    removers = [coordinator.async_add_listener(listener(n)) for n in range(count)]
+    try:
+        # Queued before the update, as a shed's task would be: it runs after the first slice.
+        seen_by_the_shed: list[int] = []
+        hass.loop.call_soon(lambda: seen_by_the_shed.append(len(told)))
+        coordinator.async_update_listeners()
+        removers[count - 1]()  # an entity removed while the update is under way
+        await hass.async_block_till_done()
+        assert 0 < seen_by_the_shed[0] < count - 2
+        # Every listener once, in order; not the broken one, nor the removed one.
+        assert told == [n for n in range(count - 1) if n != 7]
+        assert "Unexpected error updating a listener" in caplog.text
+    finally:
+        for remove in removers[: count - 1]:
+            remove()
 
 
 async def test_a_poll_under_way_never_undoes_a_confirmed_stop(

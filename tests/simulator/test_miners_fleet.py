@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from typing import Any
 
@@ -215,6 +216,11 @@ async def test_offline_fault_refuses_connections_and_comes_back(loopback_network
         for port in (miner.api_port, miner.web_port):
             with pytest.raises(ConnectionRefusedError):
                 await asyncio.open_connection(miner.host, port)
+            # Its port stays taken while it is off: no client's source port can land on it
+            # (the chaos soak saw a miner that could not come back for that).
+            other = socket.socket()
+            with other, pytest.raises(OSError, match="in use"):
+                other.bind((miner.host, port))
         assert state["site"]["mining_power_w"] == pytest.approx(site.miners[1].power_w, rel=0.02)
         await fault(site, {"fault": "offline", "miners": [key(miner)], "active": False})
         assert miner.state == "starting"
