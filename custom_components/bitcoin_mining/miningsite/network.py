@@ -31,6 +31,19 @@ class ProbeResult:
     checked_at_monotonic: float
 
 
+def connect_error(err: OSError, otherwise: str = "error") -> str:
+    """What a failed connection says about the network, in one word."""
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if isinstance(err, socket.gaierror):
+        return "dns"
+    if isinstance(err, ConnectionRefusedError):
+        return "refused"
+    if err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "unreachable"
+    return otherwise
+
+
 async def probe_tcp(target: ProbeTarget, timeout: float) -> ProbeResult:
     """Time a TCP connect; network errors become an unreachable result, never an exception."""
     started = time.monotonic()
@@ -38,14 +51,8 @@ async def probe_tcp(target: ProbeTarget, timeout: float) -> ProbeResult:
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(target.host, target.port)
-    except TimeoutError:
-        error = "timeout"
-    except socket.gaierror:
-        error = "dns"
-    except ConnectionRefusedError:
-        error = "refused"
     except OSError as err:
-        error = "unreachable" if err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) else "error"
+        error = connect_error(err)
     else:
         latency_ms = (time.monotonic() - started) * 1000
         writer.close()

@@ -12,11 +12,11 @@ import asyncio
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-import errno
 import json
-import socket
 import time
 from typing import Any
+
+from .network import connect_error
 
 # A Stratum line longer than this is nonsense (a job is well under 2 KiB).
 MAX_LINE = 16 * 1024
@@ -66,19 +66,13 @@ async def probe_stratum(
             writer.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
             await writer.drain()
             await _until_work(reader)
-    except TimeoutError:
-        error = "timeout"
-    except socket.gaierror:
-        error = "dns"
-    except ConnectionRefusedError:
-        error = "refused"
     except _HandshakeFailedError as err:
         error = str(err)
     except (ValueError, asyncio.LimitOverrunError):
         # StreamReader.readline raises ValueError for a line over the limit.
         error = "protocol: a line over 16 KiB"
-    except OSError as err:
-        error = "unreachable" if err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH) else "closed"
+    except OSError as err:  # TimeoutError included
+        error = connect_error(err, otherwise="closed")
     else:
         latency_ms = round((time.monotonic() - started) * 1000, 2)
         _close(writer)
