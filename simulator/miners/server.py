@@ -121,6 +121,10 @@ class MinerServer(ABC):
     def respond(self, request: bytes, peer: str) -> bytes | None:
         """The reply bytes to one request (None: close without a reply)."""
 
+    def closes_after(self, request: bytes) -> bool:
+        """Whether a kept-alive connection ends after answering this request."""
+        return False
+
     def garbage(self) -> bytes:
         """Random bytes that are no valid reply (the garbage fault)."""
         rng = self.miner.env.rng
@@ -254,6 +258,9 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         miner = self.server.miner
         self.busy = True
+        if "reset" in miner.faults:
+            _reset(self.transport)  # a kept-alive connection sees the fault too
+            return
         if "timeout" in miner.faults:
             return  # accept, read, never answer
         reply: bytes | None
@@ -274,10 +281,11 @@ class _Connection(asyncio.Protocol):
         delay = env.reply_delay_s()
         if "slow" in miner.faults:
             delay = max(SLOW_MIN_S, SLOW_FACTOR * env.latency_ms / 1000)
+        close = garbage or self.server.closes_after(request)
         if delay > 0:
-            self.timer = asyncio.get_running_loop().call_later(delay, self._send, reply, garbage)
+            self.timer = asyncio.get_running_loop().call_later(delay, self._send, reply, close)
         else:
-            self._send(reply, garbage)
+            self._send(reply, close)
 
     def _send(self, reply: bytes | None, close: bool = False) -> None:
         self.timer = None

@@ -1,8 +1,9 @@
 """A minimal HTTP/1.1 server for the miners' web APIs (Antminer CGI, Braiins REST).
 
-Hand-rolled on the shared socket layer so the faults, latency and the
-one-request-per-connection behaviour are the same as on the RPC ports, and so a
-thousand miners need no web framework each. Every reply closes the connection.
+Hand-rolled on the shared socket layer so the faults and latency are the same as on
+the RPC ports, and so a thousand miners need no web framework each. Connections are
+kept alive as lighttpd and bosminer keep them (HTTP/1.1's default), unless the client
+asks `Connection: close` or the request is malformed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ REASONS = {
     500: "Internal Server Error",
 }
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_CONNECTION_CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +80,14 @@ def json_reply(value: Any, status: int = 200) -> HttpReply:
     return HttpReply(status, json.dumps(value, separators=(",", ":")).encode())
 
 
-def render(reply: HttpReply, server_name: str) -> bytes:
-    """The bytes on the wire."""
+def render(reply: HttpReply, server_name: str, *, close: bool = False) -> bytes:
+    """The bytes on the wire (`close`: the connection ends after this reply)."""
     lines = [
         f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Error')}",
         f"Server: {server_name}",
         f"Content-Type: {reply.content_type}",
         f"Content-Length: {len(reply.body)}",
-        "Connection: close",
+        *(["Connection: close"] if close else []),
         *(f"{name}: {value}" for name, value in reply.headers),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body
@@ -128,6 +130,8 @@ class HttpServer(MinerServer):
     """Frames HTTP requests and renders replies; subclasses route them."""
 
     server_name = "lighttpd"
+    keep_alive = True
+    _closes = False
 
     def frame(self, buffer: bytes, eof: bool) -> int | None:
         """Complete once the headers and Content-Length bytes of body have arrived."""
@@ -151,7 +155,15 @@ class HttpServer(MinerServer):
         except HttpError as err:
             reply = self.error_reply(err)
             reply.headers = reply.headers + err.headers
-        return render(reply, self.server_name)
+        head = request.partition(b"\r\n\r\n")[0]
+        # A bad or oversized request ends the connection (what follows cannot be framed),
+        # and so does a client that asks it. Read by closes_after() right after this call.
+        self._closes = reply.status in (400, 413) or bool(_CONNECTION_CLOSE.search(head))
+        return render(reply, self.server_name, close=self._closes)
+
+    def closes_after(self, request: bytes) -> bool:
+        """Whether the reply just rendered for `request` ends the connection."""
+        return self._closes
 
     @abstractmethod
     def handle(self, request: HttpRequest) -> HttpReply:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -135,6 +137,26 @@ async def test_tokens_and_credentials_are_checked(loopback_network: None) -> Non
         assert miner.state == "mining"
 
 
+async def test_the_rest_api_keeps_the_connection_alive(loopback_network: None) -> None:
+    async with running_site("braiins", miners=1) as site:
+        miner = site.miners[0]
+        reader, writer = await asyncio.open_connection(miner.host, miner.api_port)
+        try:
+            for _ in range(2):  # two requests, one connection, as lighttpd and bosminer allow
+                writer.write(b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                assert head.startswith(b"HTTP/1.1 200 ")
+                assert b"connection: close" not in head.lower()
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                assert json.loads(await reader.readexactly(length))
+            writer.write(b"GET /api/v1/version HTTP/1.1\r\nConnection: close\r\n\r\n")
+            last = await asyncio.wait_for(reader.read(), 5)  # ends: the client asked it
+            assert last.startswith(b"HTTP/1.1 200 ")
+            assert b"Connection: close" in last
+        finally:
+            writer.close()
+
+
 async def test_bad_requests(loopback_network: None) -> None:
     async with running_site("braiins", miners=1) as site:
         miner = site.miners[0]
@@ -171,5 +193,5 @@ async def test_grpc_port_speaks_http2(loopback_network: None) -> None:
         # The server's SETTINGS frame (type 4), then GOAWAY (type 7).
         assert reply[3] == 4
         assert reply[9 + 3] == 7
-        garbage = await exchange(miner.host, port, b"GET / HTTP/1.1\r\n\r\n")
+        garbage = await exchange(miner.host, port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
         assert garbage[-4:] == (1).to_bytes(4, "big")  # PROTOCOL_ERROR

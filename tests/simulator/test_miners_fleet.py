@@ -28,11 +28,13 @@ from tests.simulator.test_miners_helpers import (
     wait_for,
 )
 
+# A raw client reading to the end of the reply asks the server to close (HTTP/1.1 keeps alive).
+ONE_SHOT_GET = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
 MIX = "whatsminer=1,whatsminer_v3=1,antminer=1,luxos=1,braiins=1,cgminer=1"
 REQUESTS = {
     "cgminer": b'{"command": "summary"}',
     "whatsminer_v3": v3_frame({"cmd": "get.device.info"}),
-    "braiins": b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\n\r\n",
+    "braiins": b"GET /api/v1/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
 }
 
 
@@ -482,7 +484,7 @@ async def test_ip_mode_160_miners_on_their_own_addresses(loopback_network: None)
                     await exchange(miner.host, 4028, b'{"cmd": "get_version"}')
                 )
                 assert version["Msg"]["fw_ver"] >= "20241101"
-                raw = await exchange(miner.host, 80, b"GET / HTTP/1.1\r\n\r\n")
+                raw = await exchange(miner.host, 80, ONE_SHOT_GET)
                 assert raw.startswith(b"HTTP/1.1 307 ")
             elif miner.family == "braiins":
                 assert miner.api_port == 80
@@ -499,10 +501,10 @@ async def test_ip_mode_160_miners_on_their_own_addresses(loopback_network: None)
                 assert status(await rpc(miner, "pools"))["Code"] == 7
                 if miner.family == "whatsminer":
                     assert miner.web_port == 80
-                    raw = await exchange(miner.host, 80, b"GET / HTTP/1.1\r\n\r\n")
+                    raw = await exchange(miner.host, 80, ONE_SHOT_GET)
                     assert raw.startswith(b"HTTP/1.1 307 ")
                 if miner.family == "antminer":
                     assert miner.web_port == 80
-                    raw = await exchange(miner.host, 80, b"GET / HTTP/1.1\r\n\r\n")
+                    raw = await exchange(miner.host, 80, ONE_SHOT_GET)
                     assert raw.startswith(b"HTTP/1.1 401 ")
         assert len(seen) == 6
