@@ -1,0 +1,8 @@
+"""A local Stratum v1 pool: keeps the site's miners hashing while the uplink is down."""
+
+from __future__ import annotations
+
+from .server import DEFAULT_PORT, LocalPool, PoolConfig, PoolStats
+from .vardiff import VardiffConfig
+
+__all__ = ["DEFAULT_PORT", "LocalPool", "PoolConfig", "PoolStats", "VardiffConfig"]
