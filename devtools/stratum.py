@@ -348,3 +348,53 @@ def fuzz_lines(rng: random.Random, job_ids: tuple[str, ...] = ()) -> Iterator[by
             yield b'scribe","params":[]}\n'
         else:  # empty lines and CRLF
             yield rng.choice((b"\n", b"\r\n", b"   \n", b'{"id":2,"method":"mining.ping"}\r\n'))
+
+
+class FuzzClient:
+    """A hostile client: sends its share of fuzz lines, reconnecting whenever it is dropped."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        rng: random.Random,
+        job_ids: Callable[[], tuple[str, ...]] = tuple,
+    ) -> None:
+        """Where to connect; job_ids() names jobs worth submitting for (stale or current)."""
+        self.host = host
+        self.port = port
+        self.rng = rng
+        self.job_ids = job_ids
+        self.sent = 0
+        self.answers = 0
+        self.connections = 0
+
+    async def _take_replies(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.readline():
+                self.answers += 1
+
+    async def run(self, lines: int) -> None:
+        """Send `lines` fuzz lines (a flood counts as one)."""
+        while self.sent < lines:
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=LINE_LIMIT)
+            self.connections += 1
+            replies = asyncio.create_task(self._take_replies(reader))
+            try:
+                for line in fuzz_lines(self.rng, self.job_ids()):
+                    writer.write(line)
+                    self.sent += 1
+                    await writer.drain()
+                    await asyncio.sleep(0)  # drain() alone never yields: let replies in
+                    if self.sent >= lines or replies.done():
+                        break
+                if not replies.done():
+                    # Done: half-close, and take the replies until the pool closes.
+                    writer.write_eof()
+                    await replies
+            except OSError:
+                pass  # dropped by the pool: reconnect
+            finally:
+                writer.transport.abort()
+                with contextlib.suppress(ConnectionError):
+                    await replies

@@ -6,7 +6,6 @@ The 100,000-message run with memory figures is `python -m bench.stratum_pool --f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 
 from custom_components.bitcoin_mining.miningsite.stratum import (
@@ -15,55 +14,12 @@ from custom_components.bitcoin_mining.miningsite.stratum import (
     VardiffConfig,
 )
 from devtools.steps import poll_until
-from devtools.stratum import StratumClient, fuzz_lines
+from devtools.stratum import FuzzClient, StratumClient
 
 TINY = 2.0**-24
 OFFENDERS = 30
 LINES_EACH = 150
 SEED = 20261207
-
-
-class Offender:
-    """One hostile client: sends its share of fuzz lines, reconnecting whenever dropped."""
-
-    def __init__(self, port: int, rng: random.Random, pool: LocalPool) -> None:
-        self.port = port
-        self.rng = rng
-        self.pool = pool
-        self.sent = 0
-        self.answers = 0
-        self.connections = 0
-
-    async def _drain_replies(self, reader: asyncio.StreamReader) -> None:
-        with contextlib.suppress(ConnectionError):
-            while await reader.readline():
-                self.answers += 1
-
-    async def run(self, lines: int) -> None:
-        while self.sent < lines:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            self.connections += 1
-            replies = asyncio.create_task(self._drain_replies(reader))
-            current = self.pool.current_job
-            job_ids = (current.job_id,) if current is not None else ()
-            try:
-                for line in fuzz_lines(self.rng, job_ids):
-                    writer.write(line)
-                    self.sent += 1
-                    await writer.drain()
-                    await asyncio.sleep(0)  # drain() alone never yields: let replies in
-                    if self.sent >= lines or replies.done():
-                        break
-                if not replies.done():
-                    # Done: half-close, and take the replies until the pool closes.
-                    writer.write_eof()
-                    await replies
-            except OSError:
-                pass  # dropped by the pool: reconnect
-            finally:
-                writer.transport.abort()
-                with contextlib.suppress(ConnectionError):
-                    await replies
 
 
 async def test_fuzzing_from_many_connections_leaves_the_miners_working(
@@ -82,8 +38,14 @@ async def test_fuzzing_from_many_connections_leaves_the_miners_working(
             miners.append(miner)
             await miner.handshake(f"site.m{n}")
         rng = random.Random(SEED)
+
+        def job_ids() -> tuple[str, ...]:
+            current = pool.current_job
+            return (current.job_id,) if current is not None else ()
+
         offenders = [
-            Offender(pool.port, random.Random(rng.random()), pool) for _ in range(OFFENDERS)
+            FuzzClient("127.0.0.1", pool.port, random.Random(rng.random()), job_ids)
+            for _ in range(OFFENDERS)
         ]
         fuzzing = asyncio.gather(*(o.run(LINES_EACH) for o in offenders))
         # While the fuzz runs, every job reaches every miner and their shares count.

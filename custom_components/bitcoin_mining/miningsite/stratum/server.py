@@ -1,4 +1,8 @@
-"""LocalPool: a Stratum v1 server that keeps miners hashing and never submits anything."""
+"""LocalPool: a Stratum v1 server that keeps miners hashing and never submits anything.
+
+It only listens: no share, block or connection ever leaves it, so a share that would
+meet the network target is counted like any other and goes nowhere.
+"""
 
 from __future__ import annotations
 
@@ -272,7 +276,7 @@ class LocalPool:
             connections_dropped=self._dropped,
             shares_accepted=self._accepted,
             shares_rejected=sum(self._rejected.values()),
-            rejected=dict(self._rejected),
+            rejected={str(reason): count for reason, count in self._rejected.items()},
             accepted_per_minute=self._window.per_minute(now),
             hashrate=self._window.hashrate(now),
             workers=tuple(sorted({w for c in connections for w in c.workers})),
@@ -442,7 +446,7 @@ class LocalPool:
                 return
             connection.workers.append(worker)
             # Worker names only: the password (params[1]) is never stored or logged.
-            _LOGGER.info("Local pool: worker %r authorized from %s", worker, connection.peer)
+            _LOGGER.debug("Local pool: worker %r authorized from %s", worker, connection.peer)
         connection.send(result_line(request.id, True))
         self._maybe_start_mining(connection, was_ready=was_ready)
 
