@@ -448,6 +448,18 @@ async def test_connections_that_never_handshake_are_closed(
     assert (stats.connections, stats.connections_dropped) == (1, 2)
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
+async def test_a_miner_that_vanished_is_given_up_after_two_minutes(
+    make_pool: MakePool, connect: Connect
+) -> None:
+    pool = await make_pool()
+    client = await connect(pool)
+    await client.handshake()
+    (connection,) = pool._connections.values()
+    sock = connection.writer.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 120_000
+
+
 async def test_the_connection_cap_refuses_extra_connections(
     make_pool: MakePool, connect: Connect
 ) -> None:

@@ -49,6 +49,7 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_PORT = 3333
 MAX_WORKERS_PER_CONNECTION = 16
 MAX_USER_AGENT = 128
+DEAD_PEER_MS = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,11 +288,15 @@ class LocalPool:
         """A fresh clean_jobs=false job every interval; vardiff for miners gone quiet."""
         while True:
             await asyncio.sleep(self.config.job_interval)
-            self.new_job(clean=False)
-            now = self._clock()
-            for connection in list(self._connections.values()):
-                if connection.ready and connection.vardiff.tick(now) is not None:
-                    self._retargeted(connection)
+            try:
+                self.new_job(clean=False)
+                now = self._clock()
+                for connection in list(self._connections.values()):
+                    if connection.ready and connection.vardiff.tick(now) is not None:
+                        self._retargeted(connection)
+            except Exception:
+                # Without refreshes every miner gives the pool up after 90 s: log, keep going.
+                _LOGGER.exception("Local pool: job refresh failed")
 
     def _allocate_extranonce1(self) -> bytes:
         space = 2 ** (8 * EXTRANONCE1_SIZE)
@@ -314,10 +319,12 @@ class LocalPool:
         connection = _Connection(self._number, writer, self.config, self._clock())
         self._connections[connection.number] = connection
         sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # Finds peers that vanished without a FIN (a miner that lost power).
+        if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+            # A miner that lost power never sends a FIN; the jobs we keep sending stay
+            # unacknowledged, and Linux then drops the connection after this long
+            # instead of after ~15 minutes of retransmissions.
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_PEER_MS)
         connection.handshake_timer = asyncio.get_running_loop().call_later(
             self.config.handshake_timeout, self._handshake_expired, connection
         )
