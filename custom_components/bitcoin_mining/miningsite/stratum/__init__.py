@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .server import DEFAULT_PORT, LocalPool, PoolConfig, PoolStats
+from .config import DEFAULT_PORT, PoolConfig, PoolStats
+from .server import LocalPool
 from .vardiff import VardiffConfig
 
 __all__ = ["DEFAULT_PORT", "LocalPool", "PoolConfig", "PoolStats", "VardiffConfig"]

@@ -7,10 +7,9 @@ meet the network target is counted like any other and goes nowhere.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 import contextlib
-from dataclasses import dataclass, field
 import errno
 import logging
 import math
@@ -20,7 +19,9 @@ import time
 from typing import Any
 
 from ..exceptions import LocalPoolError, PoolPortInUseError
-from .jobs import DEFAULT_KEEP_JOBS, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE, Job, JobBook
+from .config import DEFAULT_PORT, PoolConfig, PoolStats
+from .connection import Connection
+from .jobs import EXTRANONCE1_SIZE, EXTRANONCE2_SIZE, Job, JobBook
 from .protocol import (
     MAX_LINE,
     ErrorCode,
@@ -41,135 +42,13 @@ from .shares import (
     target_for,
     verify,
 )
-from .stats import DEFAULT_HASHRATE_WINDOW, ShareWindow
-from .vardiff import Vardiff, VardiffConfig
+from .stats import ShareWindow
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_PORT = 3333
 MAX_WORKERS_PER_CONNECTION = 16
 MAX_USER_AGENT = 128
 DEAD_PEER_MS = 120_000
-
-
-@dataclass(frozen=True, slots=True)
-class PoolConfig:
-    """Limits and timings of the local pool."""
-
-    max_connections: int = 2048
-    # A connection that has not subscribed and authorized by then is closed.
-    handshake_timeout: float = 30.0
-    # cgminer gives a pool up after 90 s without a line; the fact sheet says 20-30 s.
-    job_interval: float = 25.0
-    keep_jobs: int = DEFAULT_KEEP_JOBS
-    merkle_branches: int = 0
-    vardiff: VardiffConfig = field(default_factory=VardiffConfig)
-    # A client that stops reading is dropped once this much is queued for it, or
-    # when a reply has waited this long to be taken.
-    write_buffer_limit: int = 256 * 1024
-    write_timeout: float = 30.0
-    # Lines that are not Stratum requests at all a connection may send before it is dropped.
-    max_malformed: int = 32
-    hashrate_window: float = DEFAULT_HASHRATE_WINDOW
-
-    def __post_init__(self) -> None:
-        """Refuse settings the pool cannot run with."""
-        if self.max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if not 0 < self.job_interval <= 30:
-            raise ValueError("job_interval must be in (0, 30] seconds")
-        for name in ("handshake_timeout", "write_timeout"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number of seconds")
-        if self.write_buffer_limit < 4096 or self.max_malformed < 0:
-            raise ValueError("write_buffer_limit must be >= 4096 and max_malformed >= 0")
-
-
-@dataclass(frozen=True, slots=True)
-class PoolStats:
-    """What the pool counted since it started."""
-
-    connections: int
-    miners: int
-    connections_total: int
-    connections_refused: int
-    connections_dropped: int
-    shares_accepted: int
-    shares_rejected: int
-    rejected: dict[str, int]
-    accepted_per_minute: float
-    hashrate: float
-    workers: tuple[str, ...]
-    jobs_issued: int
-
-
-class _Connection:
-    """One client: its handshake state, difficulty, jobs sent and shares seen."""
-
-    def __init__(
-        self, number: int, writer: asyncio.StreamWriter, config: PoolConfig, now: float
-    ) -> None:
-        self.number = number
-        self.writer = writer
-        self.transport = writer.transport
-        self.peer = str(writer.get_extra_info("peername"))
-        self._config = config
-        self.extranonce1: bytes | None = None
-        self.workers: list[str] = []
-        self.user_agent: str | None = None
-        self.version_mask = POOL_VERSION_MASK
-        self.vardiff = Vardiff(config.vardiff, now)
-        self.target = target_for(self.vardiff.difficulty)
-        # Difficulty each job was sent at (the lower one if it was sent twice), and the
-        # shares accepted for it: only jobs still valid are kept.
-        self.job_difficulty: OrderedDict[str, float] = OrderedDict()
-        self.seen: dict[str, set[tuple[bytes, int, int, int | None]]] = {}
-        self.malformed = 0
-        self.closing = False
-        self.handshake_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def ready(self) -> bool:
-        """Subscribed and authorized: it gets jobs."""
-        return self.extranonce1 is not None and bool(self.workers)
-
-    def send(self, data: bytes) -> None:
-        """Queue a line; a client that lets too much pile up is dropped."""
-        if self.closing:
-            return
-        self.writer.write(data)
-        if self.transport.get_write_buffer_size() > self._config.write_buffer_limit:
-            self.drop("not reading")
-
-    def drop(self, why: str) -> None:
-        """Close at once (no lingering for unsent data)."""
-        if not self.closing:
-            self.closing = True
-            _LOGGER.debug("Local pool drops connection %s from %s: %s", self.number, self.peer, why)
-            self.transport.abort()
-
-    def send_difficulty(self) -> None:
-        """`mining.set_difficulty` with the current difficulty."""
-        difficulty = self.vardiff.difficulty
-        value: float | int = int(difficulty) if difficulty.is_integer() else difficulty
-        self.send(notification_line("mining.set_difficulty", [value]))
-
-    def send_job(self, job: Job, line: bytes, clean: bool, keep: int) -> None:
-        """Send a job and remember the difficulty it was sent at."""
-        difficulty = self.vardiff.difficulty
-        if clean:
-            self.job_difficulty.clear()
-            self.seen.clear()
-        previous = self.job_difficulty.get(job.job_id)
-        # A job sent again after a difficulty change may come back at either difficulty.
-        self.job_difficulty[job.job_id] = (
-            difficulty if previous is None else min(previous, difficulty)
-        )
-        while len(self.job_difficulty) > keep:
-            old_id, _ = self.job_difficulty.popitem(last=False)
-            self.seen.pop(old_id, None)
-        self.send(line)
 
 
 class LocalPool:
@@ -186,7 +65,7 @@ class LocalPool:
         )
         self._server: asyncio.Server | None = None
         self._refresher: asyncio.Task[None] | None = None
-        self._connections: dict[int, _Connection] = {}
+        self._connections: dict[int, Connection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._extranonces: set[bytes] = set()
         self._next_extranonce = secrets.randbelow(2 ** (8 * EXTRANONCE1_SIZE))
@@ -198,7 +77,7 @@ class LocalPool:
         self._window = ShareWindow(self.config.hashrate_window, clock())
         self.host: str | None = None
         self.port: int | None = None
-        self._methods: dict[str, Callable[[_Connection, Request], None]] = {
+        self._methods: dict[str, Callable[[Connection, Request], None]] = {
             "mining.configure": self._configure,
             "mining.subscribe": self._subscribe,
             "mining.authorize": self._authorize,
@@ -316,7 +195,7 @@ class LocalPool:
         if task is not None:
             self._tasks.add(task)
         self._number += 1
-        connection = _Connection(self._number, writer, self.config, self._clock())
+        connection = Connection(self._number, writer, self.config, self._clock())
         self._connections[connection.number] = connection
         sock = writer.get_extra_info("socket")
         if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
@@ -343,7 +222,7 @@ class LocalPool:
             if task is not None:
                 self._tasks.discard(task)
 
-    async def _read(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
+    async def _read(self, reader: asyncio.StreamReader, connection: Connection) -> None:
         while not connection.closing:
             try:
                 line = await reader.readuntil(b"\n")
@@ -363,12 +242,12 @@ class LocalPool:
                 except ConnectionError:
                     return
 
-    def _handshake_expired(self, connection: _Connection) -> None:
+    def _handshake_expired(self, connection: Connection) -> None:
         connection.handshake_timer = None
         if not connection.ready:
             connection.drop("no subscribe and authorize in time")
 
-    def _handle_line(self, connection: _Connection, line: bytes) -> None:
+    def _handle_line(self, connection: Connection, line: bytes) -> None:
         try:
             request = parse_line(line)
         except MalformedMessageError as err:
@@ -388,7 +267,7 @@ class LocalPool:
             return
         handler(connection, request)
 
-    def _configure(self, connection: _Connection, request: Request) -> None:
+    def _configure(self, connection: Connection, request: Request) -> None:
         params = request.params
         extensions = params[0] if params else None
         options = params[1] if len(params) > 1 else {}
@@ -418,7 +297,7 @@ class LocalPool:
             result["version-rolling.mask"] = f"{connection.version_mask:08x}"
         connection.send(result_line(request.id, result))
 
-    def _subscribe(self, connection: _Connection, request: Request) -> None:
+    def _subscribe(self, connection: Connection, request: Request) -> None:
         was_ready = connection.ready
         if request.params and isinstance(request.params[0], str):
             connection.user_agent = request.params[0][:MAX_USER_AGENT]
@@ -437,7 +316,7 @@ class LocalPool:
         )
         self._maybe_start_mining(connection, was_ready=was_ready)
 
-    def _authorize(self, connection: _Connection, request: Request) -> None:
+    def _authorize(self, connection: Connection, request: Request) -> None:
         worker = request.params[0] if request.params else None
         if not isinstance(worker, str) or not 0 < len(worker) <= MAX_WORKER_LENGTH:
             connection.send(error_line(request.id, ErrorCode.OTHER, "Invalid worker name", False))
@@ -457,7 +336,7 @@ class LocalPool:
         connection.send(result_line(request.id, True))
         self._maybe_start_mining(connection, was_ready=was_ready)
 
-    def _maybe_start_mining(self, connection: _Connection, *, was_ready: bool) -> None:
+    def _maybe_start_mining(self, connection: Connection, *, was_ready: bool) -> None:
         """Once subscribed and authorized: the difficulty, then the current job (clean)."""
         if was_ready or not connection.ready:
             return
@@ -467,17 +346,17 @@ class LocalPool:
         connection.send_difficulty()
         self._send_current_job(connection)
 
-    def _send_current_job(self, connection: _Connection) -> None:
+    def _send_current_job(self, connection: Connection) -> None:
         job = self._jobs.current
         if job is not None:
             line = notification_line("mining.notify", job.notify_params(clean=True))
             connection.send_job(job, line, False, self.config.keep_jobs)
 
-    def _extranonce_subscribe(self, connection: _Connection, request: Request) -> None:
+    def _extranonce_subscribe(self, connection: Connection, request: Request) -> None:
         # The extranonce never changes, so there is nothing to notify; the reply matters.
         connection.send(result_line(request.id, True))
 
-    def _suggest_difficulty(self, connection: _Connection, request: Request) -> None:
+    def _suggest_difficulty(self, connection: Connection, request: Request) -> None:
         value = request.params[0] if request.params else None
         if (
             isinstance(value, bool)
@@ -496,13 +375,13 @@ class LocalPool:
                 connection.send_difficulty()
                 self._send_current_job(connection)
 
-    def _retargeted(self, connection: _Connection) -> None:
+    def _retargeted(self, connection: Connection) -> None:
         """After vardiff moved: set_difficulty, then the current job again, clean."""
         connection.target = target_for(connection.vardiff.difficulty)
         connection.send_difficulty()
         self._send_current_job(connection)
 
-    def _submit(self, connection: _Connection, request: Request) -> None:
+    def _submit(self, connection: Connection, request: Request) -> None:
         try:
             job, submission, difficulty = self._check_share(connection, request.params)
         except ShareRejectedError as err:
@@ -518,7 +397,7 @@ class LocalPool:
             self._retargeted(connection)
 
     def _check_share(
-        self, connection: _Connection, params: list[Any]
+        self, connection: Connection, params: list[Any]
     ) -> tuple[Job, Submission, float]:
         """The share's job, params and the difficulty it is credited at; else why not."""
         if connection.extranonce1 is None:
@@ -539,6 +418,3 @@ class LocalPool:
         target = connection.target if current else target_for(difficulty)
         verify(job, connection.extranonce1, submission, connection.version_mask, target)
         return job, submission, difficulty
-
-
-__all__ = ["DEFAULT_PORT", "LocalPool", "PoolConfig", "PoolStats"]
