@@ -33,3 +33,18 @@ class CommandNotConfirmedError(MiningSiteError):
 
 class UnsupportedError(MiningSiteError):
     """The firmware cannot do what was asked."""
+
+
+class LocalPoolError(MiningSiteError):
+    """The local Stratum pool could not start or run."""
+
+
+class PoolPortInUseError(LocalPoolError):
+    """The local pool's port is already taken on its bind address."""
+
+    def __init__(self, host: str | None, port: int) -> None:
+        """Name the address that was taken."""
+        self.host = host
+        self.port = port
+        where = f"{host}:{port}" if host else f"port {port} (all interfaces)"
+        super().__init__(f"Local pool cannot listen on {where}: the port is already in use")
