@@ -85,6 +85,7 @@ class _Session:
         self.mask = 0
         self.seen: set[tuple[str, ...]] = set()
         self.due = 0.0  # when the last delayed message leaves (keeps them in order)
+        self.pending: list[asyncio.TimerHandle] = []
 
 
 class StratumPool:
@@ -120,6 +121,7 @@ class StratumPool:
         self._job_ids = itertools.count(1)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._refresher: asyncio.Task[None] | None = None
+        self._delayed: set[asyncio.TimerHandle] = set()
         self._new_job()
 
     # --- figures --------------------------------------------------------------------------
@@ -169,6 +171,9 @@ class StratumPool:
                 await self._refresher
             self._refresher = None
         self._close_listener()
+        for handle in self._delayed:
+            handle.cancel()
+        self._delayed.clear()
         for session in list(self._sessions):
             session.writer.transport.abort()
         for server in self._old_servers:
@@ -286,9 +291,12 @@ class StratumPool:
             delay += RETRANSMIT_S
         # TCP delivers in order: a message never overtakes the one before it.
         session.due = max(session.due + 1e-6, loop.time() + delay)
-        loop.call_at(session.due, self._deliver, session, data)
+        handle = loop.call_at(session.due, self._deliver, session, data)
+        self._delayed.add(handle)
+        session.pending.append(handle)
 
     def _deliver(self, session: _Session, data: bytes) -> None:
+        self._delayed.discard(session.pending.pop(0))
         if self.reachability != "blackhole" and not session.writer.is_closing():
             session.writer.write(data)
 

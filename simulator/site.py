@@ -125,8 +125,9 @@ class SiteConfig:
                 or not 0 <= value <= high
             ):
                 raise ValueError(f"{name}: must be a number between 0 and {high:g}, not {value!r}")
-        if self.job_interval_s < 0.01:
-            raise ValueError(f"job_interval_s: must be at least 0.01, not {self.job_interval_s!r}")
+        for name in ("share_interval_s", "job_interval_s"):
+            if getattr(self, name) < 0.01:
+                raise ValueError(f"{name}: must be at least 0.01, not {getattr(self, name)!r}")
         difficulty = self.pool_difficulty
         if (
             isinstance(difficulty, bool)

@@ -76,6 +76,8 @@ class Uplink:
         self.pool: StratumPool | None = None
         self.settings = UplinkSettings()
         self._on_change = on_change
+        # Times the uplink went down (a flap counts each down phase).
+        self.downs = 0
         self._flapper: asyncio.Task[None] | None = None
 
     async def set(self, settings: UplinkSettings) -> None:
@@ -89,6 +91,8 @@ class Uplink:
 
     async def _apply(self, mode: Reachability) -> None:
         up = mode in ("up", "degraded")
+        if not up and self.state.internet_up:
+            self.downs += 1
         self.state.internet_up = up
         self._on_change(up)
         if self.pool is not None:

@@ -205,6 +205,9 @@ class PoolLink:
                         self.heard = clock()  # alive until it closed the session
                     return was_ready
                 self.heard = clock()
+                limit = min(self.env.failover_delay_s, REPLY_TIMEOUT_S)
+                # The pool talks again: a share it never answered was lost on the way.
+                self._pending = {k: t for k, t in self._pending.items() if self.heard - t < limit}
                 self._handle(line, state, entry)
                 if state.ready and not self.ready:
                     self.ready, self.ready_since, was_ready = True, self.heard, True
