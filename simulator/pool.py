@@ -403,3 +403,7 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+# The name the stand-in had before it verified shares (tests/integration still use it).
+UpstreamPool = StratumPool

@@ -69,6 +69,8 @@ class PoolLink:
         self.ready = False
         self.ready_since = 0.0
         self.heard = 0.0
+        # Whether a session with this pool was tried yet (until then the probe's answer holds).
+        self.tried = False
         # Monotonic times of connection attempts (tests read the backoff from them).
         self.attempts: deque[float] = deque(maxlen=ATTEMPTS_KEPT)
         self._task: asyncio.Task[None] | None = None
@@ -81,7 +83,7 @@ class PoolLink:
 
     def status(self, now: float) -> tuple[bool, float]:
         """(alive, since) of the pool this link is on."""
-        if self.url is not None and is_named_host(self.url):
+        if self.url is not None and (is_named_host(self.url) or not self.tried):
             return self.env.pool_status(self.url, now)
         if self.ready and not self._stalled(now):
             return True, self.ready_since
@@ -121,7 +123,7 @@ class PoolLink:
         url, entry = self.miner.stratum_target()
         if url != self.url or entry is not self.entry:
             self.url, self.entry = url, entry
-            self.ready = False
+            self.ready = self.tried = False
             self.heard = now
             self._next_share = now + self._share_gap()
         return url
@@ -170,6 +172,7 @@ class PoolLink:
             async with asyncio.timeout(handshake_s):
                 reader, writer = await asyncio.open_connection(host, port, limit=MAX_LINE)
         except (OSError, TimeoutError):
+            self.tried = True
             return False
         entry = self.entry
         assert entry is not None
@@ -186,6 +189,7 @@ class PoolLink:
             while self._wanted() == url and self.entry is entry:
                 now = clock()
                 if not self.ready and now - started >= handshake_s:
+                    self.tried = True
                     return was_ready
                 stalled = self.ready and self._stalled(now)
                 if stalled and now - self.heard >= self.env.failover_delay_s:
@@ -211,6 +215,7 @@ class PoolLink:
                 self._handle(line, state, entry)
                 if state.ready and not self.ready:
                     self.ready, self.ready_since, was_ready = True, self.heard, True
+                    self.tried = True
         except OSError:
             if self.ready:
                 self.heard = clock()  # alive until it reset the session
@@ -219,6 +224,8 @@ class PoolLink:
             return was_ready
         finally:
             self.ready = False
+            if self.url == url and self.entry is entry:  # not if the miner moved meanwhile
+                self.tried = True
             writer.transport.abort()
         return was_ready
 
