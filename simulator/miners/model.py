@@ -704,11 +704,21 @@ class SimMiner:
             "power_w": round(self._power(now), 1),
             "hashrate_ths": round(self._hashrate(now), 3),
             "pool": "" if self.active_pool is None else self.pools[self.active_pool].url,
+            "stratum": self._stratum_snapshot(),
             "cycles": self.cycles,
             "faults": sorted(self.faults),
             # Wall-clock time of the last state change (benchmarks time reactions with it).
             "state_since": round(time.time() - (now - self._since), 4),
         }
+
+    def _stratum_snapshot(self) -> dict[str, Any]:
+        """The session with the active pool: connected, and its real share counts."""
+        if self.active_pool is None:
+            return {"connected": False, "accepted": 0, "rejected": 0}
+        entry = self.pools[self.active_pool]
+        link = self.link
+        connected = link is not None and link.ready and link.entry is entry
+        return {"connected": connected, "accepted": entry.accepted, "rejected": entry.rejected}
 
     def __repr__(self) -> str:
         """Family, model and address."""

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
+import functools
 import ipaddress
 import json
 import math
@@ -28,6 +29,7 @@ PROBE_INTERVAL_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every tick of every miner's session
 def split_pool_url(url: str) -> tuple[str, int] | None:
     """Host and port of a stratum URL (`stratum+tcp://host:port`), or None if it has none."""
     try:
@@ -40,6 +42,7 @@ def split_pool_url(url: str) -> tuple[str, int] | None:
     return host, port
 
 
+@functools.lru_cache(maxsize=4096)
 def is_named_host(url: str) -> bool:
     """The pool is named by a host name (not an IP address): somewhere on the internet."""
     address = split_pool_url(url)

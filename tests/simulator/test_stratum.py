@@ -284,6 +284,11 @@ async def test_every_family_mines_real_shares_on_the_upstream_pool(
         pools = (await rpc(cgminer, "pools"))["POOLS"]
         assert pools[0]["Accepted"] >= 2
         assert (pools[0]["Status"], pools[0]["Stratum Active"]) == ("Alive", True)
+        code, state = await control(site, "GET", "/api/state")
+        assert code == 200
+        assert all(m["stratum"]["connected"] for m in state["miners"])
+        assert all(m["stratum"]["accepted"] >= 2 for m in state["miners"])
+        assert state["internet"]["shares"]["connections"] >= 6
 
         # A sleeping miner's mining process is stopped: its session ends; woken, it mines again.
         sleeper = site.miners[0]
