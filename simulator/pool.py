@@ -10,9 +10,10 @@ few jobs valid. Shares are counted per worker.
 Reachability (set_reachability) is how an uplink outage looks from the site:
 - `up`: normal;
 - `refuse`: the listener is closed (a connect gets RST) and open sessions are reset;
-- `blackhole`: nothing answers: open sessions go silent (what they send is lost,
-  nothing is sent to them), and new connects hang (a listen queue of one that is
-  never accepted: the kernel drops further SYNs, so a connect times out);
+- `blackhole`: nothing answers: open sessions go silent (both ways: what is sent is
+  held, as TCP keeps retransmitting it, and delivered if the uplink comes back while
+  the session lasts), and new connects hang (a listen queue of one that is never
+  accepted: the kernel drops further SYNs, so a connect times out);
 - `degraded`: every message to the miners is delayed by latency ± jitter, and a
   `loss` share of them (a lost TCP segment) waits a retransmission timeout more,
   in order, as TCP delivers it.
@@ -54,6 +55,7 @@ LOGGER = logging.getLogger(__name__)
 
 Reachability = Literal["up", "refuse", "blackhole", "degraded"]
 JOBS_KEPT = 8
+HELD_MAX = 256  # messages a silent session holds each way (TCP's buffers are not endless)
 RETRANSMIT_S = 0.2  # Linux's minimum TCP retransmission timeout
 
 
@@ -86,6 +88,9 @@ class _Session:
         self.seen: set[tuple[str, ...]] = set()
         self.due = 0.0  # when the last delayed message leaves (keeps them in order)
         self.pending: list[asyncio.TimerHandle] = []
+        # What the blackhole holds: lines from the miner, messages to it.
+        self.held_in: list[bytes] = []
+        self.held_out: list[dict[str, Any]] = []
 
 
 class StratumPool:
@@ -213,6 +218,8 @@ class StratumPool:
         self.reachability = mode
         if mode in ("up", "degraded"):
             await self._listen()
+            for session in list(self._sessions):
+                self._release(session)
             return
         self._close_listener()
         if mode == "refuse":
@@ -264,7 +271,9 @@ class StratumPool:
         try:
             while line := await reader.readline():
                 if self.reachability == "blackhole":
-                    continue  # lost on the way
+                    if len(session.held_in) < HELD_MAX:
+                        session.held_in.append(line)
+                    continue
                 for message in self._answer(session, line):
                     self._send(session, message)
                 if self.reachability == "up":
@@ -277,8 +286,22 @@ class StratumPool:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
+    def _release(self, session: _Session) -> None:
+        """The uplink is back: what the blackhole held gets through, in order."""
+        held_out, held_in = session.held_out, session.held_in
+        session.held_out, session.held_in = [], []
+        for message in held_out:
+            self._send(session, message)
+        for line in held_in:
+            for message in self._answer(session, line):
+                self._send(session, message)
+
     def _send(self, session: _Session, message: dict[str, Any]) -> None:
-        if self.reachability == "blackhole" or session.writer.is_closing():
+        if session.writer.is_closing():
+            return
+        if self.reachability == "blackhole":
+            if len(session.held_out) < HELD_MAX:
+                session.held_out.append(message)
             return
         data = encode(message)
         if self.reachability != "degraded":
@@ -297,7 +320,7 @@ class StratumPool:
 
     def _deliver(self, session: _Session, data: bytes) -> None:
         self._delayed.discard(session.pending.pop(0))
-        if self.reachability != "blackhole" and not session.writer.is_closing():
+        if not session.writer.is_closing():
             session.writer.write(data)
 
     def _answer(self, session: _Session, line: bytes) -> list[dict[str, Any]]:

@@ -475,6 +475,19 @@ async def test_degraded_delays_messages_in_order(loopback_network: None) -> None
         assert site.miners[0].pool == url_of(pool)
 
 
+async def test_a_short_blackhole_holds_messages_and_loses_none(loopback_network: None) -> None:
+    async with stratum_pool() as pool:
+        client = await Client.connect(pool)
+        await client.mine()
+        await pool.set_reachability("blackhole")
+        client.send(7, "mining.suggest_difficulty", [1])
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.3)  # silence while the uplink is down
+        await pool.set_reachability("up")
+        assert (await client.receive())["id"] == 7  # delivered late, as TCP does
+        client.close()
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
