@@ -13,6 +13,7 @@ from typing import Any
 from .containers import parse_containers
 from .miners import cgminer_options
 from .site import Site, SiteConfig
+from .stratum import TINY_DIFFICULTY
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=120.0,
         help="seconds a better pool is alive before a miner falls back to it",
+    )
+    parser.add_argument(
+        "--share-interval-s",
+        type=float,
+        default=20.0,
+        help="mean seconds between two real Stratum shares of a mining miner",
+    )
+    parser.add_argument(
+        "--pool-difficulty",
+        type=float,
+        default=TINY_DIFFICULTY,
+        help="share difficulty of the upstream pool (default 2**-24: ~256 hashes a share)",
+    )
+    parser.add_argument(
+        "--job-interval-s",
+        type=float,
+        default=25.0,
+        help="seconds between two fresh jobs of the upstream pool",
     )
     parser.add_argument(
         "--cgminer-single-client",
@@ -150,6 +169,9 @@ def config_from_args(argv: list[str] | None = None) -> SiteConfig:
             wake_delay_s=args.wake_delay_s,
             failover_delay_s=args.failover_delay_s,
             fallback_s=args.fallback_s,
+            share_interval_s=args.share_interval_s,
+            pool_difficulty=args.pool_difficulty,
+            job_interval_s=args.job_interval_s,
             containers=tuple(parse_containers(args.containers)),
             container_address=args.container_address,
             scenario=args.scenario,

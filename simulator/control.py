@@ -13,6 +13,7 @@ from .meter import GridMeterServer
 from .miners import MINER_FAULTS, Fleet, SimMiner
 from .mqtt import MqttPublisher
 from .state import SiteState
+from .uplink import UplinkSettings, parse_uplink
 
 
 class ControlledSite(Protocol):
@@ -46,6 +47,9 @@ class ControlledSite(Protocol):
 
     async def set_internet(self, up: bool) -> None:
         """The outage switch."""
+
+    async def set_uplink(self, settings: UplinkSettings) -> None:
+        """An outage mode."""
 
 
 SITE_KEY: web.AppKey[ControlledSite] = web.AppKey("site")
@@ -97,10 +101,22 @@ async def post_supply(request: web.Request) -> web.Response:
 
 
 async def post_internet(request: web.Request) -> web.Response:
-    """POST /api/internet {"up": false}."""
+    """POST /api/internet {"up": false} (down = refuse), or an outage mode.
+
+    {"mode": "refuse" | "blackhole" | "up"}, {"mode": "degraded", "latency_ms": 300,
+    "jitter_ms": 100, "loss": 0.02}, {"mode": "flap", "down_s": 2, "up_s": 5,
+    "down_mode": "blackhole" | "refuse"}; see simulator/uplink.py.
+    """
     site, body = request.app[SITE_KEY], await _body(request)
+    if "mode" in body:
+        try:
+            settings = parse_uplink(body)
+        except ValueError as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
+        await site.set_uplink(settings)
+        return web.json_response(site.snapshot()["internet"])
     if not isinstance(body.get("up"), bool):
-        raise web.HTTPBadRequest(text='"up" must be true or false')
+        raise web.HTTPBadRequest(text='"up" must be true or false, or give a "mode"')
     await site.set_internet(body["up"])
     return web.json_response(site.snapshot()["internet"])
 

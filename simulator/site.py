@@ -20,9 +20,11 @@ from .meter import GridMeterServer
 from .miners import MAX_MINERS, Fleet, MinerEnv, SimMiner, parse_mix
 from .miners.pools import PoolLiveness
 from .mqtt import TOPIC_PREFIX, Mosquitto, MqttPublisher, discovery_messages
-from .pool import UpstreamPool
+from .pool import StratumPool
 from .scenario import Values, apply_to_state, load_scenario, run as run_scenario
 from .state import SiteState
+from .stratum import TINY_DIFFICULTY
+from .uplink import Uplink, UplinkSettings
 
 LOGGER = logging.getLogger(__name__)
 SUPPLY_PUBLISH_INTERVAL_S = 1.0
@@ -49,6 +51,11 @@ class SiteConfig:
     wake_delay_s: float = 20.0
     failover_delay_s: float = 90.0
     fallback_s: float = 120.0
+    # Real Stratum: a mining miner submits a share about this often; the upstream pool's
+    # share difficulty and how often it sends a fresh job.
+    share_interval_s: float = 20.0
+    pool_difficulty: float = TINY_DIFFICULTY
+    job_interval_s: float = 25.0
     # MicroBT containers by kind; the first listens on container_address, the next ones on
     # the following ports (port 0: any free port each).
     containers: tuple[str, ...] = ()
@@ -107,6 +114,8 @@ class SiteConfig:
             ("wake_delay_s", 3600.0),
             ("failover_delay_s", 86400.0),
             ("fallback_s", 86400.0),
+            ("share_interval_s", 86400.0),
+            ("job_interval_s", 3600.0),
         ):
             value = getattr(self, name)
             if (
@@ -116,6 +125,16 @@ class SiteConfig:
                 or not 0 <= value <= high
             ):
                 raise ValueError(f"{name}: must be a number between 0 and {high:g}, not {value!r}")
+        for name in ("share_interval_s", "job_interval_s"):
+            if getattr(self, name) < 0.01:
+                raise ValueError(f"{name}: must be at least 0.01, not {getattr(self, name)!r}")
+        difficulty = self.pool_difficulty
+        if (
+            isinstance(difficulty, bool)
+            or not isinstance(difficulty, int | float)
+            or not 0 < difficulty <= 1e12
+        ):
+            raise ValueError(f"pool_difficulty: must be > 0 and <= 1e12, not {difficulty!r}")
 
 
 class Site:
@@ -128,7 +147,8 @@ class Site:
         self.state.grid.nominal_hz = self.state.grid.frequency_hz = config.nominal_hz
         self.state.supply.power_kw = config.supply_kw
         self.meter: GridMeterServer | None = None
-        self.pool: UpstreamPool | None = None
+        self.pool: StratumPool | None = None
+        self.uplink = Uplink(self.state, self._internet_changed)
         self.broker: Mosquitto | None = None
         self.publisher: MqttPublisher | None = None
         self.control_address: tuple[str, int] | None = None
@@ -161,6 +181,7 @@ class Site:
             wake_delay_s=config.wake_delay_s,
             failover_delay_s=config.failover_delay_s,
             fallback_s=config.fallback_s,
+            share_interval_s=config.share_interval_s,
             latency_ms=config.latency_ms,
             pool_status=self.liveness.status,
             rng=random.Random(config.seed),
@@ -208,7 +229,12 @@ class Site:
                     self.containers.append(container)
                     await container.start()
             if config.pool:
-                self.pool = UpstreamPool(*parse_address(config.pool, "pool"))
+                self.pool = StratumPool(
+                    *parse_address(config.pool, "pool"),
+                    difficulty=config.pool_difficulty,
+                    job_interval_s=config.job_interval_s,
+                )
+                self.uplink.pool = self.pool
                 await self.pool.start()
             if config.miners:
                 await self._start_miners()
@@ -230,6 +256,7 @@ class Site:
 
     async def stop(self) -> None:
         """Stop everything that was started."""
+        await self.uplink.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -264,12 +291,16 @@ class Site:
         await self.stop()
 
     async def set_internet(self, up: bool) -> None:
-        """The outage switch: the upstream pool becomes unreachable or reachable."""
-        self.state.internet_up = up
+        """The outage switch: up, or down as `refuse` (connects get RST)."""
+        await self.uplink.set(UplinkSettings("up" if up else "refuse"))
+
+    async def set_uplink(self, settings: UplinkSettings) -> None:
+        """An outage mode (simulator.uplink): refuse, blackhole, degraded, flap, or up."""
+        await self.uplink.set(settings)
+
+    def _internet_changed(self, up: bool) -> None:
         if self.liveness is not None:
             self.liveness.internet_changed(up)
-        if self.pool is not None:
-            await (self.pool.start() if up else self.pool.stop())
 
     async def _play_scenario(self) -> None:
         assert self.scenario is not None
@@ -344,7 +375,9 @@ class Site:
             },
             "internet": {
                 "up": self.state.internet_up,
+                **self.uplink.snapshot(),
                 "pool": self.pool and f"{self.pool.host}:{self.pool.port}",
+                "shares": self.pool.snapshot() if self.pool is not None else None,
             },
             "ambient": {"temperature_c": self.state.ambient_c},
             "containers": [container.snapshot() for container in self.containers],

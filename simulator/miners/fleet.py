@@ -29,6 +29,7 @@ from .model import (
     SimMiner,
 )
 from .server import MinerServer
+from .stratum_client import PoolLink
 from .whatsminer import WhatsminerRpc, WhatsminerV3Rpc, WhatsminerWeb
 from .whatsminer_v3 import WhatsminerV3
 
@@ -224,6 +225,7 @@ class Fleet:
         if self.base_port != 0:
             self._build(self.base_port)
             await self._bind_all()
+            self._start_links()
             return
         rng = random.SystemRandom()
         span = 2 * max(1, self.count)
@@ -235,7 +237,14 @@ class Fleet:
                 if err.errno != errno.EADDRINUSE or attempt == PORT_BLOCK_ATTEMPTS - 1:
                     raise
                 continue
+            self._start_links()
             return
+
+    def _start_links(self) -> None:
+        """Every miner becomes a Stratum client of its active pool."""
+        for miner in self.miners:
+            miner.link = PoolLink(miner)
+            miner.link.start()
 
     async def _bind_all(self) -> None:
         self._servers = {miner.index: self._servers_of(miner) for miner in self.miners}
@@ -252,7 +261,10 @@ class Fleet:
                     ) from err
 
     async def stop(self) -> None:
-        """Close every server."""
+        """End every pool session, close every server."""
+        for miner in self.miners:
+            if miner.link is not None:
+                await miner.link.stop()
         for servers in self._servers.values():
             for server in servers:
                 with contextlib.suppress(OSError):

@@ -13,9 +13,12 @@ import hashlib
 import math
 import random
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..state import SiteState
+
+if TYPE_CHECKING:
+    from .stratum_client import PoolLink
 
 MinerState = Literal["mining", "sleeping", "starting", "offline"]
 MINING: MinerState = "mining"
@@ -140,25 +143,28 @@ class PoolEntry:
     enabled: bool = True
     # 0 is tried first; switchpool moves a pool to 0 (the POOL number stays its index).
     priority: int = 0
-    accepted: float = 0.0
+    # Real Stratum counts of this pool's session(s) (simulator.miners.stratum_client).
+    accepted: int = 0
+    rejected: int = 0
+    jobs: int = 0
     last_share_wall: float = 0.0
     # Monotonic time the pool was added at run time (-inf: configured at boot).
     added_at: float = -math.inf
 
     @property
     def getworks(self) -> int:
-        """Jobs received: a few per accepted share on a pool that was used."""
-        return int(self.accepted * 0.4) + (1 if self.accepted else 0)
+        """Jobs received (mining.notify)."""
+        return self.jobs
 
     @property
     def accepted_shares(self) -> int:
-        """Accepted shares as a whole number."""
-        return int(self.accepted)
+        """Shares the pool accepted."""
+        return self.accepted
 
     @property
     def rejected_shares(self) -> int:
-        """Rejected shares (a fixed small fraction)."""
-        return int(self.accepted * REJECTED_PER_ACCEPTED)
+        """Shares the pool rejected."""
+        return self.rejected
 
 
 # cgminer tests a pool added at run time (subscribe, authorize, first work) before using it:
@@ -200,8 +206,13 @@ class MinerEnv:
     failover_delay_s: float = 90.0
     fallback_s: float = 120.0
     latency_ms: float = 100.0
-    # (url, now) -> (alive, since): see simulator/miners/pools.py.
+    # (url, now) -> (alive, since) of a pool that is not the active one: see pools.py.
     pool_status: Callable[[str, float], tuple[bool, float]] = lambda url, now: (True, -math.inf)
+    # Mean seconds between two real shares of a mining miner (stratum_client.py).
+    share_interval_s: float = 20.0
+    # Reconnection backoff: the first retry after min, doubling up to max.
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 8.0
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
 
@@ -288,6 +299,8 @@ class SimMiner:
         self.options = MinerOptions()
         self.cycles = 0
         self.pools: list[PoolEntry] = list(pools)
+        # The Stratum session with the active pool, once the fleet runs (None in unit tests).
+        self.link: PoolLink | None = None
         self._renumber()
         self.active_pool: int | None = 0 if self.pools else None
         self.board_enabled: list[bool] = [True] * spec.boards
@@ -335,12 +348,9 @@ class SimMiner:
         hashrate = self._hashrate(now)
         self._update_pools(now)
         if hashrate > 0:
-            shares = hashrate * SHARES_PER_THS_S * dt
-            self._shares += shares
-            if self.active_pool is not None:
-                pool = self.pools[self.active_pool]
-                pool.accepted += shares
-                pool.last_share_wall = time.time()
+            # The summary's lifetime figure (at a real pool's difficulty); the per-pool
+            # counts are the real shares of the Stratum session.
+            self._shares += hashrate * SHARES_PER_THS_S * dt
         target = self.env.state.ambient_c + CHIP_RISE_C * self._load(now)
         self._temp_c = target + (self._temp_c - target) * math.exp(-dt / TEMPERATURE_TAU_S)
         self._updated = now
@@ -462,9 +472,30 @@ class SimMiner:
 
     # --- pools ----------------------------------------------------------------------------
 
+    @property
+    def hashing(self) -> bool:
+        """Mining now (a starting miner is connected but finds no shares yet)."""
+        return self.state == MINING
+
+    def stratum_target(self) -> tuple[str | None, PoolEntry | None]:
+        """The pool the mining process should be connected to now (none while asleep)."""
+        self._advance(self.env.clock())
+        if self._state not in (MINING, STARTING) or self.active_pool is None:
+            return None, None
+        entry = self.pools[self.active_pool]
+        return entry.url, entry
+
+    def _pool_status(self, index: int, now: float) -> tuple[bool, float]:
+        """(alive, since): the session's health for the active pool, the probe's for others."""
+        url = self.pools[index].url
+        link = self.link
+        if link is not None and index == self.active_pool and link.url == url:
+            return link.status(now)
+        return self.env.pool_status(url, now)
+
     def pool_alive(self, index: int, now: float | None = None) -> bool:
         """Whether pool `index` is reachable now."""
-        return self.env.pool_status(self.pools[index].url, now or self.env.clock())[0]
+        return self._pool_status(index, now or self.env.clock())[0]
 
     def pool_testing(self, index: int, now: float | None = None) -> bool:
         """Whether pool `index` was added lately and its stratum test has not passed yet."""
@@ -474,7 +505,7 @@ class SimMiner:
     def _usable(self, index: int, now: float) -> tuple[bool, float]:
         """(usable, since): enabled, alive and past its stratum test."""
         pool = self.pools[index]
-        alive, since = self.env.pool_status(pool.url, now)
+        alive, since = self._pool_status(index, now)
         tested_at = pool.added_at + self.options.pool_test_s
         if not pool.enabled or not alive or now < tested_at:
             return False, now
@@ -512,7 +543,7 @@ class SimMiner:
             return
         active = self.active_pool
         assert active is not None
-        is_alive, since = self.env.pool_status(self.pools[active].url, now)
+        is_alive, since = self._pool_status(active, now)
         others = [i for i in candidates if i != active]
         if not is_alive and now - since >= self.env.failover_delay_s and others:
             self.active_pool = others[0]
@@ -673,11 +704,21 @@ class SimMiner:
             "power_w": round(self._power(now), 1),
             "hashrate_ths": round(self._hashrate(now), 3),
             "pool": "" if self.active_pool is None else self.pools[self.active_pool].url,
+            "stratum": self._stratum_snapshot(),
             "cycles": self.cycles,
             "faults": sorted(self.faults),
             # Wall-clock time of the last state change (benchmarks time reactions with it).
             "state_since": round(time.time() - (now - self._since), 4),
         }
+
+    def _stratum_snapshot(self) -> dict[str, Any]:
+        """The session with the active pool: connected, and its real share counts."""
+        if self.active_pool is None:
+            return {"connected": False, "accepted": 0, "rejected": 0}
+        entry = self.pools[self.active_pool]
+        link = self.link
+        connected = link is not None and link.ready and link.entry is entry
+        return {"connected": connected, "accepted": entry.accepted, "rejected": entry.rejected}
 
     def __repr__(self) -> str:
         """Family, model and address."""

@@ -1,10 +1,11 @@
 """Is a pool reachable? The site's upstream pool follows the outage switch; others are probed.
 
-The answer is (alive, since): miners fail over when their pool has been dead
-for failover_delay_s and fall back when a better one has been alive for
-fallback_s, so each URL remembers when its liveness last changed. Pools at an IP
-address are probed with real TCP connects, cached per URL and refreshed in the
-background every few seconds, never awaited by a request. A pool named by a host name
+The answer is (alive, since): miners fall back when a better pool has been alive
+for fallback_s, so each URL remembers when its liveness last changed. A miner's
+active pool is judged by its own Stratum session (stratum_client.PoolLink); this
+is for the others. Pools at an IP address are probed with a real Stratum handshake
+(subscribe, authorize, first job), cached per URL and refreshed in the background
+every few seconds, never awaited by a request. A pool named by a host name
 is out on the internet: it is alive while the outage switch says the internet is up,
 and is never looked up (the simulator makes no DNS query).
 """
@@ -15,15 +16,20 @@ import asyncio
 from collections.abc import Callable
 import contextlib
 from dataclasses import dataclass
+import functools
 import ipaddress
+import json
 import math
 import time
 from urllib.parse import urlsplit
+
+from ..stratum import MAX_LINE
 
 PROBE_INTERVAL_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every tick of every miner's session
 def split_pool_url(url: str) -> tuple[str, int] | None:
     """Host and port of a stratum URL (`stratum+tcp://host:port`), or None if it has none."""
     try:
@@ -36,7 +42,8 @@ def split_pool_url(url: str) -> tuple[str, int] | None:
     return host, port
 
 
-def _named_host(url: str) -> bool:
+@functools.lru_cache(maxsize=4096)
+def is_named_host(url: str) -> bool:
     """The pool is named by a host name (not an IP address): somewhere on the internet."""
     address = split_pool_url(url)
     if address is None:
@@ -82,7 +89,7 @@ class PoolLiveness:
 
     def status(self, url: str, now: float) -> tuple[bool, float]:
         """(alive, since) of a pool URL."""
-        if url == self.upstream_url or _named_host(url):
+        if url == self.upstream_url or is_named_host(url):
             # The switch may also be flipped directly on SiteState: notice it here.
             self.internet_changed(self._internet_up())
             return self._upstream_up, self._upstream_since
@@ -102,11 +109,7 @@ class PoolLiveness:
         try:
             if address is not None:
                 async with asyncio.timeout(PROBE_TIMEOUT_S):
-                    _, writer = await asyncio.open_connection(*address)
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-                    alive = True
+                    alive = await stratum_handshake(*address)
         # Whatever goes wrong (refused, no DNS, a test harness forbidding DNS), the pool
         # is simply dead: a probe must never take the simulator down.
         except Exception:  # noqa: BLE001
@@ -127,3 +130,20 @@ class PoolLiveness:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def stratum_handshake(host: str, port: int) -> bool:
+    """Whether the pool gives work: subscribe and authorize, then wait for the first job."""
+    reader, writer = await asyncio.open_connection(host, port, limit=MAX_LINE)
+    try:
+        writer.write(
+            b'{"id":1,"method":"mining.subscribe","params":["sim-probe"]}\n'
+            b'{"id":2,"method":"mining.authorize","params":["probe","x"]}\n'
+        )
+        while line := await reader.readline():
+            with contextlib.suppress(ValueError, AttributeError):
+                if json.loads(line).get("method") == "mining.notify":
+                    return True
+        return False
+    finally:
+        writer.transport.abort()

@@ -65,8 +65,10 @@ async def login(miner: SimMiner, password: str = ROOT) -> str:
 async def test_replies_have_the_firmware_shape(
     loopback_network: None, path: str, fixture_path: str
 ) -> None:
-    async with running_site("braiins", miners=1) as site:
+    async with running_site("braiins", miners=1, share_interval_s=0.05) as site:
         miner = site.miners[0]
+        # A pool's last share time exists once the miner found a real share there.
+        await wait_for(lambda: miner.pools[0].accepted > 0, timeout=20)
         status, body = await call(miner, "GET", path, token=await login(miner))
         assert status == 200
         assert_same_shape(body, fixture_path)

@@ -13,6 +13,7 @@ import pytest
 
 from devtools.steps import poll_until
 from simulator.miners import SimMiner
+from simulator.pool import StratumPool
 from tests.simulator.test_miners_helpers import (
     TIMEOUT,
     closed_without_reply,
@@ -83,13 +84,13 @@ POOL_STATS_KEYS = [
 
 @contextlib.asynccontextmanager
 async def stratum_listener() -> AsyncIterator[str]:
-    """A pool that accepts connections (the simulator's liveness probe only connects)."""
-    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    """A real Stratum pool on loopback (the liveness probe and the miners speak Stratum)."""
+    pool = StratumPool("127.0.0.1", 0)
+    await pool.start()
     try:
-        yield f"stratum+tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        yield f"stratum+tcp://127.0.0.1:{pool.port}"
     finally:
-        server.close()
-        await server.wait_closed()
+        await pool.stop()
 
 
 async def text(miner: SimMiner, request: bytes) -> str:

@@ -15,6 +15,7 @@ import pytest
 from simulator import Site, SiteConfig
 from simulator.cli import config_from_args, miner_options_from_args
 from simulator.miners import MinerOptions, SimMiner, cgminer_options
+from simulator.pool import StratumPool
 from tests.simulator.test_miners_helpers import (
     closed_without_reply,
     decode_cgminer,
@@ -274,8 +275,9 @@ async def test_a_miner_fault_on_a_site_without_miners(loopback_network: None) ->
 
 
 async def test_outage_fails_over_to_a_local_pool_and_back(loopback_network: None) -> None:
-    local = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    local_url = f"stratum+tcp://127.0.0.1:{local.sockets[0].getsockname()[1]}"
+    local = StratumPool("127.0.0.1", 0)
+    await local.start()
+    local_url = f"stratum+tcp://127.0.0.1:{local.port}"
     try:
         async with running_site("cgminer", miners=1, failover_delay_s=0.3, fallback_s=0.3) as site:
             miner = site.miners[0]
@@ -283,13 +285,13 @@ async def test_outage_fails_over_to_a_local_pool_and_back(loopback_network: None
             upstream = miner.pool
             await rpc(miner, "removepool", "1")
             assert status(await rpc(miner, "addpool", f"{local_url},w,x"))["Code"] == 55
-            await asyncio.sleep(0.1)  # the first probe of the new pool
+            # The first Stratum probe of the new pool, and the miner's own session upstream.
+            await wait_for(lambda: miner.pool_usable(1) and miner.pool_alive(0), timeout=10)
             pools = (await rpc(miner, "pools"))["POOLS"]
             assert [p["Status"] for p in pools] == ["Alive", "Alive"]
 
             await control(site, "POST", "/api/internet", {"up": False})
-            pools = (await rpc(miner, "pools"))["POOLS"]
-            assert pools[0]["Status"] == "Dead"
+            await wait_for(lambda: not miner.pool_alive(0))  # its session was reset
             assert miner.pool == upstream  # not yet: cgminer waits before failing over
             await wait_for(lambda: miner.pool == local_url)
             assert (await rpc(miner, "pools"))["POOLS"][1]["Stratum Active"] is True
@@ -298,15 +300,18 @@ async def test_outage_fails_over_to_a_local_pool_and_back(loopback_network: None
             assert miner.pool == local_url  # the upstream must stay alive a while first
             await wait_for(lambda: miner.pool == upstream)
     finally:
-        local.close()
-        await local.wait_closed()
+        await local.stop()
 
 
-async def test_pool_probes_are_real_connects(loopback_network: None) -> None:
+async def test_pool_probes_are_stratum_handshakes(loopback_network: None) -> None:
     from simulator.miners.pools import PROBE_INTERVAL_S, PoolLiveness
 
-    listening = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-    alive_url = f"stratum+tcp://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+    pool = StratumPool("127.0.0.1", 0)
+    await pool.start()
+    alive_url = f"stratum+tcp://127.0.0.1:{pool.port}"
+    # Accepts the connection but never gives work: not a pool.
+    mute = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    mute_url = f"stratum+tcp://127.0.0.1:{mute.sockets[0].getsockname()[1]}"
     closed = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     dead_url = f"stratum+tcp://127.0.0.1:{closed.sockets[0].getsockname()[1]}"
     closed.close()
@@ -317,14 +322,14 @@ async def test_pool_probes_are_real_connects(loopback_network: None) -> None:
     liveness = PoolLiveness(
         lambda: internet[0], upstream_url="stratum+tcp://127.0.0.1:1", clock=lambda: clock[0]
     )
-    urls = [alive_url, dead_url, "stratum+tcp://no-port"]
+    urls = [alive_url, dead_url, "stratum+tcp://no-port", mute_url]
     try:
         now = clock[0]
         assert all(liveness.status(url, now)[0] for url in urls)  # optimistic until probed
-        # The probes run in the background (milliseconds on loopback; the bound only
-        # catches a probe that never ends, five times their own 2 s timeout).
+        # The probes run in the background (milliseconds on loopback, the mute one its
+        # 2 s timeout; the bound only catches a probe that never ends).
         await wait_for(
-            lambda: [liveness.status(url, now)[0] for url in urls] == [True, False, False],
+            lambda: [liveness.status(url, now)[0] for url in urls] == [True, False, False, False],
             timeout=10,
         )
         dead_since = liveness.status(dead_url, now)[1]
@@ -347,8 +352,8 @@ async def test_pool_probes_are_real_connects(loopback_network: None) -> None:
         assert named not in liveness._probes
     finally:
         await liveness.close()
-        listening.close()
-        await listening.wait_closed()
+        await pool.stop()
+        mute.close()
 
 
 async def test_latency_is_applied(loopback_network: None) -> None:

@@ -161,10 +161,12 @@ def test_failover_after_the_delay_and_fallback_after_stable() -> None:
     assert miner.pool == "stratum+tcp://backup:2"
     clock.now += 1
     assert miner.pool == "stratum+tcp://main:1"
-    shares = miner.pools[0].accepted
+    # Without a Stratum session (no event loop here) the summary still counts work;
+    # the per-pool counts are real shares only (tests/simulator/test_stratum.py).
+    before = miner.read().accepted
     clock.now += 100
-    miner.read()
-    assert miner.pools[0].accepted > shares
+    assert miner.read().accepted > before
+    assert miner.pools[0].accepted == 0
 
 
 def test_no_failover_when_nothing_else_is_alive() -> None:

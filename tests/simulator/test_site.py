@@ -184,12 +184,18 @@ async def test_pool_speaks_stratum_and_goes_away_in_an_outage(site: Site) -> Non
     assert replies[1] == {"id": 2, "result": True, "error": None}
     assert replies[2]["method"] == "mining.set_difficulty"
     assert replies[3]["method"] == "mining.notify"
-    assert replies[4] == {"id": 3, "result": True, "error": None}
+    # A share that is not one (a 1-byte extranonce2) is rejected; the session goes on.
+    assert replies[4] == {"id": 3, "result": False, "error": [20, "Bad extranonce2 size", None]}
     assert replies[5]["error"][0] == 20  # type: ignore[index]
-    assert site.pool.accepted_shares == 1
+    assert (site.pool.accepted_shares, site.pool.rejected_shares) == (0, 1)
 
     status, internet = await control(site, "POST", "/api/internet", {"up": False})
-    assert internet == {"up": False, "pool": f"{host}:{port}"}
+    assert {key: internet[key] for key in ("up", "mode", "pool")} == {
+        "up": False,
+        "mode": "refuse",
+        "pool": f"{host}:{port}",
+    }
+    assert internet["shares"]["rejected"] == 1
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection(host, port)
     await control(site, "POST", "/api/internet", {"up": True})
