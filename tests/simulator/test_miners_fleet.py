@@ -389,6 +389,8 @@ async def test_latency_is_applied(loopback_network: None) -> None:
         (["--wake-delay-s", "nan"], "wake_delay_s: must be a number"),
         (["--failover-delay-s", "inf"], "failover_delay_s: must be a number"),
         (["--fallback-s", "-1"], "fallback_s: must be a number"),
+        (["--share-interval-s", "0"], "share_interval_s: must be at least 0.01"),
+        (["--pool-difficulty", "0"], "pool_difficulty: must be > 0"),
     ],
 )
 def test_bad_miner_options_fail_at_start(
