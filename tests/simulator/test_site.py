@@ -15,6 +15,7 @@ import pytest
 from simulator import Site, SiteConfig
 from simulator.cli import config_from_args
 from simulator.mqtt import connect_packet
+from simulator.scenario import Values
 from tests.support.modbus_meter import free_port
 
 FAST = {"meter": "127.0.0.1:0", "control": "127.0.0.1:0", "pool": "127.0.0.1:0"}
@@ -314,14 +315,28 @@ async def test_containers_and_a_scenario_run_with_the_site(loopback_network: Non
             *("--scenario", "simulator/scenarios/evening_dip.yaml", "--scenario-speed", "400"),
         ]
     )
-    async with Site(config) as site:
+    site = Site(config)
+    # The scenario's dip at 30 s is 75 ms of wall time at this speed, over before a loaded
+    # loop may look at the grid: watch what the site applies (a real event), not the value.
+    applied_hz: list[float] = []
+    dipped = asyncio.Event()
+    apply = site.apply_scenario
+
+    async def watched(values: Values) -> None:
+        await apply(values)
+        if "frequency_hz" in values.get("grid", {}):
+            applied_hz.append(site.state.grid.frequency_hz)
+            if applied_hz[-1] < site.state.grid.nominal_hz:
+                dipped.set()
+
+    site.apply_scenario = watched  # type: ignore[method-assign]
+    async with site:
         # The scenario moves the grid; the containers follow the site and answer requests.
-        start_hz = site.state.grid.frequency_hz
-        for _ in range(100):
-            if site.state.grid.frequency_hz != start_hz:
-                break
-            await asyncio.sleep(0.05)
-        assert site.state.grid.frequency_hz != start_hz
+        async with asyncio.timeout(30):
+            await dipped.wait()
+        # On the scenario's ramp from 50 Hz down to 49.3 Hz (where it is on it depends on when
+        # the loop got round to the tick).
+        assert 49.3 - 1e-9 <= min(applied_hz) < 50.0
         status, state = await control(site, "GET", "/api/state")
         assert status == 200
         assert isinstance(state, dict)
