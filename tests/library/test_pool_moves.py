@@ -528,6 +528,35 @@ async def test_a_dead_pool_is_never_confirmed(session: aiohttp.ClientSession) ->
         assert site_miners(site)["cgminer"].pool == upstream
 
 
+async def test_a_sleeping_miner_is_moved_to_wake_onto_the_pool(
+    session: aiohttp.ClientSession, local_pool: LocalPool
+) -> None:
+    # Curtailed miners cannot hash: the pool is put first in line, and they wake onto it.
+    async with running_site("antminer=1,cgminer=1,whatsminer=1", miners=3, **QUICK) as site:
+        drivers = {
+            m.family: driver_for(
+                m.family, MinerEndpoint(m.host, m.api_port), session=session, timeout=5
+            )
+            for m in site.miners
+        }
+        fleet = Fleet(drivers, timeout=5, confirm_timeout=10, confirm_interval=0.05)
+        local = url_of(local_pool.port)
+        backup = PoolConfig(local, "site.backup")
+        assert failures(await fleet.ensure_backup_pool(backup, await poll(fleet))) == {}
+        stopped = await fleet.command(drivers, "stop")
+        assert all(outcome.confirmed for outcome in stopped.values())
+        outcomes = await fleet.switch_to_pool(dict.fromkeys(drivers, local))
+        assert failures(outcomes) == {}
+        for family, outcome in outcomes.items():
+            assert outcome.status is not None
+            assert not outcome.status.mining, family
+        assert all(sim_pools(m)[0][0] == local for m in site.miners)
+        started = await fleet.command(drivers, "start")
+        assert all(outcome.confirmed for outcome in started.values())
+        await until(lambda: all(on_pool(m, local) for m in site.miners), 20, "woken on the pool")
+        await fleet.close()
+
+
 async def test_a_refused_pool_write_fails_and_is_not_retried(
     session: aiohttp.ClientSession,
 ) -> None:

@@ -24,8 +24,10 @@ default ("x") for the operator's pools. What a write does with them per family:
 
 A switch is confirmed only by reading back: the pool is the active one, alive, and
 the miner hashes (cgminer answers `switchpool` at once and moves only to a live,
-tested pool). A sleeping miner cannot hash: it is confirmed once the pool has the
-top priority, so that it wakes onto it.
+tested pool; so when it answered without moving, the switch is sent once more as
+soon as the pool reads alive). A sleeping miner cannot hash: it is confirmed once the
+pool has the top priority, so that it wakes onto it (a cgminer that did not move
+also needs the pool alive and the switch sent again). Never more than two sends.
 """
 
 from __future__ import annotations
@@ -316,7 +318,8 @@ async def switch_to(
                 # use, so the reading may name it: send again rather than believe it.
                 resend = True
                 continue
-            if hashes_on(status, url):
+            # Asleep, first in line is enough, unless cgminer said it did not move.
+            if hashes_on(status, url) and not (unmoved and not status.mining):
                 return outcome(CommandResult.CONFIRMED, None, status)
             resend = not first
             last_error = CommandNotConfirmedError(
