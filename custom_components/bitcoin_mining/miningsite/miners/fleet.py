@@ -39,11 +39,11 @@ from .braiins import BraiinsDriver
 from .cgminer import CgminerDriver
 from .luxos import LuxosDriver
 from .models import SLEEP_POWER_W, estimate_power
-from .outcomes import CommandResult
+from .outcomes import CommandResult as CommandResult  # noqa: PLC0414 - re-exported (mypy strict)
 from .pool_moves import (
     Confirming,
     FleetCall,
-    PoolMoveOutcome,
+    PoolMoveOutcome as PoolMoveOutcome,  # noqa: PLC0414 - re-exported
     check_backup_pool,
     ensure_backup,
     switch_to,
