@@ -382,6 +382,11 @@ class BraiinsRest(HttpServer):
         groups = body.get("pool_groups") if isinstance(body, dict) else body
         if not isinstance(groups, list) or not groups:
             raise HttpError(400, "expected a non-empty list of pool groups")
+        # A pool sent by its uid without a password keeps the one stored with it.
+        stored = {
+            _uid(self.miner, f"pool:{i}:{pool.url}"): pool.password
+            for i, pool in enumerate(self.miner.pools)
+        }
         wanted: list[tuple[str, str, str]] = []
         for group in groups:
             pools = group.get("pools") if isinstance(group, dict) else None
@@ -392,9 +397,12 @@ class BraiinsRest(HttpServer):
                     raise HttpError(400, 'every pool needs a "url" string')
                 if not pool["url"].strip():
                     raise HttpError(400, "a pool url is empty")
-                wanted.append(
-                    (pool["url"], str(pool.get("user", "")), str(pool.get("password", "")))
-                )
+                uid = pool.get("uid")
+                uid = uid if isinstance(uid, str) or uid is None else repr(uid)
+                if uid is not None and uid not in stored:
+                    raise HttpError(400, f"no pool {uid}")
+                password = pool.get("password", stored[uid] if uid is not None else "")
+                wanted.append((pool["url"], str(pool.get("user", "")), str(password)))
         if not wanted:
             raise HttpError(400, "no pools given")
         self.miner.set_pools(wanted)

@@ -345,6 +345,40 @@ async def test_set_pools_fills_three_slots_and_keeps_the_mode(
         await driver.set_pools([PoolConfig(f"stratum+tcp://p{i}:1", "w") for i in range(4)])
 
 
+async def test_set_pools_keeps_the_stored_password_of_a_pool_already_there(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    # Callers cannot read passwords (`pools` has none): the conf's stays with its pool.
+    server.conf["pools"] = [
+        {"url": "stratum+tcp://a:1", "user": "a", "pass": "d=65536"},
+        {"url": "stratum+tcp://b:1", "user": "b", "pass": "pb"},
+        {"url": "", "user": "", "pass": ""},
+    ]
+    driver = driver_for(server, session)
+    await driver.set_pools(
+        [
+            PoolConfig("STRATUM+TCP://A:1/", "a"),  # the same pool, echoed in another shape
+            PoolConfig("stratum+tcp://b:1", "other-worker"),  # another worker: a new pool
+            PoolConfig("stratum+tcp://local:3333", "site.local", "lp"),
+        ]
+    )
+    assert [slot["pass"] for slot in server.conf["pools"]] == ["d=65536", "x", "lp"]
+
+
+async def test_switch_pool_counts_the_pools_as_listed(
+    server: AntminerServer, session: aiohttp.ClientSession
+) -> None:
+    # An empty slot is not listed by `pools`: index 1 is the second configured pool.
+    server.conf["pools"] = [
+        {"url": "stratum+tcp://a:1", "user": "a", "pass": "pa"},
+        {"url": "", "user": "", "pass": ""},
+        {"url": "stratum+tcp://local:3333", "user": "dummy", "pass": "x"},
+    ]
+    await driver_for(server, session).switch_pool(1)
+    assert [p["user"] for p in server.conf["pools"]] == ["dummy", "a", ""]
+    assert server.conf["pools"][1]["pass"] == "pa"
+
+
 async def test_switch_pool_reorders_the_conf(
     server: AntminerServer, session: aiohttp.ClientSession
 ) -> None:

@@ -323,6 +323,32 @@ async def test_set_pools_puts_one_group(
         await driver.set_pools([])
 
 
+async def test_set_pools_sends_a_pool_already_there_by_its_uid(
+    server: BraiinsServer, session: aiohttp.ClientSession
+) -> None:
+    # The operator's password is not readable: the pool goes by uid, the firmware keeps it.
+    server.passwords["r7ZTdqnV8s8JtY82"] = "operator-secret"
+    driver = driver_for(server, session)
+    await driver.set_pools(
+        [
+            PoolConfig("stratum+tcp://Example.Pool.com:3333/", "asic_rs.test"),
+            PoolConfig("stratum+tcp://127.0.0.1:3333", "site.local", "lp"),
+        ]
+    )
+    sent = server.put_pools[-1][0]["pools"]
+    assert sent[0] == {
+        "url": "stratum+tcp://Example.Pool.com:3333/",
+        "user": "asic_rs.test",
+        "uid": "r7ZTdqnV8s8JtY82",
+        "enabled": True,
+    }
+    assert sent[1]["password"] == "lp"
+    assert "uid" not in sent[1]
+    assert server.passwords["r7ZTdqnV8s8JtY82"] == "operator-secret"
+    status = await driver.read_status()
+    assert [p.user for p in status.pools] == ["asic_rs.test", "site.local"]
+
+
 async def test_switch_pool_reorders_keeping_the_stored_passwords(
     server: BraiinsServer, session: aiohttp.ClientSession
 ) -> None:

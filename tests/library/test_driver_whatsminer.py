@@ -20,7 +20,6 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     DeviceConnectionError,
     DeviceProtocolError,
     DeviceTimeoutError,
-    UnsupportedError,
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     Credentials,
@@ -314,10 +313,44 @@ async def test_set_pools_updates_all_three_slots(server: WhatsminerServer) -> No
     ]
 
 
-async def test_switch_pool_is_unsupported(server: WhatsminerServer) -> None:
-    with pytest.raises(UnsupportedError, match="set the pool list"):
-        await driver_for(server).switch_pool(1)
-    assert server.requests == []
+async def test_switch_pool_writes_the_list_again_with_that_pool_first(
+    server: WhatsminerServer,
+) -> None:
+    # API v2 has no switch command: update_pools with the pool first, the others kept.
+    driver = driver_for(server)
+    await driver.set_pools(
+        [
+            PoolConfig("stratum+tcp://a.example:3333", "site.a1", "secret-a"),
+            PoolConfig("stratum+tcp://b.example:3333", "site.b1"),
+            PoolConfig("stratum+tcp://127.0.0.1:3333", "site.local", "pw"),
+        ]
+    )
+    await driver.switch_pool(2)
+    sent = server.executed[-1]
+    assert sent["cmd"] == "update_pools"
+    slots = [(sent[f"pool{n}"], sent[f"worker{n}"], sent[f"passwd{n}"]) for n in (1, 2, 3)]
+    # The passwords are the ones this driver wrote (the firmware never reports them).
+    assert slots == [
+        ("stratum+tcp://127.0.0.1:3333", "site.local", "pw"),
+        ("stratum+tcp://a.example:3333", "site.a1", "secret-a"),
+        ("stratum+tcp://b.example:3333", "site.b1", "x"),
+    ]
+    status = await driver.read_status()
+    assert status.active_pool is not None
+    assert status.active_pool.url == "stratum+tcp://127.0.0.1:3333"
+    # A driver that did not write them (a restart): "x", the default.
+    await driver_for(server).switch_pool(1)
+    sent = server.executed[-1]
+    assert (sent["pool1"], sent["passwd1"], sent["pool2"], sent["passwd2"]) == (
+        "stratum+tcp://a.example:3333",
+        "x",
+        "stratum+tcp://127.0.0.1:3333",
+        "x",
+    )
+    with pytest.raises(ValueError, match="pool 3 is not configured"):
+        await driver.switch_pool(3)
+    with pytest.raises(ValueError, match="pool -1 is not configured"):
+        await driver.switch_pool(-1)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     DeviceConnectionError,
     DeviceProtocolError,
     DeviceTimeoutError,
-    UnsupportedError,
 )
 from custom_components.bitcoin_mining.miningsite.miners.base import (
     Credentials,
@@ -146,9 +145,29 @@ async def test_set_pools_sends_the_list_encrypted(server: WhatsminerV3Server) ->
     ]
 
 
-async def test_switch_pool_is_unsupported(server: WhatsminerV3Server) -> None:
-    with pytest.raises(UnsupportedError):
-        await driver_for(server).switch_pool(0)
+async def test_switch_pool_writes_the_list_again_with_that_pool_first(
+    server: WhatsminerV3Server,
+) -> None:
+    # API v3 has no switch command: set.miner.pools with the pool first, the others kept.
+    driver = driver_for(server)
+    await driver.set_pools(
+        [
+            PoolConfig("stratum+tcp://a.example:3333", "site.a1", "secret-a"),
+            PoolConfig("stratum+tcp://127.0.0.1:3333", "site.local", "pw"),
+        ]
+    )
+    await driver.switch_pool(1)
+    # The passwords sent (encrypted) are checked on the simulator (test_pool_moves).
+    assert server.executed[-1]["cmd"] == "set.miner.pools"
+    status = await driver.read_status()
+    assert [pool.url for pool in status.pools] == [
+        "stratum+tcp://127.0.0.1:3333",
+        "stratum+tcp://a.example:3333",
+    ]
+    assert status.active_pool is not None
+    assert status.active_pool.user == "site.local"
+    with pytest.raises(ValueError, match="pool 2 is not configured"):
+        await driver.switch_pool(2)
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,28 @@ class PoolPortInUseError(LocalPoolError):
         self.port = port
         where = f"{host}:{port}" if host else f"port {port} (all interfaces)"
         super().__init__(f"Local pool cannot listen on {where}: the port is already in use")
+
+
+class PoolListFullError(MiningSiteError):
+    """A miner's pool list has no slot left for the backup pool: the operator's pools fill it."""
+
+    def __init__(self, operator_urls: list[str], backup_url: str, limit: int) -> None:
+        """Name the operator's pools and the backup that does not fit."""
+        self.operator_urls = operator_urls
+        self.backup_url = backup_url
+        self.limit = limit
+        super().__init__(
+            f"the miner already lists {len(operator_urls)} pools of the operator "
+            f"({', '.join(operator_urls)}) and takes at most {limit}: no slot is left for "
+            f"the backup pool {backup_url}, and no operator pool is ever dropped"
+        )
+
+
+class PoolNotListedError(MiningSiteError):
+    """A miner was asked to hash on a pool its pool list does not have."""
+
+    def __init__(self, key: str, url: str) -> None:
+        """Name the miner and the pool."""
+        self.key = key
+        self.url = url
+        super().__init__(f"{key} does not list pool {url}")

@@ -46,6 +46,7 @@ from .base import (
 from .cgminer_rpc import RATE_UNITS, parse_pools
 from .digest import DigestAuth, HttpReply
 from .models import SLEEP_POWER_W, estimate_power
+from .pool_moves import same_pool_url
 from .rpc import decode_reply, rpc_exchange, section, status_of
 from .values import number
 
@@ -348,22 +349,36 @@ class AntminerDriver(MinerDriver):
         )
 
     async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
-        """Write up to three pools (the rest of the slots emptied), keeping the mode."""
+        """Write up to three pools (the rest of the slots emptied), keeping the mode.
+
+        A pool the conf already has (same URL and user) keeps the password stored
+        with it: the caller cannot read passwords, and the operator's must survive.
+        """
         if not 1 <= len(pools) <= POOL_SLOTS:
             raise ValueError(f"an Antminer takes 1 to {POOL_SLOTS} pools, not {len(pools)}")
-        slots = [{"url": p.url, "user": p.user, "pass": p.password} for p in pools]
-        slots += [{"url": "", "user": "", "pass": ""}] * (POOL_SLOTS - len(slots))
         conf = await self._read_conf()
+        stored = [slot for slot in conf_pools(conf) if slot["url"]]
+        slots = []
+        for pool in pools:
+            same = next(
+                (s for s in stored if s["user"] == pool.user and same_pool_url(s["url"], pool.url)),
+                None,
+            )
+            password = same["pass"] if same is not None else pool.password
+            slots.append({"url": pool.url, "user": pool.user, "pass": password})
+        slots += [{"url": "", "user": "", "pass": ""}] * (POOL_SLOTS - len(slots))
         await self._write_conf(conf, _work_mode(conf), slots)
 
     async def switch_pool(self, index: int) -> None:
-        """Move pool `index` to the first slot; the others keep their order."""
+        """Move pool `index` (counted as `pools` lists them: empty slots skipped) to the front."""
         conf = await self._read_conf()
         slots = conf_pools(conf)
-        if not 0 <= index < POOL_SLOTS or not slots[index]["url"]:
-            configured = sum(1 for slot in slots if slot["url"])
-            raise ValueError(f"pool {index} is not configured ({configured} pools on the miner)")
-        reordered = [slots[index]] + [slot for i, slot in enumerate(slots) if i != index]
+        configured = [slot for slot in slots if slot["url"]]
+        if not 0 <= index < len(configured):
+            count = len(configured)
+            raise ValueError(f"pool {index} is not configured ({count} pools on the miner)")
+        chosen = configured[index]
+        reordered = [chosen] + [slot for slot in slots if slot is not chosen]
         await self._write_conf(conf, _work_mode(conf), reordered)
 
 

@@ -9,8 +9,9 @@ answer true (done) or false (refused).
 Pools are written with `PUT /pools` and a body shaped like what `GET /pools`
 returns: a list of pool groups, each `{"name", "pools": [...]}` where a pool is
 `{"url", "user", "password", "enabled"}`. A pool that already exists (when
-reordering for switch_pool) is sent with its `uid` and without `password`:
-the firmware keeps the stored password of that uid. Unverified on hardware:
+reordering for switch_pool, or listed again by set_pools with the same URL and
+user) is sent with its `uid` and without `password`: the firmware keeps the
+stored password of that uid. Unverified on hardware:
 asic-rs writes the same groups with `PUT /pools/batch` (plus
 `load_balance_strategy`), and the real API may not honour `uid`.
 
@@ -49,6 +50,7 @@ from .base import (
     normalize_mac,
 )
 from .digest import HttpReply, http_request
+from .pool_moves import same_pool_url
 from .values import number
 
 _T = TypeVar("_T")
@@ -365,15 +367,31 @@ class BraiinsDriver(MinerDriver):
     async def _set_pools(self, pools: Sequence[PoolConfig]) -> None:
         groups = await self._call("GET", "/pools")
         name = _get(groups[0], "name") if isinstance(groups, list) and groups else None
-        body = [
-            {
-                "name": name if isinstance(name, str) and name else "Default",
-                "pools": [
-                    {"url": p.url, "user": p.user, "password": p.password, "enabled": True}
-                    for p in pools
-                ],
-            }
+        listed = [
+            pool
+            for group in (groups if isinstance(groups, list) else [])
+            for pool in _group_pools(group)
+            if isinstance(pool.get("uid"), str)
         ]
+        members: list[dict[str, Any]] = []
+        for config in pools:
+            same = next(
+                (
+                    pool
+                    for pool in listed
+                    if pool.get("user") == config.user
+                    and same_pool_url(str(pool.get("url", "")), config.url)
+                ),
+                None,
+            )
+            if same is None:
+                entry = {"url": config.url, "user": config.user, "password": config.password}
+            else:
+                # Already there: by its uid, so the firmware keeps the password it stores.
+                listed.remove(same)
+                entry = {"url": config.url, "user": config.user, "uid": same["uid"]}
+            members.append({**entry, "enabled": True})
+        body = [{"name": name if isinstance(name, str) and name else "Default", "pools": members}]
         await self._call("PUT", "/pools", body)
 
     async def _switch_pool(self, index: int) -> None:

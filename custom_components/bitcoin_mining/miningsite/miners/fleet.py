@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 import time
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
@@ -33,12 +32,22 @@ from .base import (
     MinerEndpoint,
     MinerIdentity,
     MinerStatus,
+    PoolConfig,
     normalize_mac,
 )
 from .braiins import BraiinsDriver
 from .cgminer import CgminerDriver
 from .luxos import LuxosDriver
 from .models import SLEEP_POWER_W, estimate_power
+from .outcomes import CommandResult as CommandResult  # noqa: PLC0414 - re-exported (mypy strict)
+from .pool_moves import (
+    Confirming,
+    FleetCall,
+    PoolMoveOutcome as PoolMoveOutcome,  # noqa: PLC0414 - re-exported
+    check_backup_pool,
+    ensure_backup,
+    switch_to,
+)
 from .whatsminer import WhatsminerDriver
 from .whatsminer_v3 import WhatsminerV3Driver
 
@@ -104,14 +113,6 @@ class IdentifyReport:
     identified: dict[str, MinerIdentity]
     errors: dict[str, MiningSiteError]
     changed: dict[str, IdentityChange]
-
-
-class CommandResult(StrEnum):
-    """How a command ended for one miner."""
-
-    CONFIRMED = "confirmed"
-    FAILED = "failed"
-    NOT_CONFIRMED = "not_confirmed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,14 +372,21 @@ class Fleet:
         )
         return {outcome.key: outcome for outcome in outcomes}
 
-    async def _call(self, semaphore: asyncio.Semaphore, call: Awaitable[_T], key: str) -> _T:
-        """One bounded call under the fleet timeout; a timeout is a library error."""
+    async def _call(
+        self,
+        semaphore: asyncio.Semaphore,
+        call: Awaitable[_T],
+        key: str,
+        timeout: float | None = None,
+    ) -> _T:
+        """One bounded call under the fleet timeout (or a longer one); a timeout is an error."""
+        limit = max(self.timeout, timeout or 0.0)
         async with semaphore:
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(limit):
                     return await call
             except TimeoutError as err:
-                raise DeviceTimeoutError(f"{key} did not answer within {self.timeout} s") from err
+                raise DeviceTimeoutError(f"{key} did not answer within {limit:g} s") from err
             except MiningSiteError:
                 raise
             except Exception as err:
@@ -461,3 +469,69 @@ class Fleet:
         return CommandOutcome(
             key, CommandResult.NOT_CONFIRMED, last_error, attempts, elapsed, status, mining
         )
+
+    # -- pool moves (internet failover) --------------------------------------------
+
+    async def ensure_backup_pool(
+        self, backup: PoolConfig, statuses: Mapping[str, MinerStatus]
+    ) -> dict[str, PoolMoveOutcome]:
+        """Give every miner the backup pool last, after the operator's pools (see pool_moves).
+
+        `statuses` are the latest readings: a miner whose list is already right is
+        not contacted and not in the result; the others are written and read back.
+        """
+        check_backup_pool(backup)
+        chosen = self._members(statuses)
+        for key, status in chosen.items():
+            if not isinstance(status, MinerStatus):
+                raise TypeError(f"{key}: a MinerStatus is needed, not {type(status).__name__}")
+        semaphore = asyncio.Semaphore(self.command_concurrency)
+        confirming = Confirming(self.confirm_timeout, self.confirm_interval)
+        outcomes = await asyncio.gather(
+            *(
+                ensure_backup(
+                    key,
+                    self._drivers[key],
+                    status,
+                    backup,
+                    self._bounded_call(semaphore, key),
+                    confirming,
+                )
+                for key, status in chosen.items()
+            )
+        )
+        return {outcome.key: outcome for outcome in outcomes if outcome is not None}
+
+    async def switch_to_pool(self, targets: Mapping[str, str]) -> dict[str, PoolMoveOutcome]:
+        """Move each miner (key → pool URL it lists) onto that pool, all at once, read back."""
+        chosen = self._members(targets)
+        for key, url in chosen.items():
+            if not isinstance(url, str) or not url.strip():
+                raise ValueError(f"{key}: a pool URL is needed, not {url!r}")
+        semaphore = asyncio.Semaphore(self.command_concurrency)
+        confirming = Confirming(self.confirm_timeout, self.confirm_interval)
+        outcomes = await asyncio.gather(
+            *(
+                switch_to(
+                    key, self._drivers[key], url, self._bounded_call(semaphore, key), confirming
+                )
+                for key, url in chosen.items()
+            )
+        )
+        return {outcome.key: outcome for outcome in outcomes}
+
+    def _members(self, by_key: Mapping[str, _T]) -> dict[str, _T]:
+        """The mapping as a dict, after checking every key is a member."""
+        chosen = dict(by_key)
+        unknown = [key for key in chosen if key not in self._drivers]
+        if unknown:
+            raise KeyError(f"not fleet members: {', '.join(unknown)}")
+        return chosen
+
+    def _bounded_call(self, semaphore: asyncio.Semaphore, key: str) -> FleetCall:
+        """Calls to one member under the fan-out's semaphore and timeout."""
+
+        def bounded(call: Awaitable[_T], timeout: float | None = None) -> Awaitable[_T]:
+            return self._call(semaphore, call, key, timeout)
+
+        return bounded

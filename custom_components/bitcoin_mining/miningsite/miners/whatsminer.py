@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import hashlib
 import json
 import logging
 import time
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -32,7 +33,6 @@ from ..exceptions import (
     CommandRejectedError,
     DeviceProtocolError,
     MiningSiteError,
-    UnsupportedError,
 )
 from .base import Family, MinerDriver, MinerIdentity, MinerStatus, PoolConfig, normalize_mac
 from .cgminer_rpc import (
@@ -44,6 +44,7 @@ from .cgminer_rpc import (
     check_status,
     device_temperatures,
     first_entry,
+    front_first,
     hashrate_ths,
     mac_in,
     parse_pools,
@@ -159,6 +160,8 @@ class WhatsminerDriver(ReadsReports, MinerDriver):
     _token: WriteToken | None = None
     # When `get_error_code` was last read, and its reply (None: refused, as by API v1).
     _error_codes: tuple[float, dict[str, Any] | None] | None = None
+    # The passwords of the pools this driver wrote last (the firmware never reports them).
+    _pool_passwords: Mapping[tuple[str, str], str] = MappingProxyType({})
 
     @property
     def rpc(self) -> CgminerRpc:
@@ -301,12 +304,17 @@ class WhatsminerDriver(ReadsReports, MinerDriver):
                 f"passwd{slot}": pool.password,
             }
         await self.privileged("update_pools", **params)
+        self._pool_passwords = {(pool.url, pool.user): pool.password for pool in pools}
 
     async def switch_pool(self, index: int) -> None:
-        """API v2 has no command to switch pools (reorder them with set_pools)."""
-        raise UnsupportedError(
-            f"{self.rpc.where}: Whatsminer API v2 cannot switch pools; set the pool list instead"
-        )
+        """API v2 has no switch command: the list is written again with pool `index` first.
+
+        The other pools keep their order; their passwords are the ones this driver
+        wrote, else "x" (the firmware never reports them). btminer restarts on it.
+        """
+        rpc = self.rpc
+        listed = parse_pools(require_section(await rpc.call("pools"), "POOLS", rpc.where, "pools"))
+        await self.set_pools(front_first(listed, index, self._pool_passwords))
 
     async def close(self) -> None:
         """Forget the write token."""

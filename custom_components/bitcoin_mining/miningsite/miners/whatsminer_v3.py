@@ -17,10 +17,11 @@ kept between requests.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import hashlib
 import json
 import time
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives import padding
@@ -30,7 +31,6 @@ from ..exceptions import (
     DeviceAuthError,
     DeviceProtocolError,
     MiningSiteError,
-    UnsupportedError,
 )
 from .base import (
     Family,
@@ -41,7 +41,7 @@ from .base import (
     PoolStatus,
     normalize_mac,
 )
-from .cgminer_rpc import MAX_POOLS, check_pools
+from .cgminer_rpc import MAX_POOLS, check_pools, front_first
 from .rpc import exchange_many, fast_loads
 from .values import flag, hottest, integer, number, text
 from .whatsminer import aes_ecb
@@ -145,6 +145,8 @@ class WhatsminerV3Driver(MinerDriver):
 
     family: ClassVar[Family] = "whatsminer_v3"
     _salt: str | None = None
+    # The passwords of the pools this driver wrote last (the firmware never reports them).
+    _pool_passwords: Mapping[tuple[str, str], str] = MappingProxyType({})
 
     @property
     def where(self) -> str:
@@ -305,12 +307,17 @@ class WhatsminerV3Driver(MinerDriver):
             {"pool": pool.url, "worker": pool.user, "passwd": pool.password} for pool in slots
         ]
         await self.write("set.miner.pools", json.dumps(listed), encrypt=True)
+        self._pool_passwords = {(pool.url, pool.user): pool.password for pool in pools}
 
     async def switch_pool(self, index: int) -> None:
-        """API v3 has no command to switch pools (reorder them with set_pools)."""
-        raise UnsupportedError(
-            f"{self.where}: Whatsminer API v3 cannot switch pools; set the pool list instead"
-        )
+        """API v3 has no switch command: the list is written again with pool `index` first.
+
+        The other pools keep their order; their passwords are the ones this driver
+        wrote, else "x" (the firmware never reports them).
+        """
+        entries = self._listed(await self.query("get.miner.status", "pools"), "pools")
+        listed = [_pool(i, entry) for i, entry in enumerate(entries)]
+        await self.set_pools(front_first(listed, index, self._pool_passwords))
 
     async def close(self) -> None:
         """Forget the salt."""

@@ -23,7 +23,14 @@ from .client import (
     status_code,
     status_entry,
 )
-from .pools import MAX_POOLS, check_pools, escape_parameter, replace_pools, switch_pool
+from .pools import (
+    MAX_POOLS,
+    check_pools,
+    escape_parameter,
+    front_first,
+    replace_pools,
+    switch_pool,
+)
 from .readings import (
     RATE_UNITS,
     StatsReadings,
@@ -57,6 +64,7 @@ __all__ = [
     "device_temperatures",
     "escape_parameter",
     "first_entry",
+    "front_first",
     "hashrate_ths",
     "mac_in",
     "parse_pools",

@@ -13,13 +13,13 @@ A retry plans from what is there: nothing is added twice, the list converges.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 import time
 from typing import Any
 
 from ...exceptions import CommandNotConfirmedError, DeviceProtocolError
-from ..base import PoolConfig
+from ..base import PoolConfig, PoolStatus
 from ..values import integer, text
 from .client import INVALID_COMMAND, CgminerRpc, RefusedError, require_section
 from .readings import current_pool
@@ -43,6 +43,26 @@ def check_pools(pools: Sequence[PoolConfig]) -> None:
             raise ValueError("a pool needs a URL")
     if len({(pool.url, pool.user) for pool in pools}) != len(pools):
         raise ValueError("the same pool and user is listed twice")
+
+
+def front_first(
+    pools: Sequence[PoolStatus], index: int, passwords: Mapping[tuple[str, str], str]
+) -> list[PoolConfig]:
+    """The list with pool `index` first, the others after it by priority, for whole-list writers.
+
+    Firmware never reports passwords: a pool gets the one `passwords` remembers
+    for its URL and user (what the driver wrote), else PoolConfig's default.
+    """
+    if not 0 <= index < len(pools) or not pools[index].url.strip():
+        configured = sum(1 for pool in pools if pool.url.strip())
+        raise ValueError(f"pool {index} is not configured ({configured} pools on the miner)")
+    ranked = sorted(enumerate(pools), key=lambda item: (item[1].priority, item[0]))
+    others = [pool for i, pool in ranked if i != index and pool.url.strip()]
+    default = PoolConfig("", "").password
+    return [
+        PoolConfig(pool.url, pool.user, passwords.get((pool.url, pool.user), default))
+        for pool in [pools[index], *others]
+    ]
 
 
 def escape_parameter(value: str) -> str:
