@@ -19,6 +19,8 @@ Format::
         internet: {up: false}
       - at: 6m
         ambient: {temperature_c: 45}
+      - at: 7m
+        internet: {mode: degraded, latency_ms: 600, jitter_ms: 200, loss: 0.05}
 
 Durations are seconds (30, 1.5) or amounts with units ms, s, m, h: 500ms, 30s, 2m, 1h30m.
 A step has `at` and at least one channel:
@@ -35,14 +37,23 @@ A step has `at` and at least one channel:
   the curve starts; 0 = sunrise): peak x sin(pi x lit phase), 0 at night;
   `curve: generator` with `power_kw` and `trips: [{after: DURATION, duration: DURATION}]`,
   a fixed output that drops to 0 during each trip (times from the step).
-- internet: `up` (true or false).
+- internet: `up` (true or false; false is the `refuse` outage), or `mode`, one of the
+  uplink's outage modes (simulator/uplink.py, the control API's `POST /api/internet`), with
+  that mode's parameters and nothing else: `up`, `refuse`, `blackhole`; `degraded` with
+  `latency_ms`, `jitter_ms` (0..60000) and `loss` (0..1); `flap` with `down_s`, `up_s`
+  (seconds, 0.05..86400) and `down_mode` (blackhole or refuse). Values are checked by
+  uplink.parse_uplink, so a step refuses what the control API refuses, with its message.
+  A flap goes on (down_s in down_mode, up_s up) until a later step sets another mode.
 - ambient: `temperature_c` (-40..70), set at once or with `ramp`.
 
 load_scenario() checks everything and raises ScenarioError naming the file, the step
 (`steps[i]`, counted from 0, and its line) and the problem. Scenario.values_at(t) is what
 applies at t seconds: only channels some step has set by then. run() plays a scenario
 against a callback, every tick (1 s of scenario time) and at every step, handing it what
-changed since the previous call; a running Site's apply_scenario() is the callback.
+changed since the previous call; a running Site's apply_scenario() is the callback. The
+internet channel's value is `{"uplink": UplinkSettings}` in both forms. A faster clock
+shortens a flap's phases with the rest of the timeline (down_s and up_s are scenario
+seconds); latency and loss are not times of the timeline and stay as given.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Awaitable, Callable
+import dataclasses
 from dataclasses import dataclass, field
 import inspect
 import math
@@ -60,8 +72,9 @@ from typing import Any
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from .state import SiteState
+from .uplink import MODES, UplinkSettings, parse_uplink
 
-Value = float | bool
+Value = float | bool | UplinkSettings
 Values = dict[str, dict[str, Value]]
 Apply = Callable[[Values], Awaitable[None] | None]
 
@@ -70,6 +83,12 @@ _NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TOP_KEYS = ("name", "description", "nominal_hz", "duration", "steps")
 _CHANNELS = ("grid", "supply", "internet", "ambient")
+# The parameters each uplink mode takes (the others take none).
+_MODE_PARAMETERS = {
+    "degraded": ("latency_ms", "jitter_ms", "loss"),
+    "flap": ("down_s", "up_s", "down_mode"),
+}
+_INTERNET_KEYS = ("up", "mode", *(key for keys in _MODE_PARAMETERS.values() for key in keys))
 
 
 class ScenarioError(ValueError):
@@ -108,7 +127,7 @@ class Scenario:
                 continue
             value = segments[index].value(t)
             values.setdefault(channel, {})[key] = (
-                value if isinstance(value, bool) else round(value, 6)
+                round(value, 6) if isinstance(value, float) else value
             )
         return values
 
@@ -165,6 +184,13 @@ def parse_duration(value: object) -> float:
         if text and "".join(m.group(0) for m in _DURATION.finditer(text)) == text:
             return sum(float(m.group(1)) * _UNIT_S[m.group(2)] for m in _DURATION.finditer(text))
     raise _StepError(f"bad duration {value!r} (use seconds or e.g. 500ms, 30s, 2m, 1h30m)")
+
+
+def _as_float(value: Value) -> float:
+    """A quantity's number (only the internet's uplink is not one)."""
+    if isinstance(value, UplinkSettings):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
 
 
 def _format_s(seconds: float) -> str:
@@ -232,7 +258,7 @@ class _Builder:
         if ramp_s <= 0:
             self.add(quantity, _Segment(at, _constant(target), at))
             return
-        start_value = float(self.base(quantity, at, f"{quantity[0]}: ramp")(at))
+        start_value = _as_float(self.base(quantity, at, f"{quantity[0]}: ramp")(at))
         self.add(quantity, _Segment(at, _ramp(start_value, target, at, ramp_s), at + ramp_s))
 
     def grid(self, table: object, at: float) -> None:
@@ -276,7 +302,7 @@ class _Builder:
                 depth = 1.0 - (u - fall - hold) / recover
             else:
                 depth = 0.0
-            base = float(under(t))
+            base = _as_float(under(t))
             return base + (to_hz - base) * depth
 
         settles = max(at + fall + hold + recover, previous.settles if previous else at)
@@ -299,7 +325,7 @@ class _Builder:
             target = _number(supply, "power_kw", 0, 1_000_000, "supply")
         elif "step_kw" in supply:
             delta = _number(supply, "step_kw", -1_000_000, 1_000_000, "supply")
-            target = float(self.base(quantity, at, "supply: step_kw")(at)) + delta
+            target = _as_float(self.base(quantity, at, "supply: step_kw")(at)) + delta
             if target < 0:
                 raise _StepError(
                     f"supply: step_kw {delta:g} takes the supply to {target:g} kW "
@@ -373,10 +399,42 @@ class _Builder:
         return trips
 
     def internet(self, table: object, at: float) -> None:
-        internet = _check_keys(table, ("up",), "internet")
-        if not isinstance(internet.get("up"), bool):
-            raise _StepError(f"internet: up must be true or false, not {internet.get('up')!r}")
-        self.add(("internet", "up"), _Segment(at, _constant(internet["up"]), at))
+        internet = _check_keys(table, _INTERNET_KEYS, "internet")
+        if "up" in internet and "mode" in internet:
+            raise _StepError("internet: give up or mode, not both")
+        if "mode" in internet:
+            settings = self.uplink(internet)
+        elif "up" in internet:
+            if not isinstance(internet["up"], bool):
+                raise _StepError(f"internet: up must be true or false, not {internet['up']!r}")
+            for key in internet:
+                if key != "up":
+                    raise _StepError(f"internet: {key!r} needs a mode (up takes no parameters)")
+            # The control API's {"up": false}: connects get RST.
+            settings = UplinkSettings("up" if internet["up"] else "refuse")
+        else:
+            raise _StepError(
+                f"internet needs up (true or false) or mode (one of {', '.join(MODES)})"
+            )
+        self.add(("internet", "uplink"), _Segment(at, _constant(settings), at))
+
+    @staticmethod
+    def uplink(internet: dict[str, Any]) -> UplinkSettings:
+        """An outage mode, checked as the control API checks it (simulator.uplink)."""
+        mode = internet["mode"]
+        if mode in MODES:
+            # parse_uplink ignores the other modes' parameters: here they are a mistake.
+            allowed = _MODE_PARAMETERS.get(mode, ())
+            for key in internet:
+                if key not in ("mode", *allowed):
+                    expected = ", ".join(allowed) or "it takes no parameters"
+                    raise _StepError(
+                        f"internet: {key!r} does not apply to mode {mode} ({expected})"
+                    )
+        try:
+            return parse_uplink(internet)
+        except ValueError as problem:
+            raise _StepError(f"internet: {problem}") from None
 
     def ambient(self, table: object, at: float) -> None:
         ambient = _check_keys(table, ("temperature_c", "ramp"), "ambient")
@@ -486,17 +544,19 @@ def apply_to_state(state: SiteState, values: Values) -> None:
     """Put scenario values into a site state (the part that needs no server)."""
     grid = values.get("grid", {})
     if "frequency_hz" in grid:
-        state.grid.frequency_hz = float(grid["frequency_hz"])
+        state.grid.frequency_hz = _as_float(grid["frequency_hz"])
     if "voltage_v" in grid:
-        state.grid.voltage_v = float(grid["voltage_v"])
+        state.grid.voltage_v = _as_float(grid["voltage_v"])
     if "noise_hz" in grid:
-        state.grid.noise_hz = float(grid["noise_hz"])
+        state.grid.noise_hz = _as_float(grid["noise_hz"])
     if "power_kw" in values.get("supply", {}):
-        state.supply.power_kw = float(values["supply"]["power_kw"])
-    if "up" in values.get("internet", {}):
-        state.internet_up = bool(values["internet"]["up"])
+        state.supply.power_kw = _as_float(values["supply"]["power_kw"])
+    uplink = values.get("internet", {}).get("uplink")
+    if isinstance(uplink, UplinkSettings):
+        # Without a running uplink a flap does not flap: it stays in its first, down phase.
+        state.internet_up = uplink.mode in ("up", "degraded")
     if "temperature_c" in values.get("ambient", {}):
-        state.ambient_c = float(values["ambient"]["temperature_c"])
+        state.ambient_c = _as_float(values["ambient"]["temperature_c"])
 
 
 async def run(
@@ -524,9 +584,18 @@ async def run(
         for channel, keys in scenario.values_at(t).items():
             for key, value in keys.items():
                 if (channel, key) not in applied or applied[channel, key] != value:
-                    changes.setdefault(channel, {})[key] = value
+                    changes.setdefault(channel, {})[key] = _on_wall_clock(value, clock_speed)
                     applied[channel, key] = value
         if changes:
             result = apply(changes)
             if inspect.isawaitable(result):
                 await result
+
+
+def _on_wall_clock(value: Value, clock_speed: float) -> Value:
+    """A value as the callback lives it: a flap's phases run at the scenario's clock speed."""
+    if isinstance(value, UplinkSettings) and value.mode == "flap" and clock_speed != 1:
+        return dataclasses.replace(
+            value, down_s=value.down_s / clock_speed, up_s=value.up_s / clock_speed
+        )
+    return value

@@ -309,12 +309,13 @@ class Site:
         LOGGER.info("scenario %r finished", self.scenario.name)
 
     async def apply_scenario(self, values: Values) -> None:
-        """Put scenario values into the running site: the state, the pool outage, the supply."""
-        internet = values.get("internet", {})
+        """Put scenario values into the running site: the state, the uplink's mode, the supply."""
+        uplink = values.get("internet", {}).get("uplink")
         apply_to_state(self.state, {k: v for k, v in values.items() if k != "internet"})
-        # Only a real change: the switch restarts or stops the upstream pool.
-        if "up" in internet and bool(internet["up"]) != self.state.internet_up:
-            await self.set_internet(bool(internet["up"]))
+        # As the control API sets it (so the miners see the same), and only a real change:
+        # setting a mode again would restart a flap or re-open the upstream pool.
+        if isinstance(uplink, UplinkSettings) and uplink != self.uplink.settings:
+            await self.set_uplink(uplink)
         if "supply" in values and self.publisher is not None:
             try:
                 await self.publish_supply()

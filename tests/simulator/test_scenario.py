@@ -24,6 +24,7 @@ from simulator.scenario import (
     run,
 )
 from simulator.state import SiteState
+from simulator.uplink import UplinkSettings
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "simulator" / "scenarios").glob("*.yaml"))
 
@@ -71,7 +72,7 @@ def test_steps_ramps_and_the_solar_curve(tmp_path: Path) -> None:
     assert scenario.values_at(120 + 3900)["supply"]["power_kw"] > 0  # the next morning
     # Channels appear once a step sets them.
     assert "internet" not in scenario.values_at(299.9)
-    assert scenario.values_at(300)["internet"] == {"up": False}
+    assert scenario.values_at(300)["internet"] == {"uplink": UplinkSettings("refuse")}
     assert "ambient" not in scenario.values_at(359)
     assert scenario.values_at(360)["ambient"] == {"temperature_c": 45.0}
     # Without a duration the run ends at the last step (the solar curve never settles).
@@ -166,11 +167,98 @@ def test_durations(text: object, seconds: float) -> None:
 
 
 def test_the_example_files_load() -> None:
-    assert len(EXAMPLES) >= 4
+    names = {path.name for path in EXAMPLES}
+    assert {"evening_dip.yaml", "starlink_outage.yaml", "uplink_flap.yaml"} <= names
+    assert len(EXAMPLES) >= 6
     for path in EXAMPLES:
         scenario = load_scenario(path)
         assert scenario.duration_s > 0, path
         assert scenario.values_at(0), path
+
+
+@pytest.mark.parametrize(
+    ("internet", "settings"),
+    [
+        ("{up: true}", UplinkSettings("up")),
+        ("{up: false}", UplinkSettings("refuse")),  # as the control API's {"up": false}
+        ("{mode: up}", UplinkSettings("up")),
+        ("{mode: refuse}", UplinkSettings("refuse")),
+        ("{mode: blackhole}", UplinkSettings("blackhole")),
+        ("{mode: degraded}", UplinkSettings("degraded", latency_ms=300, jitter_ms=100, loss=0.02)),
+        ("{mode: degraded, latency_ms: 800, jitter_ms: 0, loss: 1}",
+         UplinkSettings("degraded", latency_ms=800, jitter_ms=0, loss=1)),
+        ("{mode: degraded, loss: 0.5}", UplinkSettings("degraded", loss=0.5)),
+        ("{mode: flap}", UplinkSettings("flap", down_s=2, up_s=5, down_mode="blackhole")),
+        ("{mode: flap, down_s: 0.05, up_s: 86400, down_mode: refuse}",
+         UplinkSettings("flap", down_s=0.05, up_s=86400, down_mode="refuse")),
+    ],
+)  # fmt: skip
+def test_internet_is_up_or_an_outage_mode(tmp_path: Path, internet: str, settings: object) -> None:
+    scenario = scenario_from(tmp_path, f"steps:\n  - at: 3s\n    internet: {internet}\n")
+    assert scenario.values_at(2.9) == {}
+    assert scenario.values_at(3) == {"internet": {"uplink": settings}}
+    assert scenario.duration_s == 3
+
+
+def test_the_uplink_files_play_their_modes_in_order() -> None:
+    starlink = load_scenario(next(p for p in EXAMPLES if p.name == "starlink_outage.yaml"))
+    modes = [starlink.values_at(t)["internet"]["uplink"] for t in starlink.step_times]
+    assert [m.mode for m in modes] == [
+        "up", "blackhole", "up", "blackhole", "degraded", "up", "degraded", "up", "degraded", "up",
+    ]  # fmt: skip
+    # A blip of seconds, a real outage of minutes, then a slow recovery before it is up.
+    assert starlink.step_times[2] - starlink.step_times[1] == 3
+    assert starlink.step_times[4] - starlink.step_times[3] == 240
+    assert (modes[4].latency_ms, modes[4].loss) == (800, 0.05)
+    assert starlink.duration_s == 24 * 3600
+    flap = load_scenario(next(p for p in EXAMPLES if p.name == "uplink_flap.yaml"))
+    assert flap.values_at(10)["internet"]["uplink"] == UplinkSettings(
+        "flap", down_s=2, up_s=5, down_mode="blackhole"
+    )
+    assert flap.values_at(69.9) == flap.values_at(10)  # a minute of flapping
+    assert flap.values_at(70)["internet"]["uplink"] == UplinkSettings("up")
+    assert flap.duration_s == 70
+
+
+def test_a_state_follows_the_uplink_mode() -> None:
+    state = SiteState()
+    for settings, up in [
+        (UplinkSettings("refuse"), False),
+        (UplinkSettings("degraded"), True),
+        (UplinkSettings("blackhole"), False),
+        (UplinkSettings("up"), True),
+        (UplinkSettings("flap"), False),  # no uplink to flap it: its first, down phase
+    ]:
+        apply_to_state(state, {"internet": {"uplink": settings}})
+        assert state.internet_up is up, settings
+
+
+async def test_a_run_hands_over_each_mode_once_and_a_flap_on_the_wall_clock(
+    tmp_path: Path,
+) -> None:
+    scenario = scenario_from(
+        tmp_path,
+        """
+        steps:
+          - at: 0
+            internet: {up: false}
+          - at: 10s
+            internet: {mode: refuse}      # the same as up: false: nothing to hand over
+            ambient: {temperature_c: 20}
+          - at: 20s
+            internet: {mode: flap, down_s: 2, up_s: 5}
+          - at: 30s
+            internet: {mode: degraded, latency_ms: 500}
+        """,
+    )
+    handed: list[Values] = []
+    await run(scenario, lambda values: handed.append(values.get("internet", {})), 1000)
+    assert [values for values in handed if values] == [
+        {"uplink": UplinkSettings("refuse")},
+        # Scenario seconds: at 1000 times real time the phases last 2 ms and 5 ms.
+        {"uplink": UplinkSettings("flap", down_s=0.002, up_s=0.005)},
+        {"uplink": UplinkSettings("degraded", latency_ms=500)},  # latency is not shortened
+    ]
 
 
 BAD_CASES = [
@@ -262,6 +350,54 @@ BAD_CASES = [
      r"line 3: YAML syntax error: a key must be text, not 1"),
     ("steps:\n  - at: 0\n    grid: {ramp: 1s}\n",
      r"steps\[0\] \(line 2\): grid: ramp needs frequency_hz or voltage_v"),
+    # The internet's outage modes: the control API's checks and messages, then the scenario's.
+    ("steps:\n  - at: 0\n    internet: {up: true}\n  - at: 1m\n    internet: {up: false}\n"
+     "  - at: 2m\n    internet: {mode: storm}\n",
+     r"steps\[2\] \(line 6\): internet: \"mode\" must be one of up, refuse, blackhole, "
+     r"degraded, flap$"),
+    ("steps:\n  - at: 0\n    internet: {mode: [up]}\n",
+     r"steps\[0\] \(line 2\): internet: \"mode\" must be one of up, refuse"),
+    ("steps:\n  - at: 0\n    internet: {mode: off}\n",  # YAML reads off as false
+     r"steps\[0\] \(line 2\): internet: \"mode\" must be one of up, refuse"),
+    ("steps:\n  - at: 0\n    internet: {mode: flap, down_mode: degraded}\n",
+     r"steps\[0\] \(line 2\): internet: \"down_mode\" must be one of refuse, blackhole$"),
+    ("steps:\n  - at: 0\n    internet: {mode: flap, up_s: 0}\n",
+     r"steps\[0\] \(line 2\): internet: \"up_s\" must be between 0.05 and 86400$"),
+    ("steps:\n  - at: 0\n    internet: {mode: flap, down_s: 2s}\n",
+     r"steps\[0\] \(line 2\): internet: \"down_s\" must be a number$"),
+    ("steps:\n  - at: 0\n    internet: {mode: degraded, latency_ms: 70000}\n",
+     r"steps\[0\] \(line 2\): internet: \"latency_ms\" must be between 0 and 60000$"),
+    ("steps:\n  - at: 0\n    internet: {mode: degraded, jitter_ms: -1}\n",
+     r"steps\[0\] \(line 2\): internet: \"jitter_ms\" must be between 0 and 60000$"),
+    ("steps:\n  - at: 0\n    internet: {mode: degraded, loss: 1.5}\n",
+     r"steps\[0\] \(line 2\): internet: \"loss\" must be between 0 and 1$"),
+    ("steps:\n  - at: 0\n    internet: {mode: degraded, loss: true}\n",
+     r"steps\[0\] \(line 2\): internet: \"loss\" must be a number$"),
+    ("steps:\n  - at: 0\n    internet: {mode: degraded, loss: .nan}\n",
+     r"steps\[0\] \(line 2\): internet: \"loss\" must be a number$"),
+    ("steps:\n  - at: 0\n    internet: {up: false, mode: blackhole}\n",
+     r"steps\[0\] \(line 2\): internet: give up or mode, not both$"),
+    ("steps:\n  - at: 0\n    internet: {}\n",
+     r"steps\[0\] \(line 2\): internet needs up \(true or false\) or mode \(one of up, "
+     r"refuse, blackhole, degraded, flap\)$"),
+    ("steps:\n  - at: 0\n    internet: {latency_ms: 300}\n",
+     r"steps\[0\] \(line 2\): internet needs up \(true or false\) or mode"),
+    ("steps:\n  - at: 0\n    internet: {up: false, down_s: 3}\n",
+     r"steps\[0\] \(line 2\): internet: 'down_s' needs a mode \(up takes no parameters\)$"),
+    ("steps:\n  - at: 0\n    internet: {mode: blackhole, latency_ms: 300}\n",
+     r"steps\[0\] \(line 2\): internet: 'latency_ms' does not apply to mode blackhole \(it "
+     r"takes no parameters\)$"),
+    ("steps:\n  - at: 0\n    internet: {mode: degraded, down_s: 3}\n",
+     r"steps\[0\] \(line 2\): internet: 'down_s' does not apply to mode degraded "
+     r"\(latency_ms, jitter_ms, loss\)$"),
+    ("steps:\n  - at: 0\n    internet: {mode: flap, loss: 0.1}\n",
+     r"steps\[0\] \(line 2\): internet: 'loss' does not apply to mode flap "
+     r"\(down_s, up_s, down_mode\)$"),
+    ("steps:\n  - at: 0\n    internet: {mode: flap, period: 3}\n",
+     r"steps\[0\] \(line 2\): internet: unknown key 'period' \(expected up, mode, latency_ms, "
+     r"jitter_ms, loss, down_s, up_s, down_mode\)$"),
+    ("steps:\n  - at: 0\n    internet: blackhole\n",
+     r"steps\[0\] \(line 2\): internet must be a mapping, not 'blackhole'$"),
 ]  # fmt: skip
 
 
@@ -300,7 +436,7 @@ async def test_an_accelerated_run_applies_every_change_in_order(tmp_path: Path) 
     assert calls[0][1] == {"grid": {"frequency_hz": 50.0}, "supply": {"power_kw": 600.0}}
     # Only changes are handed over: the outage exactly once, at 5 minutes.
     outages = [(at, values) for at, values in calls if "internet" in values]
-    assert [values["internet"] for _, values in outages] == [{"up": False}]
+    assert [values["internet"] for _, values in outages] == [{"uplink": UplinkSettings("refuse")}]
     assert outages[0][0] >= 300 / 2000
     # The frequency ramp was played through, tick by tick.
     frequencies = [v["grid"]["frequency_hz"] for _, v in calls if "grid" in v]

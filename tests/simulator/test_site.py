@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import contextlib
 import json
+from pathlib import Path
 import shutil
+import textwrap
 import time
+from typing import Any
 
 import aiohttp
 from pymodbus.client import AsyncModbusTcpClient
@@ -15,9 +19,13 @@ import pytest
 from simulator import Site, SiteConfig
 from simulator.cli import config_from_args
 from simulator.mqtt import connect_packet
-from simulator.scenario import Values
+from simulator.scenario import Values, load_scenario, run as run_scenario
+from simulator.uplink import UplinkSettings
+from tests.simulator.test_miners_helpers import running_site
+from tests.simulator.test_stratum import QUICK, stratum_pool, two_pools, until, user
 from tests.support.modbus_meter import free_port
 
+SCENARIOS = Path(__file__).resolve().parents[2] / "simulator" / "scenarios"
 FAST = {"meter": "127.0.0.1:0", "control": "127.0.0.1:0", "pool": "127.0.0.1:0"}
 
 
@@ -348,3 +356,129 @@ async def test_containers_and_a_scenario_run_with_the_site(loopback_network: Non
         assert status == 400
         status, text = await control(site, "POST", "/api/containers/7", {})
         assert (status, "no container 7" in str(text)) == (404, True)
+
+
+UPLINK_SCENARIO = """
+steps:
+  - at: 0s
+    internet: {up: false}
+  - at: 1s
+    internet: {mode: blackhole}
+  - at: 2s
+    internet: {mode: degraded, latency_ms: 200, jitter_ms: 0, loss: 0}
+  - at: 3s
+    internet: {mode: flap, down_s: 2, up_s: 2, down_mode: refuse}
+  - at: 13s
+    internet: {up: true}
+"""
+
+
+async def test_a_scenario_sets_the_uplink_as_the_control_api_does(
+    loopback_network: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "uplink.yaml"
+    path.write_text(textwrap.dedent(UPLINK_SCENARIO), encoding="utf-8")
+    speed = 10
+    config = SiteConfig(**FAST | {"meter": None}, scenario=str(path), scenario_speed=speed)
+    site = Site(config)
+    applied: asyncio.Queue[tuple[float, UplinkSettings, asyncio.Event]] = asyncio.Queue()
+    set_uplink = site.set_uplink
+    started = time.monotonic()
+
+    async def watched(settings: UplinkSettings) -> None:
+        await set_uplink(settings)
+        looked = asyncio.Event()
+        await applied.put((time.monotonic() - started, settings, looked))
+        # The scenario waits while the test looks at the pool: a later step only comes late.
+        await looked.wait()
+
+    site.set_uplink = watched  # type: ignore[method-assign]
+
+    async def step(at_s: float, mode: str) -> tuple[dict[str, Any], asyncio.Event]:
+        """The next mode the scenario set: not before its time; what the control API shows."""
+        async with asyncio.timeout(30):
+            elapsed, settings, looked = await applied.get()
+        assert settings.mode == mode
+        assert elapsed >= at_s / speed
+        status, state = await control(site, "GET", "/api/state")
+        assert status == 200
+        assert isinstance(state, dict)
+        internet: dict[str, Any] = state["internet"]
+        assert internet["mode"] == mode
+        return internet, looked
+
+    async with site:
+        assert site.pool is not None
+        host, port = site.pool.host, site.pool.port
+
+        internet, looked = await step(0, "refuse")  # up: false, as {"up": false} on the API
+        assert internet["up"] is False
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection(host, port)
+        looked.set()
+
+        internet, looked = await step(1, "blackhole")
+        assert internet["up"] is False
+        # Nothing answers: the one connect the listen queue holds, then connects hang.
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(0.5):
+                _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await asyncio.open_connection(host, port)
+        looked.set()
+
+        internet, looked = await step(2, "degraded")
+        assert (internet["up"], internet["latency_ms"], internet["loss"]) == (True, 200, 0)
+        asked = time.monotonic()
+        replies = await stratum(host, port, {"id": 1, "method": "mining.subscribe", "params": []})
+        assert replies[0]["id"] == 1
+        assert time.monotonic() - asked >= 0.2  # the reply waited the latency
+        looked.set()
+
+        internet, looked = await step(3, "flap")
+        # The phases are scenario seconds: 2 s at ten times real time is 0.2 s.
+        assert (internet["down_s"], internet["up_s"], internet["down_mode"]) == (0.2, 0.2, "refuse")
+        downs = site.uplink.downs
+        await until(lambda: site.uplink.downs >= downs + 2, 20, "two down phases of the flap")
+        looked.set()
+
+        internet, looked = await step(13, "up")  # up: true
+        assert internet["up"] is True
+        downs = site.uplink.downs
+        replies = await stratum(
+            host,
+            port,
+            {"id": 1, "method": "mining.subscribe", "params": []},
+            {"id": 2, "method": "mining.authorize", "params": ["worker", "x"]},
+        )
+        assert replies[1] == {"id": 2, "result": True, "error": None}
+        assert replies[3]["method"] == "mining.notify"
+        assert site.uplink.downs == downs  # the flap has stopped
+        looked.set()
+        assert applied.empty()
+
+
+async def test_the_flap_file_never_moves_a_miner(loopback_network: None) -> None:
+    scenario = load_scenario(SCENARIOS / "uplink_flap.yaml")
+    async with (
+        stratum_pool(job_interval_s=0.2) as local,
+        running_site(
+            "whatsminer=1,luxos=1,braiins=1", miners=3, failover_delay_s=1.5, **QUICK
+        ) as site,
+    ):
+        upstream = await two_pools(site, local)
+        assert site.pool is not None
+        downs = site.uplink.downs
+        # A minute of 2 s dropouts at ten times real time: 0.2 s down, 0.5 s up, for 6 s. The
+        # firmware's dead-pool delay is 1.5 s here (90 s on real firmware): no dropout reaches it.
+        await run_scenario(scenario, site.apply_scenario, clock_speed=10)
+        assert site.uplink.settings == UplinkSettings("up")
+        assert site.uplink.downs >= downs + 5
+        assert all(m.pool == upstream for m in site.miners)
+        # A miner that had moved would have authorized on the local pool.
+        assert not any(local.workers.get(user(m)) for m in site.miners)
+        pool = site.pool
+        accepted = pool.accepted_shares
+        await until(lambda: pool.accepted_shares > accepted + 3, 15, "shares upstream")
