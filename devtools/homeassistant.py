@@ -216,17 +216,23 @@ class HomeAssistantApi:
         raise StepError(f"{handler}: the flow did not finish in 100 steps")
 
     async def set_options(self, entry_id: str, values: Mapping[str, Any]) -> None:
-        """Change an entry's options through its options flow, keeping the others."""
-        form = await self.post("/api/config/config_entries/options/flow", {"handler": entry_id})
-        answers = _answers_for(form["data_schema"], {})
-        for field in form["data_schema"]:
-            # The form suggests the current options; keep them.
-            suggested = (field.get("description") or {}).get("suggested_value")
-            if suggested is not None:
-                answers[field["name"]] = suggested
-        answers.update(values)
-        result = await self.post(
-            f"/api/config/config_entries/options/flow/{form['flow_id']}", answers
-        )
-        if result.get("type") != "create_entry":
-            raise StepError(f"options of {entry_id} refused: {result}")
+        """Change an entry's options through its options flow (every page), keeping the others."""
+        result = await self.post("/api/config/config_entries/options/flow", {"handler": entry_id})
+        for _ in range(10):
+            if result.get("type") == "create_entry":
+                return
+            if result.get("type") != "form" or result.get("errors"):
+                raise StepError(f"options of {entry_id} refused: {result}")
+            schema = result["data_schema"]
+            answers = _answers_for(schema, {})
+            for field in schema:
+                # The form suggests the current options; keep them.
+                suggested = (field.get("description") or {}).get("suggested_value")
+                if suggested is not None:
+                    answers[field["name"]] = suggested
+            names = {field["name"] for field in schema}
+            answers.update({key: value for key, value in values.items() if key in names})
+            result = await self.post(
+                f"/api/config/config_entries/options/flow/{result['flow_id']}", answers
+            )
+        raise StepError(f"options of {entry_id}: the flow did not finish in 10 pages")

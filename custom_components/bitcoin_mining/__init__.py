@@ -41,6 +41,7 @@ from .const import (
 )
 from .coordinator import GridCoordinator, SiteCoordinator, implausible_issue_id
 from .entity import site_device_info, site_identifier
+from .failover import FailoverController, local_pool_issue_id
 from .fleet import FleetCoordinator
 from .miningsite.addresses import AddressListError, MinerAddress, parse_fleet
 from .miningsite.meter import GridMeter, meter_map
@@ -147,6 +148,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     )
     site = SiteCoordinator(hass, entry, supply, tuple(probes), fleet.measured_power_w)
     balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
+    failover = FailoverController(hass, entry, fleet, store)
 
     # A meter that is down at start leaves its entities unavailable but does not
     # hold the site back: supply limits and the fleet must keep working. Miners
@@ -159,10 +161,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         config_entry_id=entry.entry_id, **site_device_info(entry)
     )
     entry.runtime_data = BitcoinMiningData(
-        grid=grid, site=site, fleet=fleet, balancer=balancer, site_device_id=site_device.id
+        grid=grid,
+        site=site,
+        fleet=fleet,
+        balancer=balancer,
+        failover=failover,
+        site_device_id=site_device.id,
     )
     entry.async_on_unload(store.async_save)
     grid.start()
+    # A local pool that cannot listen is a repair issue: the site runs without failover.
+    # Closed on unload: the miners' firmware then fails over by itself, as without us.
+    entry.async_on_unload(failover.async_stop)
+    await failover.async_start()
     entry.async_on_unload(
         async_track_state_change_event(hass, supply.entity_ids, site.async_supply_changed)
     )
@@ -199,8 +210,9 @@ async def async_unload_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntr
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> None:
-    """Delete the site's stored cycle counts (and a repair issue) with the site itself."""
+    """Delete the site's stored cycle counts (and its repair issues) with the site itself."""
     ir.async_delete_issue(hass, DOMAIN, implausible_issue_id(entry.entry_id))
+    ir.async_delete_issue(hass, DOMAIN, local_pool_issue_id(entry.entry_id))
     await SiteStore(hass, entry.entry_id).async_remove()
 
 

@@ -18,6 +18,7 @@ from .compat import BinarySensorDeviceClass
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import GridCoordinator, GridData, SiteCoordinator, SiteData
 from .entity import MinerEntity, MinerEntityDescription, SiteEntity, async_add_miner_entities
+from .failover import FailoverController
 from .fleet import MinerView
 from .models import BitcoinMiningConfigEntry
 
@@ -61,6 +62,13 @@ def _reachable(probe: str) -> Callable[[SiteData], bool | None]:
     return value
 
 
+# The overall verdict: off once the upstream pool has given no work N times within M s.
+INTERNET = BinarySensorEntityDescription(
+    key="internet",
+    translation_key="internet",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+)
+
 GRID_BINARY_SENSORS: tuple[GridBinarySensorDescription, ...] = (
     GridBinarySensorDescription(
         key="under_frequency",
@@ -101,12 +109,6 @@ MINER_BINARY_SENSORS: tuple[MinerBinarySensorDescription, ...] = (
 
 SITE_BINARY_SENSORS: tuple[SiteBinarySensorDescription, ...] = (
     SiteBinarySensorDescription(
-        key="internet",
-        translation_key="internet",
-        device_class=BinarySensorDeviceClass.CONNECTIVITY,
-        is_on_fn=lambda data: data.internet_up,
-    ),
-    SiteBinarySensorDescription(
         key="pool_reachable",
         translation_key="pool_reachable",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
@@ -136,6 +138,7 @@ async def async_setup_entry(
     entities: list[BinarySensorEntity] = [GridBinarySensor(grid, d) for d in GRID_BINARY_SENSORS]
     entities += [SiteBinarySensor(site, d) for d in SITE_BINARY_SENSORS if d.exists_fn(site)]
     entities += [BalancerBinarySensor(balancer, d) for d in BALANCER_BINARY_SENSORS]
+    entities.append(InternetBinarySensor(entry.runtime_data.failover, INTERNET))
     async_add_entities(entities)
 
     fleet = entry.runtime_data.fleet
@@ -167,6 +170,15 @@ class SiteBinarySensor(SiteEntity[SiteCoordinator], BinarySensorEntity):
     def is_on(self) -> bool | None:
         """The value from the latest site poll."""
         return self.entity_description.is_on_fn(self.coordinator.data)
+
+
+class InternetBinarySensor(SiteEntity[FailoverController], BinarySensorEntity):
+    """Whether the upstream pool gives work (an outage is confirmed, never one lost probe)."""
+
+    @property
+    def is_on(self) -> bool | None:
+        """Off during a confirmed outage; unknown until the first probe."""
+        return self.coordinator.data.internet_up
 
 
 class BalancerBinarySensor(SiteEntity[LoadBalancer], BinarySensorEntity):

@@ -19,6 +19,8 @@ from . import config_schemas as forms
 from .compat import OptionsFlowWithReload, vol
 from .const import (
     CONF_FREQUENCY_REGISTER,
+    CONF_LOCAL_POOL_BIND,
+    CONF_LOCAL_POOL_PORT,
     CONF_METER_HOST,
     CONF_METER_PORT,
     CONF_METER_UNIT_ID,
@@ -34,7 +36,13 @@ from .const import (
     meter_unique_id,
 )
 from .miningsite.addresses import MinerAddress
-from .miningsite.exceptions import DeviceConnectionError, DeviceProtocolError, DeviceTimeoutError
+from .miningsite.exceptions import (
+    DeviceConnectionError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+    LocalPoolError,
+    PoolPortInUseError,
+)
 from .miningsite.meter import (
     SEL735_FREQUENCY,
     ImplausibleFrequencyError,
@@ -44,6 +52,7 @@ from .miningsite.meter import (
 )
 from .miningsite.miners.base import Credentials
 from .miningsite.miners.probe import ProbeOutcome, probe_miners
+from .miningsite.stratum import check_listen
 
 MINER_ERRORS = {
     ProbeOutcome.REFUSED_LOGIN: "invalid_auth",
@@ -277,14 +286,38 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
+async def pool_can_listen(entry: ConfigEntry, user_input: Mapping[str, Any]) -> dict[str, str]:
+    """Whether the local pool could listen where the form says, as a form error."""
+    bind = str(user_input.get(CONF_LOCAL_POOL_BIND) or "").strip() or None
+    port = int(user_input[CONF_LOCAL_POOL_PORT])
+    runtime = getattr(entry, "runtime_data", None)
+    running = runtime.failover.pool if runtime is not None else None
+    if running is not None and running.running and running.port == port:
+        # Our own pool holds the port, and the reload frees it before listening again:
+        # only the address is checked (on any free port).
+        port = 0
+    try:
+        await check_listen(bind, port)
+    except PoolPortInUseError:
+        return {CONF_LOCAL_POOL_PORT: "port_in_use"}
+    except LocalPoolError:
+        return {CONF_LOCAL_POOL_BIND: "cannot_listen"}
+    return {}
+
+
 class BitcoinMiningOptionsFlow(OptionsFlowWithReload):
-    """Tune the fleet, cadence, thresholds, budget and allocation of a site."""
+    """Tune the fleet, cadence, thresholds, budget and allocation, then the failover."""
+
+    def __init__(self) -> None:
+        """Nothing entered yet."""
+        self._options: dict[str, Any] = {}
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show the options form."""
         _, errors, item = forms.check_miner_list(str((user_input or {}).get(CONF_MINERS, "")))
         if user_input is not None and not errors:
-            return self.async_create_entry(data=forms.options_data(user_input))
+            self._options = forms.options_data(user_input)
+            return await self.async_step_failover()
         schema = forms.options_schema(float(self.config_entry.data[CONF_NOMINAL_FREQUENCY]))
         return self.async_show_form(
             step_id="init",
@@ -293,4 +326,24 @@ class BitcoinMiningOptionsFlow(OptionsFlowWithReload):
             ),
             errors=errors,
             description_placeholders={"item": item},
+        )
+
+    async def async_step_failover(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """The local pool's address and port, and when to fail over and back."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            errors = forms.failover_checks(user_input) or await pool_can_listen(
+                self.config_entry, user_input
+            )
+            if not errors:
+                options = self._options | forms.failover_options(user_input)
+                return self.async_create_entry(data=options)
+        return self.async_show_form(
+            step_id="failover",
+            data_schema=self.add_suggested_values_to_schema(
+                forms.FAILOVER_SCHEMA, user_input or self.config_entry.options
+            ),
+            errors=errors,
         )

@@ -15,8 +15,14 @@ from .const import (
     CONF_ADDRESS_BASE,
     CONF_BYTE_ORDER,
     CONF_DATA_TYPE,
+    CONF_FAILBACK_BATCH,
+    CONF_FAILBACK_HOLD_S,
     CONF_FLEET_INTERVAL,
     CONF_GRID_INTERVAL,
+    CONF_LOCAL_POOL_ADDRESS,
+    CONF_LOCAL_POOL_BIND,
+    CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_PORT,
     CONF_MARGIN_KW,
     CONF_MAX_STARTS,
     CONF_METER_HOST,
@@ -28,6 +34,8 @@ from .const import (
     CONF_MINER_USERNAME,
     CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
+    CONF_OUTAGE_FAILURES,
+    CONF_OUTAGE_WINDOW_S,
     CONF_OVERHEAD_KW,
     CONF_POOL_HOST,
     CONF_POOL_PORT,
@@ -44,14 +52,20 @@ from .const import (
     CONF_SUPPLY_VOLTAGE_ENTITY,
     CONF_UNDER_FREQUENCY,
     CONF_WORD_ORDER,
+    DEFAULT_FAILBACK_BATCH,
+    DEFAULT_FAILBACK_HOLD_S,
     DEFAULT_FLEET_INTERVAL,
     DEFAULT_GRID_INTERVAL,
+    DEFAULT_LOCAL_POOL_MIN_DIFFICULTY,
+    DEFAULT_LOCAL_POOL_PORT,
     DEFAULT_MARGIN_KW,
     DEFAULT_MAX_STARTS,
     DEFAULT_METER_PORT,
     DEFAULT_METER_UNIT_ID,
     DEFAULT_MIN_OFF_S,
     DEFAULT_MIN_ON_S,
+    DEFAULT_OUTAGE_FAILURES,
+    DEFAULT_OUTAGE_WINDOW_S,
     DEFAULT_OVERHEAD_KW,
     DEFAULT_POOL_PORT,
     DEFAULT_RESTORE_HOLD_S,
@@ -198,6 +212,54 @@ def options_schema(nominal_hz: float) -> vol.Schema:
             ),
         }
     )
+
+
+# The local pool and failover: the options flow's second step.
+FAILOVER_SCHEMA = vol.Schema(
+    {
+        vol.Optional(CONF_LOCAL_POOL_BIND, default=""): str,
+        vol.Required(CONF_LOCAL_POOL_PORT, default=DEFAULT_LOCAL_POOL_PORT): _box(
+            1, 65535, 1, "port"
+        ),
+        vol.Optional(CONF_LOCAL_POOL_ADDRESS, default=""): str,
+        vol.Required(CONF_OUTAGE_FAILURES, default=DEFAULT_OUTAGE_FAILURES): _box(
+            1, 100, 1, "probes"
+        ),
+        vol.Required(CONF_OUTAGE_WINDOW_S, default=DEFAULT_OUTAGE_WINDOW_S): _box(1, 3600, 1, "s"),
+        vol.Required(CONF_FAILBACK_HOLD_S, default=DEFAULT_FAILBACK_HOLD_S): _box(0, 86400, 1, "s"),
+        vol.Required(CONF_FAILBACK_BATCH, default=DEFAULT_FAILBACK_BATCH): _box(
+            1, 1000, 1, "miners"
+        ),
+        # Real ASICs need the default; the simulator's miners hash in Python.
+        vol.Required(
+            CONF_LOCAL_POOL_MIN_DIFFICULTY, default=DEFAULT_LOCAL_POOL_MIN_DIFFICULTY
+        ): vol.All(vol.Coerce(float), vol.Range(min=1e-12, max=1e12)),
+    }
+)
+FAILOVER_WHOLE = (CONF_LOCAL_POOL_PORT, CONF_OUTAGE_FAILURES, CONF_FAILBACK_BATCH)
+FAILOVER_TEXT = (CONF_LOCAL_POOL_BIND, CONF_LOCAL_POOL_ADDRESS)
+
+
+def failover_options(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """The failover step as stored: counts and the port whole, addresses trimmed."""
+    options: dict[str, Any] = {}
+    for key, value in user_input.items():
+        if key in FAILOVER_TEXT:
+            options[key] = str(value or "").strip()
+        elif key in FAILOVER_WHOLE:
+            options[key] = int(value)
+        else:
+            options[key] = float(value)
+    return options
+
+
+def failover_checks(user_input: Mapping[str, Any]) -> dict[str, str]:
+    """An outage must be confirmable: the window holds the failed probes it needs."""
+    # Probes run every 2 s: N failures take at least 2 (N - 1) s.
+    failures = int(user_input[CONF_OUTAGE_FAILURES])
+    if float(user_input[CONF_OUTAGE_WINDOW_S]) < 2 * (failures - 1):
+        return {CONF_OUTAGE_WINDOW_S: "window_too_short"}
+    return {}
 
 
 def register_form_values(stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -90,6 +90,38 @@ POLL_CONCURRENCY: Final = 128
 # Commands go to every miner at once: shedding on under-frequency must not queue.
 COMMAND_CONCURRENCY: Final = 1000
 
+# Options: the local Stratum pool and internet failover.
+CONF_LOCAL_POOL_BIND: Final = "local_pool_bind"
+CONF_LOCAL_POOL_PORT: Final = "local_pool_port"
+# The address the miners reach Home Assistant at (blank: found from the route to a miner).
+CONF_LOCAL_POOL_ADDRESS: Final = "local_pool_address"
+CONF_OUTAGE_FAILURES: Final = "outage_failures"
+CONF_OUTAGE_WINDOW_S: Final = "outage_window_s"
+CONF_FAILBACK_HOLD_S: Final = "failback_hold_s"
+CONF_FAILBACK_BATCH: Final = "failback_batch"
+# Advanced: real ASICs need no change; the site simulator's miners hash at a tiny difficulty.
+CONF_LOCAL_POOL_MIN_DIFFICULTY: Final = "local_pool_min_difficulty"
+
+DEFAULT_LOCAL_POOL_PORT: Final = 3333
+# Three failed handshakes within 10 s: a blackholed uplink is confirmed in about 6 s
+# (each probe gives up after 2 s), one lost packet or a 2 s flap never is.
+DEFAULT_OUTAGE_FAILURES: Final = 3
+DEFAULT_OUTAGE_WINDOW_S: Final = 10.0
+# The upstream must give work this long before the miners go back, in batches of this many
+# (160 reconnects at once swamp a 4G link).
+DEFAULT_FAILBACK_HOLD_S: Final = 60.0
+DEFAULT_FAILBACK_BATCH: Final = 20
+DEFAULT_LOCAL_POOL_MIN_DIFFICULTY: Final = 1024.0
+# The upstream pool is asked for work this often, and given this long to send a job.
+HANDSHAKE_INTERVAL_S: Final = 2.0
+HANDSHAKE_TIMEOUT_S: Final = 2.0
+# Share loss is counted over this window (the seed's target: under 1 %).
+SHARE_LOSS_WINDOW_S: Final = 900.0
+
+# Events for automations and blueprints.
+EVENT_UPLINK_OUTAGE: Final = f"{DOMAIN}_uplink_outage"
+EVENT_UPLINK_RESTORED: Final = f"{DOMAIN}_uplink_restored"
+
 # Names of the network probes.
 PROBE_UPSTREAM_POOL: Final = "upstream_pool"
 PROBE_EXTRA: Final = "extra_target"

@@ -55,6 +55,35 @@ async def async_get_config_entry_diagnostics(
         },
         "fleet": _fleet(entry),
         "balancer": _balancer(entry),
+        "failover": _failover(entry),
+    }
+
+
+def _failover(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
+    """The uplink's verdict, the local pool and the last move; worker names redacted."""
+    failover = entry.runtime_data.failover
+    data = failover.data
+    pool = asdict(data.pool) if data.pool else None
+    if pool is not None:
+        pool["workers"] = len(pool["workers"])
+    return {
+        "mode": data.mode,
+        "state": data.state,
+        "internet_up": data.internet_up,
+        "handshake": asdict(data.handshake) if data.handshake else None,
+        "outage_s": data.outage_s,
+        "last_outage_s": data.last_outage_s,
+        "share_loss_percent": data.share_loss_percent,
+        "local_pool": {"url": data.pool_url, "error": data.pool_error, "stats": pool},
+        "miners_on_local_pool": data.miners_on_local_pool,
+        "last_move": asdict(data.last_move) if data.last_move else None,
+        "backup_missing": data.backup_missing,
+        "settings": {
+            "outage_failures": failover.detector.failures,
+            "outage_window_s": failover.detector.window_s,
+            "failback_hold_s": failover.hold_s,
+            "failback_batch": failover.batch,
+        },
     }
 
 

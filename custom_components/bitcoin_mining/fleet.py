@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 import math
@@ -38,10 +38,12 @@ from .miningsite.miners.base import (
     MinerEndpoint,
     MinerIdentity,
     MinerStatus,
+    PoolConfig,
 )
 from .miningsite.miners.detect import detect_family
 from .miningsite.miners.fleet import Action, Fleet, driver_for, fill_power
 from .miningsite.miners.models import model_spec
+from .miningsite.miners.pool_moves import PoolMoveOutcome
 from .models import BitcoinMiningConfigEntry
 from .storage import SiteStore
 
@@ -495,6 +497,52 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # caller, a shed, records what was confirmed first, not after thousands of writes.
         self.hass.loop.call_soon(self._async_publish)
         return errors
+
+    async def async_switch_pools(self, targets: Mapping[str, str]) -> dict[str, PoolMoveOutcome]:
+        """Move miners (by MAC) to a pool URL each, all at once, each confirmed by read-back."""
+        by_address = self._addresses(targets)
+        outcomes = await self.fleet.switch_to_pool(
+            {address: targets[mac] for address, mac in by_address.items()}
+        )
+        return self._take_read_backs(by_address, outcomes)
+
+    async def async_ensure_backup_pool(
+        self, backup: PoolConfig, statuses: Mapping[str, MinerStatus]
+    ) -> dict[str, PoolMoveOutcome]:
+        """Put `backup` last on these miners' pool lists (by MAC); only those that lack it."""
+        by_address = self._addresses(statuses)
+        outcomes = await self.fleet.ensure_backup_pool(
+            backup, {address: statuses[mac] for address, mac in by_address.items()}
+        )
+        return self._take_read_backs(by_address, outcomes)
+
+    def _addresses(self, macs: Iterable[str]) -> dict[str, str]:
+        """Fleet address → MAC of the miners still in the fleet."""
+        members = set(self.fleet.keys)
+        return {
+            view.address: mac
+            for mac in macs
+            if (view := self.data.miners.get(mac)) is not None and view.address in members
+        }
+
+    def _take_read_backs(
+        self, by_address: Mapping[str, str], outcomes: Mapping[str, PoolMoveOutcome]
+    ) -> dict[str, PoolMoveOutcome]:
+        """Show the pools the moves read back at once (the next poll is seconds away).
+
+        Only the pools: the rest of a reading taken during a move may be older than a
+        stop or start confirmed meanwhile, and must not undo it.
+        """
+        miners = dict(self.data.miners)
+        for address, outcome in outcomes.items():
+            mac = by_address[address]
+            view = miners.get(mac)
+            if view is not None and view.status is not None and outcome.status is not None:
+                status = replace(view.status, pools=outcome.status.pools)
+                miners[mac] = replace(view, status=status)
+        self.data = replace(self.data, miners=miners)
+        self.hass.loop.call_soon(self._async_publish)
+        return {by_address[address]: outcome for address, outcome in outcomes.items()}
 
     @callback
     def _async_publish(self) -> None:

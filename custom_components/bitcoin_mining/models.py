@@ -11,17 +11,19 @@ if TYPE_CHECKING:
     # Annotations only: the coordinators themselves import this module for the alias.
     from .balancer import LoadBalancer
     from .coordinator import GridCoordinator, SiteCoordinator
+    from .failover import FailoverController
     from .fleet import FleetCoordinator
 
 
 @dataclass(slots=True)
 class BitcoinMiningData:
-    """The coordinators and the balancer of one site."""
+    """The coordinators, the balancer and the failover of one site."""
 
     grid: GridCoordinator
     site: SiteCoordinator
     fleet: FleetCoordinator
     balancer: LoadBalancer
+    failover: FailoverController
     # The site device's registry id: the parent of every ASIC's device.
     site_device_id: str
 

@@ -1,4 +1,4 @@
-"""The load balancer's mode: auto acts, advisory only plans, off does nothing."""
+"""The modes of the load balancer and the failover: auto acts, advisory only tells, off is off."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .balancer import MODES, LoadBalancer
 from .entity import SiteEntity
+from .failover import FailoverController
 from .helpers import command_errors, raise_for_failures
 from .models import BitcoinMiningConfigEntry
 
@@ -22,13 +23,26 @@ ALLOCATION_MODE = SelectEntityDescription(
 )
 
 
+FAILOVER_MODE = SelectEntityDescription(
+    key="failover_mode",
+    translation_key="failover_mode",
+    options=list(MODES),
+    entity_category=EntityCategory.CONFIG,
+)
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: BitcoinMiningConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the allocation mode select."""
-    async_add_entities([AllocationModeSelect(entry.runtime_data.balancer, ALLOCATION_MODE)])
+    """Add the allocation and failover mode selects."""
+    async_add_entities(
+        [
+            AllocationModeSelect(entry.runtime_data.balancer, ALLOCATION_MODE),
+            FailoverModeSelect(entry.runtime_data.failover, FAILOVER_MODE),
+        ]
+    )
 
 
 class AllocationModeSelect(SiteEntity[LoadBalancer], SelectEntity):
@@ -45,3 +59,16 @@ class AllocationModeSelect(SiteEntity[LoadBalancer], SelectEntity):
         run = await self.coordinator.async_set_mode(option)  # type: ignore[arg-type]
         if run is not None:
             raise_for_failures(self.coordinator.fleet, run.failures, run.commands)
+
+
+class FailoverModeSelect(SiteEntity[FailoverController], SelectEntity):
+    """Who moves the miners in an outage: the site (auto), the operator (advisory, off)."""
+
+    @property
+    def current_option(self) -> str:
+        """The failover's mode."""
+        return self.coordinator.data.mode
+
+    async def async_select_option(self, option: str) -> None:
+        """Change the mode (saved, so a restart keeps it)."""
+        await self.coordinator.async_set_mode(option)  # type: ignore[arg-type]

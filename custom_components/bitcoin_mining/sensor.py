@@ -1,4 +1,4 @@
-"""Sensors: grid, supply, network, fleet and balancer figures of a site, and each ASIC's."""
+"""Sensors: grid, supply, network, fleet, balancer and failover figures, and each ASIC's."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import (
+    PERCENTAGE,
     REVOLUTIONS_PER_MINUTE,
     EntityCategory,
     UnitOfElectricCurrent,
@@ -38,9 +39,11 @@ from .coordinator import (
     SiteData,
 )
 from .entity import MinerEntity, MinerEntityDescription, SiteEntity, async_add_miner_entities
+from .failover import FAILOVER_STATES, FailoverController, FailoverData
 from .fleet import FleetCoordinator, FleetData, MinerView
 from .miningsite.cycles import CycleRecord
 from .miningsite.miners.base import MinerStatus
+from .miningsite.stratum import PoolStats
 from .models import BitcoinMiningConfigEntry
 
 HASHRATE_UNIT = "TH/s"
@@ -194,6 +197,124 @@ class BalancerSensorDescription(SensorEntityDescription):
 
     value_fn: Callable[[BalancerState], StateType]
     attributes_fn: Callable[[BalancerState], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailoverSensorDescription(SensorEntityDescription):
+    """The uplink, the local pool and where the miners hash."""
+
+    value_fn: Callable[[FailoverData], StateType]
+    attributes_fn: Callable[[FailoverData], dict[str, Any]] | None = None
+    # Figures of the local pool: unavailable while it cannot listen.
+    needs_pool: bool = False
+
+
+def _pool_figure(value: Callable[[PoolStats], float]) -> Callable[[FailoverData], StateType]:
+    def figure(data: FailoverData) -> StateType:
+        return None if data.pool is None else value(data.pool)
+
+    return figure
+
+
+# Miners a move names in its attributes (the log has every one).
+FAILURES_SHOWN = 10
+
+
+def _failover_attributes(data: FailoverData) -> dict[str, Any]:
+    move = data.last_move
+    attributes: dict[str, Any] = {
+        "local_pool_url": data.pool_url,
+        "local_pool_error": data.pool_error,
+        "outage_started": data.outage_started.isoformat() if data.outage_started else None,
+        "last_outage_s": None if data.last_outage_s is None else round(data.last_outage_s, 1),
+        "miners_without_local_pool": len(data.backup_missing),
+    }
+    if move is not None:
+        attributes |= {
+            "last_move": move.kind,
+            "last_move_at": move.finished_at.isoformat(),
+            "last_move_miners": move.asked,
+            "last_move_failed": len(move.failures),
+            "last_move_failures": dict(list(move.failures.items())[:FAILURES_SHOWN]),
+            "last_move_s": move.elapsed_s,
+        }
+    return attributes
+
+
+FAILOVER_SENSORS: tuple[FailoverSensorDescription, ...] = (
+    FailoverSensorDescription(
+        key="failover_state",
+        translation_key="failover_state",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(FAILOVER_STATES),
+        value_fn=lambda data: data.state,
+        attributes_fn=_failover_attributes,
+    ),
+    FailoverSensorDescription(
+        key="miners_on_local_pool",
+        translation_key="miners_on_local_pool",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="miners",
+        value_fn=lambda data: data.miners_on_local_pool,
+    ),
+    FailoverSensorDescription(
+        key="share_loss",
+        translation_key="share_loss",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        value_fn=lambda data: data.share_loss_percent,
+        attributes_fn=lambda data: {"by_pool": data.share_loss_by_pool},
+    ),
+    FailoverSensorDescription(
+        key="outage_duration",
+        translation_key="outage_duration",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        # 0 while the uplink gives work; unknown until the first probe has answered.
+        value_fn=lambda data: (
+            None if data.internet_up is None else round(data.outage_s or 0.0, 1)
+        ),
+    ),
+    FailoverSensorDescription(
+        key="pool_work_latency",
+        translation_key="pool_work_latency",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda data: data.handshake.latency_ms if data.handshake else None,
+        attributes_fn=lambda data: {"error": data.handshake.error if data.handshake else None},
+    ),
+    FailoverSensorDescription(
+        key="local_pool_connections",
+        translation_key="local_pool_connections",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="connections",
+        needs_pool=True,
+        value_fn=_pool_figure(lambda pool: pool.connections),
+    ),
+    FailoverSensorDescription(
+        key="local_pool_shares",
+        translation_key="local_pool_shares",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement="shares/min",
+        needs_pool=True,
+        value_fn=_pool_figure(lambda pool: pool.accepted_per_minute),
+    ),
+    FailoverSensorDescription(
+        key="local_pool_hashrate",
+        translation_key="local_pool_hashrate",
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=HASHRATE_UNIT,
+        suggested_display_precision=2,
+        needs_pool=True,
+        # Estimated from the difficulty of the shares accepted over the last ten minutes.
+        value_fn=_pool_figure(lambda pool: pool.hashrate / 1e12),
+    ),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -432,6 +553,7 @@ async def async_setup_entry(
     entities += [FleetSensor(fleet, d) for d in FLEET_SENSORS]
     entities.append(MiningEnergySensor(fleet, MINING_ENERGY))
     entities += [BalancerSensor(balancer, d) for d in BALANCER_SENSORS]
+    entities += [FailoverSensor(entry.runtime_data.failover, d) for d in FAILOVER_SENSORS]
     async_add_entities(entities)
 
     async_add_miner_entities(
@@ -534,6 +656,30 @@ class BalancerSensor(SiteEntity[LoadBalancer], SensorEntity):
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
         """What the description adds to the state (the last action's numbers)."""
+        attributes_fn = self.entity_description.attributes_fn
+        return None if attributes_fn is None else attributes_fn(self.coordinator.data)
+
+
+class FailoverSensor(SiteEntity[FailoverController], SensorEntity):
+    """The uplink's health, the local pool's figures and where the miners hash."""
+
+    entity_description: FailoverSensorDescription
+
+    @property
+    def available(self) -> bool:
+        """Pool figures need a pool that listens."""
+        if self.entity_description.needs_pool and self.coordinator.data.pool is None:
+            return False
+        return super().available
+
+    @property
+    def native_value(self) -> StateType:
+        """The figure now."""
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """What the description adds to the state."""
         attributes_fn = self.entity_description.attributes_fn
         return None if attributes_fn is None else attributes_fn(self.coordinator.data)
 

@@ -26,6 +26,7 @@ class StoredSite(TypedDict):
     identities: dict[str, dict[str, Any]]
     locks: dict[str, str]
     balancer: dict[str, Any]
+    failover: dict[str, Any]
 
 
 def _identity(raw: Any) -> MinerIdentity | None:
@@ -58,6 +59,8 @@ class SiteStore:
         self.locks: dict[str, LockState] = {}
         # The operator's choices for the balancer: mode and power target survive restarts.
         self.balancer: dict[str, Any] = {}
+        # The operator's failover mode survives restarts too.
+        self.failover: dict[str, Any] = {}
 
     async def async_load(self) -> None:
         """Read what was saved; a malformed part is logged and started afresh, never fatal."""
@@ -86,6 +89,8 @@ class SiteStore:
         }
         if isinstance(balancer := stored.get("balancer"), dict):
             self.balancer = balancer
+        if isinstance(failover := stored.get("failover"), dict):
+            self.failover = failover
 
     def _data(self) -> StoredSite:
         return {
@@ -93,6 +98,7 @@ class SiteStore:
             "identities": {address: asdict(i) for address, i in self.identities.items()},
             "locks": dict(self.locks),
             "balancer": dict(self.balancer),
+            "failover": dict(self.failover),
         }
 
     def async_schedule_save(self) -> None:

@@ -18,6 +18,7 @@ from devtools.develop import CONTROL_URL, HOME_ASSISTANT_URL, TOKEN_FILE
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
 from devtools.simulation import SimulatorControl, miner_list
 from devtools.steps import StepError, poll_until
+from simulator.stratum import TINY_DIFFICULTY
 
 MQTT_ANSWERS = {"broker": "127.0.0.1", "port": 1883, "set_client_cert": False, "set_ca_cert": "off"}
 SUPPLY_ENTITY = "sensor.simulated_supply_supply_power"
@@ -27,6 +28,9 @@ DEV_OPTIONS = {
     "min_off_s": 20,
     "max_starts_per_batch": 40,
     "restore_hold_s": 20,
+    # The simulated miners hash in Python: the local pool must take their tiny shares.
+    "local_pool_min_difficulty": TINY_DIFFICULTY,
+    "failback_hold_s": 30,
 }
 
 

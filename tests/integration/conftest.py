@@ -23,6 +23,8 @@ from custom_components.bitcoin_mining.compat import async_get_device_by_identifi
 from custom_components.bitcoin_mining.const import (
     CONF_FLEET_INTERVAL,
     CONF_GRID_INTERVAL,
+    CONF_LOCAL_POOL_BIND,
+    CONF_LOCAL_POOL_PORT,
     CONF_MARGIN_KW,
     CONF_METER_HOST,
     CONF_METER_PORT,
@@ -58,6 +60,16 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/ in every integration test."""
 
 
+@pytest.fixture(autouse=True)
+def local_pool_on_any_free_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sites set up without a local pool port listen on any free one, not on 3333.
+
+    Tests run beside each other (two lanes, a developer's `scripts/develop`): a fixed port
+    would be taken by whichever started first. Tests of the port itself set it.
+    """
+    monkeypatch.setattr("custom_components.bitcoin_mining.failover.DEFAULT_LOCAL_POOL_PORT", 0)
+
+
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     """Snapshots with Home Assistant's extension, kept in snapshots/ as core keeps them."""
@@ -90,15 +102,11 @@ async def meter_server(loopback_network: None) -> AsyncIterator[MeterServer]:
 
 @pytest.fixture
 async def pool_port(loopback_network: None) -> AsyncIterator[int]:
-    """A TCP listener standing in for the upstream pool (the probes only connect)."""
-
-    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    await server.wait_closed()
+    """The upstream pool: a real Stratum pool (the simulator's), which gives work."""
+    pool = UpstreamPool("127.0.0.1", 0)
+    await pool.start()
+    yield pool.port
+    await pool.stop()
 
 
 @pytest.fixture
@@ -265,6 +273,7 @@ PINNED_MINERS_FROM = "127.0.5.11"
 PINNED_METER = "127.0.5.1:502"
 PINNED_POOL = "127.0.5.2:3333"
 PINNED_BACKUP_POOL = ("127.0.5.3", 3333)
+PINNED_LOCAL_POOL = ("127.0.5.4", 3333)
 # The miners' clock, frozen: readings are computed from it (hashrate and power noise,
 # temperatures, shares, uptime), so every reply is the same on every run.
 PINNED_MINER_CLOCK_S = 1_000_000.0
@@ -368,6 +377,19 @@ def pinned_entry(site: Site, **options: object) -> MockConfigEntry:
             CONF_GRID_INTERVAL: 3600.0,
             CONF_FLEET_INTERVAL: 3600.0,
             CONF_MINERS: pinned_miners_text(site),
+            CONF_LOCAL_POOL_BIND: PINNED_LOCAL_POOL[0],
+            CONF_LOCAL_POOL_PORT: PINNED_LOCAL_POOL[1],
             **options,
         },
     )
+
+
+def store_failover_mode(hass_storage: dict[str, Any], entry: MockConfigEntry, mode: str) -> None:
+    """Start the site with this failover mode, as if the operator had chosen it before."""
+    key = f"{DOMAIN}.{entry.entry_id}"
+    hass_storage[key] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": key,
+        "data": {"failover": {"mode": mode}},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -19,9 +20,15 @@ from custom_components.bitcoin_mining.const import (
     CONF_ADDRESS_BASE,
     CONF_BYTE_ORDER,
     CONF_DATA_TYPE,
+    CONF_FAILBACK_BATCH,
+    CONF_FAILBACK_HOLD_S,
     CONF_FLEET_INTERVAL,
     CONF_FREQUENCY_REGISTER,
     CONF_GRID_INTERVAL,
+    CONF_LOCAL_POOL_ADDRESS,
+    CONF_LOCAL_POOL_BIND,
+    CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_PORT,
     CONF_MARGIN_KW,
     CONF_MAX_STARTS,
     CONF_METER_HOST,
@@ -33,6 +40,8 @@ from custom_components.bitcoin_mining.const import (
     CONF_MINER_USERNAME,
     CONF_MINERS,
     CONF_NOMINAL_FREQUENCY,
+    CONF_OUTAGE_FAILURES,
+    CONF_OUTAGE_WINDOW_S,
     CONF_OVERHEAD_KW,
     CONF_POOL_HOST,
     CONF_POOL_PORT,
@@ -60,7 +69,7 @@ from custom_components.bitcoin_mining.const import (
 from custom_components.bitcoin_mining.coordinator import implausible_issue_id
 from simulator import Site
 from tests.conftest import REPO_ROOT
-from tests.support.modbus_meter import MeterServer, float32_high_first
+from tests.support.modbus_meter import MeterServer, float32_high_first, free_port
 
 from .conftest import SUPPLY_ENTITY, device_of, entry_for, set_supply, site_data
 
@@ -426,13 +435,38 @@ async def test_options_flow_saves_and_reloads(
         CONF_RESTORE_HOLD_S: 30,
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], new_options)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "failover"
+    port = free_port()
+    failover = {
+        CONF_LOCAL_POOL_BIND: " 127.0.0.1 ",
+        CONF_LOCAL_POOL_PORT: float(port),
+        CONF_LOCAL_POOL_ADDRESS: "",
+        CONF_OUTAGE_FAILURES: 4.0,
+        CONF_OUTAGE_WINDOW_S: 20,
+        CONF_FAILBACK_HOLD_S: 90,
+        CONF_FAILBACK_BATCH: 16.0,
+        CONF_LOCAL_POOL_MIN_DIFFICULTY: "0.5",
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], failover)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert loaded_entry.options == {
         **{key: float(value) for key, value in new_options.items()},
         CONF_MAX_STARTS: 20,
         CONF_MINERS: "",
+        # Addresses trimmed, counts and the port whole.
+        CONF_LOCAL_POOL_BIND: "127.0.0.1",
+        CONF_LOCAL_POOL_PORT: port,
+        CONF_LOCAL_POOL_ADDRESS: "",
+        CONF_OUTAGE_FAILURES: 4,
+        CONF_OUTAGE_WINDOW_S: 20.0,
+        CONF_FAILBACK_HOLD_S: 90.0,
+        CONF_FAILBACK_BATCH: 16,
+        CONF_LOCAL_POOL_MIN_DIFFICULTY: 0.5,
     }
+    # The reloaded pool listens where the options say.
+    assert loaded_entry.runtime_data.failover.pool.port == port
     assert loaded_entry.state is ConfigEntryState.LOADED
     # The reloaded coordinators run with the new settings.
     assert loaded_entry.runtime_data.grid.under_frequency_hz == 49.6
@@ -466,6 +500,10 @@ async def test_the_meter_is_read_every_second_by_default_and_down_to_a_tenth(
         )
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {**options, CONF_GRID_INTERVAL: MIN_GRID_INTERVAL}
+    )
+    assert result["step_id"] == "failover"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], failover_form(loaded_entry)
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
@@ -748,6 +786,10 @@ async def test_options_refuse_a_bad_miner_list_and_keep_the_old_one(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], base | {CONF_MINERS: "10.0.0.1-5 braiins\n"}
     )
+    assert result["step_id"] == "failover"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], failover_form(loaded_entry)
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert loaded_entry.options[CONF_MINERS] == "10.0.0.1-5 braiins"
 
@@ -764,3 +806,79 @@ async def test_reauth_of_a_site_without_miners_saves_the_login(
     await hass.async_block_till_done()
     if entry.state is ConfigEntryState.LOADED:
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def failover_form(entry: MockConfigEntry) -> dict[str, Any]:
+    """The failover step filled in with the defaults, on the port the site's pool holds."""
+    return {
+        CONF_LOCAL_POOL_BIND: "",
+        CONF_LOCAL_POOL_PORT: entry.runtime_data.failover.pool.port,
+        CONF_LOCAL_POOL_ADDRESS: "",
+        CONF_OUTAGE_FAILURES: 3,
+        CONF_OUTAGE_WINDOW_S: 10,
+        CONF_FAILBACK_HOLD_S: 60,
+        CONF_FAILBACK_BATCH: 20,
+        CONF_LOCAL_POOL_MIN_DIFFICULTY: 1024,
+    }
+
+
+async def failover_step(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, Any]:
+    """An options flow at its failover step, the first page taken as stored."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    first = {
+        CONF_GRID_INTERVAL: 1,
+        CONF_FLEET_INTERVAL: 10,
+        CONF_UNDER_FREQUENCY: 49.5,
+        CONF_OVERHEAD_KW: 10,
+        CONF_MARGIN_KW: 5,
+        CONF_SUPPLY_STALE_S: 120,
+        CONF_MIN_ON_S: 600,
+        CONF_MIN_OFF_S: 300,
+        CONF_MAX_STARTS: 10,
+        CONF_RESTORE_HOLD_S: 300,
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], first)
+    assert result["step_id"] == "failover"
+    return result
+
+
+async def test_the_failover_step_refuses_a_taken_port_and_a_foreign_address(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    result = await failover_step(hass, loaded_entry)
+    values = failover_form(loaded_entry)
+    holder = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    taken = int(holder.sockets[0].getsockname()[1])
+    try:
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            values | {CONF_LOCAL_POOL_BIND: "127.0.0.1", CONF_LOCAL_POOL_PORT: taken},
+        )
+        assert result["errors"] == {CONF_LOCAL_POOL_PORT: "port_in_use"}
+    finally:
+        holder.close()
+        await holder.wait_closed()
+    # TEST-NET-3: never an address of this machine.
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], values | {CONF_LOCAL_POOL_BIND: "203.0.113.7"}
+    )
+    assert result["errors"] == {CONF_LOCAL_POOL_BIND: "cannot_listen"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], values | {CONF_OUTAGE_FAILURES: 5, CONF_OUTAGE_WINDOW_S: 7}
+    )
+    assert result["errors"] == {CONF_OUTAGE_WINDOW_S: "window_too_short"}
+    for difficulty in (0, -1, "many"):
+        with pytest.raises(InvalidData, match=CONF_LOCAL_POOL_MIN_DIFFICULTY):
+            await hass.config_entries.options.async_configure(
+                result["flow_id"], values | {CONF_LOCAL_POOL_MIN_DIFFICULTY: difficulty}
+            )
+    # Nothing was saved on the way.
+    assert CONF_LOCAL_POOL_PORT not in loaded_entry.options
+    # The port the site's own pool holds is fine: the reload frees it first.
+    own = loaded_entry.runtime_data.failover.pool.port
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], values | {CONF_LOCAL_POOL_PORT: own}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data.failover.pool.port == own

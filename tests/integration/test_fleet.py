@@ -29,13 +29,15 @@ from .conftest import device_of, entity_id, entry_for, miner_key, miners_text, s
 
 @pytest.fixture
 async def site_entry(hass: HomeAssistant, simulated: Site) -> AsyncIterator[MockConfigEntry]:
-    """The site with six miners, balancer off so only the test moves miners."""
+    """The site with six miners, balancer and failover off so only the test moves miners."""
     entry = entry_for(simulated)
     set_supply(hass, 300)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     await entry.runtime_data.balancer.async_set_mode("off")
+    # Nor pool lists: the failover's writes and read-backs have their own tests.
+    await entry.runtime_data.failover.async_set_mode("off")
     yield entry
     if entry.state is ConfigEntryState.LOADED:
         assert await hass.config_entries.async_unload(entry.entry_id)

@@ -39,6 +39,8 @@ SUPPLY = "sensor.test_site_supply_power"
 AVAILABLE = "sensor.test_site_available_power"
 INTERNET = "binary_sensor.test_site_internet"
 POOL_LATENCY = "sensor.test_site_pool_latency"
+POOL_WORK_LATENCY = "sensor.test_site_pool_work_latency"
+POOL_REACHABLE = "binary_sensor.test_site_pool_reachable"
 
 
 async def park_the_grid_loop(grid: GridCoordinator) -> None:
@@ -277,11 +279,20 @@ async def test_network_health(
 ) -> None:
     assert hass.states.get(INTERNET).state == STATE_ON
     assert float(hass.states.get(POOL_LATENCY).state) >= 0
+    assert float(hass.states.get(POOL_WORK_LATENCY).state) >= 0
     site = loaded_entry.runtime_data.site
     site.probe_targets = tuple(type(t)(t.name, t.host, closed_port) for t in site.probe_targets)
     await refresh_site(hass, loaded_entry)
-    assert hass.states.get(INTERNET).state == STATE_OFF
     assert hass.states.get(POOL_LATENCY).state == STATE_UNKNOWN
+    assert hass.states.get(POOL_REACHABLE).state == STATE_OFF
+    # A TCP probe decides nothing: the verdict is the pool's handshakes, three in 10 s.
+    assert hass.states.get(INTERNET).state == STATE_ON
+    failover = loaded_entry.runtime_data.failover
+    failover.upstream = ("127.0.0.1", closed_port)
+    failover.probe_interval_s = 0.1
+    await wait_for_state(hass, INTERNET, STATE_OFF)
+    assert hass.states.get(POOL_WORK_LATENCY).state == STATE_UNKNOWN
+    assert hass.states.get(POOL_WORK_LATENCY).attributes["error"] == "refused"
 
 
 async def test_site_polls_on_its_interval(

@@ -50,16 +50,21 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.bitcoin_mining import PLATFORMS
 from simulator import Site
 
-from .conftest import PINNED_MINER_LOGIN, pinned_entry, set_supply
+from .conftest import PINNED_MINER_LOGIN, pinned_entry, set_supply, store_failover_mode
 
 # Sensors whose state is a real time measurement, by translation key: why they vary.
-VOLATILE_STATES = {"pool_latency": "TCP connect time of the pool probe"}
+VOLATILE_STATES = {
+    "pool_latency": "TCP connect time of the pool probe",
+    "pool_work_latency": "time from connect to the first job of the Stratum probe",
+}
 # Diagnostics values that are real time measurements: (path, why); "*" is every key or item.
 VOLATILE_DIAGNOSTICS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("grid", "data", "reading", "read_at_monotonic"), "monotonic time of the read"),
     (("grid", "recent_samples", "*", "t"), "monotonic time of the sample"),
     (("site", "data", "probes", "*", "checked_at_monotonic"), "monotonic time of the probe"),
     (("site", "data", "probes", "*", "latency_ms"), "TCP connect time of the probe"),
+    (("failover", "handshake", "latency_ms"), "time to the first job of the Stratum probe"),
+    (("failover", "handshake", "checked_at_monotonic"), "monotonic time of the Stratum probe"),
 )
 
 
@@ -161,9 +166,16 @@ def mark_volatile(data: Any, path: tuple[str, ...], why: str) -> None:
 
 
 @pytest.fixture
-async def pinned_loaded(hass: HomeAssistant, pinned_site: Site) -> AsyncIterator[MockConfigEntry]:
-    """The pinned site set up, settled: fleet polled once, grid read at setup and by its loop."""
+async def pinned_loaded(
+    hass: HomeAssistant, hass_storage: dict[str, Any], pinned_site: Site
+) -> AsyncIterator[MockConfigEntry]:
+    """The pinned site set up, settled: fleet polled once, grid read at setup and by its loop.
+
+    Its failover is off, so no pool list is written while the snapshots are taken (the
+    failover has its own tests).
+    """
     entry = pinned_entry(pinned_site)
+    store_failover_mode(hass_storage, entry, "off")
     set_supply(hass, 300)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import contextlib
 from dataclasses import dataclass
 import errno
+import ipaddress
 import socket
 import time
 
@@ -71,3 +72,21 @@ async def probe_all(targets: Sequence[ProbeTarget], timeout: float) -> list[Prob
 def internet_up(results: Sequence[ProbeResult]) -> bool:
     """The internet is up when any probe got through."""
     return any(result.reachable for result in results)
+
+
+def local_address_towards(host: str) -> str | None:
+    """The address this machine would reach `host` from (an IP; no packet is sent).
+
+    None for a host name (it is never looked up here) or an address without a route.
+    """
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            # A UDP connect only picks the route and the source address.
+            probe.connect((host, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None

@@ -244,6 +244,11 @@ class ShareLossWindow:
         total = accepted + lost
         return None if total == 0 else round(100 * lost / total, 3)
 
+    def pools(self, now: float) -> list[str]:
+        """The pools that had shares in the window, sorted."""
+        self._prune(now)
+        return sorted({delta.pool for delta in self._deltas})
+
     def _prune(self, now: float) -> None:
         while self._deltas and self._deltas[0].at < now - self.window_s:
             self._deltas.popleft()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .config import DEFAULT_PORT, PoolConfig, PoolStats
-from .server import LocalPool
+from .server import LocalPool, check_listen
 from .vardiff import VardiffConfig
 
-__all__ = ["DEFAULT_PORT", "LocalPool", "PoolConfig", "PoolStats", "VardiffConfig"]
+__all__ = ["DEFAULT_PORT", "LocalPool", "PoolConfig", "PoolStats", "VardiffConfig", "check_listen"]

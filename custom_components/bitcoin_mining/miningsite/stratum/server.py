@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 import contextlib
 import errno
 import logging
@@ -49,6 +49,129 @@ _LOGGER = logging.getLogger(__name__)
 MAX_WORKERS_PER_CONNECTION = 16
 MAX_USER_AGENT = 128
 DEAD_PEER_MS = 120_000
+LISTEN_BACKLOG = 512
+ACCEPT_PAUSE_S = 1.0
+
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Listener:
+    """Listening sockets whose accepted connections are handed to `serve` as streams.
+
+    Neither an asyncio.Server nor loop.sock_accept: a connection accepted while
+    Server.close() runs makes asyncio report "Error on transport creation" (its
+    Server._attach asserts), and a cancelled sock_accept can still have its accept
+    callback queued, which then sets a cancelled future. Miners connect to a pool at any
+    moment, its stop included, so the sockets are watched with add_reader and a flag:
+    once closed, a callback still queued accepts nothing.
+    """
+
+    def __init__(self, sockets: list[socket.socket], serve: Serve) -> None:
+        """Take over bound, listening sockets; start() accepts."""
+        self.sockets = sockets
+        self._serve = serve
+        self._closed = False
+        self._handing: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    async def bind(cls, host: str | None, port: int, serve: Serve) -> Listener:
+        """Listen on host (None: every interface) and port, or raise the library's error."""
+        loop = asyncio.get_running_loop()
+        sockets: list[socket.socket] = []
+        try:
+            infos = await loop.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    # One socket per family, as asyncio does: v6 only on the v6 one.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(LISTEN_BACKLOG)
+                sock.setblocking(False)
+        except OSError as err:
+            for sock in sockets:
+                sock.close()
+            if err.errno == errno.EADDRINUSE:
+                raise PoolPortInUseError(host, port) from err
+            raise LocalPoolError(
+                f"Local pool cannot listen on {host or '*'}:{port}: {err}"
+            ) from err
+        return cls(sockets, serve)
+
+    @property
+    def port(self) -> int:
+        """The port of the first socket (the one asked for, or the one the system chose)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    def start(self) -> None:
+        """Accept on every socket."""
+        self._loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    async def close(self) -> None:
+        """Accept nothing more, close the sockets, end the connections being served."""
+        self._closed = True
+        for sock in self.sockets:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        for task in list(self._handing):
+            task.cancel()
+        await asyncio.gather(*self._handing, return_exceptions=True)
+
+    def _accept(self, sock: socket.socket) -> None:
+        """Take every connection waiting (called by the loop when the socket is readable)."""
+        for _ in range(LISTEN_BACKLOG):
+            if self._closed:
+                return
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                # Out of file descriptors, say: pause a second rather than spin on it.
+                _LOGGER.warning("Local pool: accepting a connection failed: %s", err)
+                self._pause(sock)
+                return
+            conn.setblocking(False)
+            task = asyncio.create_task(self._hand_over(conn), name="stratum pool connection")
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+
+    def _pause(self, sock: socket.socket) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock.fileno())
+
+        def resume() -> None:
+            if not self._closed and self._loop is not None:
+                self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+        self._loop.call_later(ACCEPT_PAUSE_S, resume)
+
+    async def _hand_over(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_LINE)
+        except OSError:
+            conn.close()
+            return
+        await self._serve(reader, writer)
+
+
+async def check_listen(host: str | None, port: int) -> None:
+    """Raise what start() would raise on this address, without keeping it (for forms)."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()  # pragma: no cover - it never accepts
+
+    listener = await Listener.bind(host, port, refuse)
+    await listener.close()
 
 
 class LocalPool:
@@ -63,7 +186,7 @@ class LocalPool:
         self._jobs = JobBook(
             keep=self.config.keep_jobs, merkle_branches=self.config.merkle_branches
         )
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._connections: dict[int, Connection] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -100,18 +223,10 @@ class LocalPool:
         """Listen on host (None: every interface) and port (0: any free port)."""
         if self._server is not None:
             raise LocalPoolError("the local pool is already running")
-        try:
-            self._server = await asyncio.start_server(
-                self._serve, host, port, limit=MAX_LINE, reuse_address=True
-            )
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                raise PoolPortInUseError(host, port) from err
-            raise LocalPoolError(
-                f"Local pool cannot listen on {host or '*'}:{port}: {err}"
-            ) from err
+        self._server = await Listener.bind(host, port, self._serve)
+        self._server.start()
         self.host = host
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._server.port
         self._window = ShareWindow(self.config.hashrate_window, self._clock())
         self._jobs.new_job(clean=True)
         self._refresher = asyncio.create_task(self._refresh(), name="stratum pool jobs")
@@ -122,7 +237,7 @@ class LocalPool:
         server, self._server = self._server, None
         if server is None:
             return
-        server.close()
+        await server.close()
         if self._refresher is not None:
             self._refresher.cancel()
         for connection in list(self._connections.values()):
@@ -131,7 +246,6 @@ class LocalPool:
         self._refresher = None
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
         _LOGGER.info("Local pool stopped")
 
     def new_job(self, *, clean: bool) -> Job:

@@ -1,0 +1,580 @@
+"""Internet failover: the local Stratum pool, the uplink watch, switch-over and switch-back.
+
+Everything here is level-triggered: after every handshake probe and every fleet poll
+the controller compares what is (the uplink's verdict, each miner's active pool) with
+what should be, and starts at most one move at a time. So a restart, a miner that came
+back late, or miners the firmware moved by itself are all handled the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util, slugify
+
+from .balancer import MODES, Mode
+from .const import (
+    CONF_FAILBACK_BATCH,
+    CONF_FAILBACK_HOLD_S,
+    CONF_LOCAL_POOL_ADDRESS,
+    CONF_LOCAL_POOL_BIND,
+    CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_PORT,
+    CONF_OUTAGE_FAILURES,
+    CONF_OUTAGE_WINDOW_S,
+    CONF_POOL_HOST,
+    CONF_POOL_PORT,
+    DEFAULT_FAILBACK_BATCH,
+    DEFAULT_FAILBACK_HOLD_S,
+    DEFAULT_LOCAL_POOL_MIN_DIFFICULTY,
+    DEFAULT_LOCAL_POOL_PORT,
+    DEFAULT_OUTAGE_FAILURES,
+    DEFAULT_OUTAGE_WINDOW_S,
+    DOMAIN,
+    EVENT_UPLINK_OUTAGE,
+    EVENT_UPLINK_RESTORED,
+    HANDSHAKE_INTERVAL_S,
+    HANDSHAKE_TIMEOUT_S,
+    LOGGER,
+    SHARE_LOSS_WINDOW_S,
+)
+from .miningsite.exceptions import LocalPoolError, PoolPortInUseError
+from .miningsite.miners.base import MinerStatus, PoolConfig
+from .miningsite.miners.pool_moves import PoolMoveOutcome, same_pool_url
+from .miningsite.network import local_address_towards
+from .miningsite.stratum import (
+    LocalPool,
+    PoolConfig as LocalPoolConfig,
+    PoolStats,
+    VardiffConfig,
+)
+from .miningsite.uplink import (
+    HandshakeResult,
+    OutageDetector,
+    ShareCounters,
+    ShareLossWindow,
+    probe_stratum,
+)
+from .models import BitcoinMiningConfigEntry
+from .storage import SiteStore
+
+if TYPE_CHECKING:
+    from .fleet import FleetCoordinator, FleetData
+
+FailoverState = Literal["normal", "outage", "failed_over", "failing_back"]
+FAILOVER_STATES: tuple[FailoverState, ...] = ("normal", "outage", "failed_over", "failing_back")
+MoveKind = Literal["switch_over", "switch_back", "backup_pool"]
+# The worker name the probe authorizes with when no miner shows the operator's.
+PROBE_FALLBACK_USER = "bitcoin_mining"
+
+
+def local_pool_issue_id(entry_id: str) -> str:
+    """The repair issue of a site whose local pool cannot listen."""
+    return f"local_pool_cannot_listen_{entry_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class MoveReport:
+    """What the last pool move did: how many miners it asked, and which did not follow."""
+
+    kind: MoveKind
+    finished_at: datetime
+    asked: int
+    # MAC → why the miner is not where it was asked to be.
+    failures: dict[str, str]
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverData:
+    """The uplink's verdict, the local pool and where the miners hash."""
+
+    mode: Mode
+    state: FailoverState
+    internet_up: bool | None
+    outage_started: datetime | None
+    outage_s: float | None
+    last_outage_s: float | None
+    handshake: HandshakeResult | None
+    share_loss_percent: float | None
+    share_loss_by_pool: dict[str, float | None]
+    pool: PoolStats | None
+    pool_error: str | None
+    pool_url: str | None
+    miners_on_local_pool: int
+    last_move: MoveReport | None = None
+    # MAC → why the local pool is not on that miner's list (reported, not retried).
+    backup_missing: dict[str, str] = field(default_factory=dict)
+
+
+class FailoverController(DataUpdateCoordinator[FailoverData]):
+    """Watches the uplink with Stratum handshakes and moves the miners between pools."""
+
+    config_entry: BitcoinMiningConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: BitcoinMiningConfigEntry,
+        fleet: FleetCoordinator,
+        store: SiteStore,
+    ) -> None:
+        """Read the options; nothing listens or probes until start()."""
+        super().__init__(
+            hass, LOGGER, config_entry=entry, name=f"{entry.title} failover", update_interval=None
+        )
+        options = entry.options
+        self.fleet = fleet
+        self.store = store
+        self.upstream = (str(entry.data[CONF_POOL_HOST]), int(entry.data[CONF_POOL_PORT]))
+        self.bind = str(options.get(CONF_LOCAL_POOL_BIND) or "").strip() or None
+        self.port = int(options.get(CONF_LOCAL_POOL_PORT, DEFAULT_LOCAL_POOL_PORT))
+        self.advertised = str(options.get(CONF_LOCAL_POOL_ADDRESS) or "").strip() or None
+        self.detector = OutageDetector(
+            int(options.get(CONF_OUTAGE_FAILURES, DEFAULT_OUTAGE_FAILURES)),
+            float(options.get(CONF_OUTAGE_WINDOW_S, DEFAULT_OUTAGE_WINDOW_S)),
+        )
+        self.hold_s = float(options.get(CONF_FAILBACK_HOLD_S, DEFAULT_FAILBACK_HOLD_S))
+        self.batch = int(options.get(CONF_FAILBACK_BATCH, DEFAULT_FAILBACK_BATCH))
+        # Attributes, not constants, so tests can run the watch faster.
+        self.probe_interval_s = HANDSHAKE_INTERVAL_S
+        self.probe_timeout_s = HANDSHAKE_TIMEOUT_S
+        minimum = float(
+            options.get(CONF_LOCAL_POOL_MIN_DIFFICULTY, DEFAULT_LOCAL_POOL_MIN_DIFFICULTY)
+        )
+        start = max(VardiffConfig().start_difficulty, minimum)
+        self.pool = LocalPool(
+            LocalPoolConfig(vardiff=VardiffConfig(min_difficulty=minimum, start_difficulty=start))
+        )
+        self.share_loss = ShareLossWindow(SHARE_LOSS_WINDOW_S)
+        self._moving: asyncio.Task[None] | None = None
+        # Miners that refused the last move of each kind, keyed by MAC: not asked again
+        # until the situation changes (a new outage, a new pool list).
+        self._refused_switch: set[str] = set()
+        self._refused_back: set[str] = set()
+        # The pool list each miner had when its backup pool was last seen to or written
+        # (fine or refused): looked at again only when the list changes.
+        self._lists_checked: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._stopped = False
+        self._outage_started: datetime | None = None
+        saved = store.failover.get("mode")
+        self.data = FailoverData(
+            mode=saved if saved in MODES else "auto",
+            state="normal",
+            internet_up=None,
+            outage_started=None,
+            outage_s=None,
+            last_outage_s=None,
+            handshake=None,
+            share_loss_percent=None,
+            share_loss_by_pool={},
+            pool=None,
+            pool_error=None,
+            pool_url=None,
+            miners_on_local_pool=0,
+        )
+
+    async def _async_update_data(self) -> FailoverData:
+        """Nothing to fetch: the watch loop and the fleet polls bring the news."""
+        return self.data
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def async_start(self) -> None:
+        """Start the local pool (a taken port is a repair issue), the watch and the moves."""
+        entry = self.config_entry
+        issue_id = local_pool_issue_id(entry.entry_id)
+        error: str | None = None
+        try:
+            await self.pool.start(self.bind, self.port)
+        except PoolPortInUseError as err:
+            error = str(err)
+            self._raise_pool_issue("local_pool_port_in_use", err)
+        except LocalPoolError as err:
+            error = str(err)
+            self._raise_pool_issue("local_pool_cannot_listen", err)
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        if error is not None:
+            LOGGER.error("%s: %s; failover to the local pool is not possible", entry.title, error)
+        self.data = replace(self.data, pool_error=error, pool_url=self._pool_url())
+        # The first verdict comes with the setup (within the probe's timeout), so the
+        # Internet sensor is never unknown while the site runs.
+        self._observe(await self._probe())
+        self._follow_fleet()
+        entry.async_on_unload(self.fleet.async_add_listener(self._follow_fleet))
+        entry.async_create_background_task(
+            self.hass, self._async_watch_uplink(), f"{DOMAIN} uplink watch {entry.title}"
+        )
+
+    async def async_stop(self) -> None:
+        """Stop moving miners and close the local pool (the miners' firmware takes over)."""
+        self._stopped = True
+        if self._moving is not None:
+            self._moving.cancel()
+        await self.pool.stop()
+
+    def _raise_pool_issue(self, key: str, err: LocalPoolError) -> None:
+        host = err.host if isinstance(err, PoolPortInUseError) else self.bind
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            local_pool_issue_id(self.config_entry.entry_id),
+            is_fixable=False,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=key,
+            translation_placeholders={
+                "site": self.config_entry.title,
+                "address": host or "all interfaces",
+                "port": str(self.port),
+                "error": str(err),
+            },
+        )
+
+    def _pool_url(self) -> str | None:
+        """The URL the miners are given for the local pool (None while it cannot listen)."""
+        if not self.pool.running or self.pool.port is None:
+            return None
+        host = self.advertised or self.bind
+        if host is None or host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard, not a bind
+            host = self._address_seen_by_miners()
+        if host is None:
+            return None
+        if ":" in host:
+            host = f"[{host}]"
+        return f"stratum+tcp://{host}:{self.pool.port}"
+
+    def _address_seen_by_miners(self) -> str | None:
+        """Home Assistant's address on the route to the first miner with an IP address."""
+        for key in self.fleet.fleet.keys:
+            address = local_address_towards(self.fleet.fleet.driver(key).endpoint.host)
+            if address is not None:
+                return address
+        return None
+
+    # -- the uplink watch ---------------------------------------------------------
+
+    async def _async_watch_uplink(self) -> None:
+        """A Stratum handshake with the upstream pool every few seconds, start to start."""
+        loop = self.hass.loop
+        started = loop.time()
+        while True:
+            await asyncio.sleep(max(self.probe_interval_s - (loop.time() - started), 0.05))
+            started = loop.time()
+            self._observe(await self._probe())
+
+    async def _probe(self) -> HandshakeResult:
+        return await probe_stratum(*self.upstream, self._probe_user(), timeout=self.probe_timeout_s)
+
+    def _probe_user(self) -> str:
+        """The worker name the operator's miners use upstream (pools refuse strangers)."""
+        data = self.fleet.data
+        for view in data.miners.values() if data else ():
+            for pool in sorted(view.status.pools if view.status else (), key=_priority):
+                if pool.user and not self._is_local(pool.url):
+                    return pool.user
+        return PROBE_FALLBACK_USER
+
+    @callback
+    def _observe(self, result: HandshakeResult) -> None:
+        """Count one probe; announce an outage and its end; move miners if they must."""
+        detector = self.detector
+        was_down = detector.down
+        detector.observe(result.ok, result.checked_at_monotonic)
+        now = time.monotonic()
+        if detector.down and not was_down:
+            # Confirmed now; it began with the first failure that counted.
+            started = dt_util.utcnow() - timedelta(seconds=detector.outage_s(now) or 0.0)
+            self._outage_started = started
+            # A new outage: every miner is asked again, and asked back again after it.
+            self._refused_switch.clear()
+            self._refused_back.clear()
+            LOGGER.warning(
+                "%s: the upstream pool gives no work (%s): internet outage",
+                self.config_entry.title,
+                result.error,
+            )
+            self.hass.bus.async_fire(
+                EVENT_UPLINK_OUTAGE,
+                {
+                    "entry_id": self.config_entry.entry_id,
+                    "site": self.config_entry.title,
+                    "started": started.isoformat(),
+                    "error": result.error,
+                    "mode": self.data.mode,
+                },
+            )
+        elif was_down and not detector.down:
+            duration = round(detector.last_outage_s or 0.0, 1)
+            LOGGER.warning(
+                "%s: the upstream pool gives work again after %s s",
+                self.config_entry.title,
+                duration,
+            )
+            self.hass.bus.async_fire(
+                EVENT_UPLINK_RESTORED,
+                {
+                    "entry_id": self.config_entry.entry_id,
+                    "site": self.config_entry.title,
+                    "started": self._outage_started.isoformat() if self._outage_started else None,
+                    "duration_s": duration,
+                    "mode": self.data.mode,
+                },
+            )
+            self._outage_started = None
+        self._publish(handshake=result)
+        self._act()
+
+    # -- the fleet ---------------------------------------------------------------
+
+    @callback
+    def _follow_fleet(self) -> None:
+        """After a fleet poll: share loss, miners on the local pool, and what to move."""
+        data: FleetData | None = self.fleet.data  # None until the first poll
+        if data is None:
+            return
+        counters: dict[tuple[str, str], ShareCounters] = {}
+        for mac, view in data.miners.items():
+            for pool in view.status.pools if view.status else ():
+                if pool.accepted is not None and pool.rejected is not None:
+                    counters[(mac, pool.url)] = ShareCounters(pool.accepted, pool.rejected)
+        try:
+            self.share_loss.observe(time.monotonic(), counters)
+        except ValueError as err:
+            LOGGER.debug("Share counters not counted: %s", err)
+        if self.data.pool_url is None and self.pool.running:
+            # The route to the miners is known once they are.
+            self.data = replace(self.data, pool_url=self._pool_url())
+        self._publish()
+        self._act()
+
+    def _on_local(self, status: MinerStatus | None) -> bool:
+        """Hashing on the local pool (a sleeping miner hashes nowhere)."""
+        active = status.active_pool if status and status.mining else None
+        return active is not None and self._is_local(active.url)
+
+    def _is_local(self, url: str) -> bool:
+        local = self.data.pool_url
+        return local is not None and same_pool_url(url, local)
+
+    # -- what the entities show ------------------------------------------------------
+
+    @callback
+    def _publish(self, handshake: HandshakeResult | None = None) -> None:
+        """Recompute the figures and tell the entities."""
+        now = time.monotonic()
+        detector = self.detector
+        data = self.data
+        handshake = handshake or data.handshake
+        fleet = self.fleet.data
+        on_local = sum(1 for v in fleet.miners.values() if self._on_local(v.status)) if fleet else 0
+        loss = {url: self.share_loss.loss_percent(now, url) for url in self.share_loss.pools(now)}
+        self.async_set_updated_data(
+            replace(
+                data,
+                state=self._state(on_local),
+                internet_up=None if handshake is None else not detector.down,
+                outage_started=self._outage_started,
+                outage_s=detector.outage_s(now),
+                last_outage_s=detector.last_outage_s,
+                handshake=handshake,
+                share_loss_percent=self.share_loss.loss_percent(now),
+                share_loss_by_pool=loss,
+                pool=self.pool.stats() if self.pool.running else None,
+                miners_on_local_pool=on_local,
+            )
+        )
+
+    def _state(self, on_local: int) -> FailoverState:
+        if self.detector.down:
+            return "failed_over" if on_local else "outage"
+        return "failing_back" if on_local else "normal"
+
+    # -- moving miners -------------------------------------------------------------
+
+    @callback
+    def _act(self) -> None:
+        """Start the one move the situation calls for, if any (auto mode only)."""
+        if (
+            self._stopped
+            or self.data.mode != "auto"
+            or self._moving is not None
+            or self.data.pool_url is None
+        ):
+            return
+        fleet: FleetData | None = self.fleet.data
+        if fleet is None:
+            return
+        online = {mac: v for mac, v in fleet.miners.items() if v.status is not None}
+        if self.detector.down:
+            # Miners asleep are left alone: a miner woken during the outage is moved
+            # by the poll that shows it hashing.
+            stay = [
+                mac
+                for mac, v in online.items()
+                if v.mining and not self._on_local(v.status) and mac not in self._refused_switch
+            ]
+            if stay:
+                self._start_move(self._async_switch_over(stay))
+            return
+        now = time.monotonic()
+        away = [mac for mac, v in online.items() if self._on_local(v.status)]
+        if away:
+            back = [mac for mac in away if mac not in self._refused_back]
+            if back and self.detector.healthy_for(now) >= self.hold_s:
+                self._start_move(self._async_switch_back(back))
+            # Nothing is rewritten while miners hash on the local pool: a reordered list
+            # would send them back all at once.
+            return
+        unchecked = [
+            mac
+            for mac, view in online.items()
+            if self._lists_checked.get(mac) != _pool_list(view.status)
+        ]
+        if unchecked:
+            self._start_move(self._async_add_backup(unchecked))
+
+    def _start_move(self, move: Coroutine[Any, Any, None]) -> None:
+        self._moving = self.config_entry.async_create_background_task(
+            self.hass, move, f"{DOMAIN} pool move {self.config_entry.title}"
+        )
+        self._moving.add_done_callback(self._moved)
+
+    @callback
+    def _moved(self, task: asyncio.Task[None]) -> None:
+        self._moving = None
+        if task.cancelled():
+            return
+        if (err := task.exception()) is not None:
+            LOGGER.error("%s: a pool move failed: %s", self.config_entry.title, err, exc_info=err)
+        # What changed meanwhile (a fleet poll, the uplink) may call for the next move.
+        self._act()
+
+    async def _async_switch_over(self, macs: list[str]) -> None:
+        """Every miner to the local pool at once, each confirmed by read-back."""
+        local = self.data.pool_url
+        assert local is not None
+        started = time.monotonic()
+        outcomes = await self.fleet.async_switch_pools(dict.fromkeys(macs, local))
+        failures = self._report("switch_over", outcomes, started)
+        self._refused_switch.update(failures)
+
+    async def _async_switch_back(self, macs: list[str]) -> None:
+        """The miners back to their own first pool, a batch at a time, each confirmed."""
+        started = time.monotonic()
+        outcomes: dict[str, PoolMoveOutcome | str] = {}
+        for batch in _batches(macs, self.batch):
+            if self.detector.down:
+                break  # out again: the switch-over takes them where they must be
+            targets = {}
+            for mac in batch:
+                target = self._own_pool(mac)
+                if target is None:
+                    outcomes[mac] = "lists no pool of its own to go back to"
+                else:
+                    targets[mac] = target
+            outcomes |= await self.fleet.async_switch_pools(targets)
+        self._refused_back.update(self._report("switch_back", outcomes, started))
+
+    def _own_pool(self, mac: str) -> str | None:
+        view = self.fleet.data.miners.get(mac)
+        pools = sorted(view.status.pools, key=_priority) if view and view.status else []
+        return next((p.url for p in pools if not self._is_local(p.url)), None)
+
+    async def _async_add_backup(self, macs: list[str]) -> None:
+        """Make sure the local pool is last on every miner's list (only changes are written)."""
+        local = self.data.pool_url
+        assert local is not None
+        backup = PoolConfig(local, slugify(self.config_entry.title) or PROBE_FALLBACK_USER)
+        data = self.fleet.data
+        statuses = {
+            mac: view.status for mac in macs if (view := data.miners.get(mac)) and view.status
+        }
+        started = time.monotonic()
+        outcomes = await self.fleet.async_ensure_backup_pool(backup, statuses)
+        for mac, status in statuses.items():
+            # Once per pool list: a refusal is reported, not retried; a fine list needs nothing.
+            self._lists_checked[mac] = _pool_list(status)
+        for mac, outcome in outcomes.items():
+            if outcome.confirmed and outcome.status is not None:
+                self._lists_checked[mac] = _pool_list(outcome.status)
+        if not outcomes:
+            return
+        failures = self._report("backup_pool", outcomes, started)
+        missing = dict(self.data.backup_missing)
+        for mac in outcomes:
+            missing.pop(mac, None)
+        missing |= failures
+        self.data = replace(self.data, backup_missing=missing)
+
+    def _report(
+        self, kind: MoveKind, outcomes: Mapping[str, PoolMoveOutcome | str], started: float
+    ) -> dict[str, str]:
+        """Log and show what a move did; the MACs that did not follow, with why."""
+        failures: dict[str, str] = {}
+        for mac, outcome in outcomes.items():
+            if isinstance(outcome, str):
+                failures[mac] = outcome
+            elif not outcome.confirmed:
+                failures[mac] = str(outcome.error or outcome.result.value)
+        elapsed = round(time.monotonic() - started, 2)
+        if failures:
+            LOGGER.warning(
+                "%s: %s: %d of %d miners did not follow: %s",
+                self.config_entry.title,
+                kind.replace("_", " "),
+                len(failures),
+                len(outcomes),
+                "; ".join(f"{mac}: {why}" for mac, why in list(failures.items())[:3]),
+            )
+        else:
+            LOGGER.info(
+                "%s: %s: %d miners in %s s",
+                self.config_entry.title,
+                kind.replace("_", " "),
+                len(outcomes),
+                elapsed,
+            )
+        report = MoveReport(kind, dt_util.utcnow(), len(outcomes), failures, elapsed)
+        self.data = replace(self.data, last_move=report)
+        self._publish()
+        return failures
+
+    # -- the operator's choice ---------------------------------------------------------
+
+    async def async_set_mode(self, mode: Mode) -> None:
+        """Auto moves miners, advisory only announces, off leaves the pools alone (saved)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.data = replace(self.data, mode=mode)
+        self.store.failover = {"mode": mode}
+        self.store.async_schedule_save()
+        if mode != "auto" and (moving := self._moving) is not None:
+            # The operator takes over: no miner is asked anything more.
+            moving.cancel()
+            await asyncio.gather(moving, return_exceptions=True)
+        self._publish()
+        self._act()
+
+
+def _priority(pool: object) -> int:
+    return int(getattr(pool, "priority", 0))
+
+
+def _pool_list(status: MinerStatus | None) -> tuple[tuple[str, str], ...]:
+    """A miner's pool list as compared between polls (URL and user, by priority)."""
+    pools = sorted(status.pools, key=_priority) if status else []
+    return tuple((pool.url, pool.user) for pool in pools)
+
+
+def _batches(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]

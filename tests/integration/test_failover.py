@@ -1,0 +1,357 @@
+"""Internet failover inside Home Assistant: the local pool, the uplink watch, the moves.
+
+Everything runs against the site simulator over loopback: its miners are real Stratum
+clients, its upstream pool a real Stratum pool, and its uplink can fail as a Starlink
+link does (blackhole) or refuse connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+import logging
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+
+from custom_components.bitcoin_mining.const import (
+    CONF_FAILBACK_BATCH,
+    CONF_FAILBACK_HOLD_S,
+    CONF_LOCAL_POOL_ADDRESS,
+    CONF_LOCAL_POOL_BIND,
+    CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_PORT,
+    CONF_MINERS,
+    CONF_OUTAGE_FAILURES,
+    CONF_OUTAGE_WINDOW_S,
+    DOMAIN,
+    EVENT_UPLINK_OUTAGE,
+    EVENT_UPLINK_RESTORED,
+)
+from custom_components.bitcoin_mining.failover import FailoverController, local_pool_issue_id
+from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
+from custom_components.bitcoin_mining.miningsite.uplink import probe_stratum
+from simulator import Site, SiteConfig
+from simulator.miners import SimMiner
+from simulator.stratum import TINY_DIFFICULTY
+from simulator.uplink import UplinkSettings
+from tests.support.modbus_meter import free_port
+
+from .conftest import ALL_FAMILIES, entry_for, set_supply
+
+SENSOR = "sensor.test_site_"
+INTERNET = "binary_sensor.test_site_internet"
+# Two failed handshakes within 5 s confirm an outage; the upstream must hold for 1 s.
+FAST_FAILOVER = {
+    CONF_LOCAL_POOL_BIND: "127.0.0.1",
+    CONF_LOCAL_POOL_PORT: 0,
+    CONF_OUTAGE_FAILURES: 2,
+    CONF_OUTAGE_WINDOW_S: 5.0,
+    CONF_FAILBACK_HOLD_S: 1.0,
+    CONF_FAILBACK_BATCH: 2,
+    # The simulator's miners hash in Python.
+    CONF_LOCAL_POOL_MIN_DIFFICULTY: TINY_DIFFICULTY,
+}
+
+
+async def wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Wait (real time: the watch and the miners run on the loop's clock) until check()."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def failover_site(loopback_network: None) -> AsyncIterator[Site]:
+    """Six miners of every family that submit a share every half second.
+
+    Their firmware would give a dead pool up only after an hour: whatever moves them in
+    these tests is the integration.
+    """
+    config = SiteConfig(
+        miners=6,
+        mix=ALL_FAMILIES,
+        base_port=0,
+        latency_ms=0,
+        wake_delay_s=0.2,
+        meter="127.0.0.1:0",
+        control=None,
+        pool="127.0.0.1:0",
+        seed=7,
+        share_interval_s=0.5,
+        failover_delay_s=3600.0,
+        fallback_s=3600.0,
+    )
+    async with Site(config) as site:
+        yield site
+
+
+def controller(entry: MockConfigEntry) -> FailoverController:
+    failover: FailoverController = entry.runtime_data.failover
+    return failover
+
+
+async def set_up(hass: HomeAssistant, entry: MockConfigEntry) -> FailoverController:
+    """Load the site and make its uplink watch quick (a probe every 0.2 s, 0.5 s each)."""
+    set_supply(hass, 300)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    failover = controller(entry)
+    failover.probe_interval_s = 0.2
+    failover.probe_timeout_s = 0.5
+    return failover
+
+
+def pools_by_priority(miner: SimMiner) -> list[str]:
+    return [pool.url for pool in sorted(miner.pools, key=lambda pool: pool.priority)]
+
+
+def hashing_on(miner: SimMiner, url: str) -> bool:
+    snapshot = miner.snapshot()
+    return same_pool_url(snapshot["pool"], url) and snapshot["stratum"]["connected"]
+
+
+def state(hass: HomeAssistant, entity_id: str) -> str:
+    found = hass.states.get(entity_id)
+    assert found is not None, entity_id
+    return found.state
+
+
+async def test_miners_fail_over_to_the_local_pool_and_come_back(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    site = failover_site
+    assert site.pool is not None
+    upstream = f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+    entry = entry_for(site, **FAST_FAILOVER)
+    outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
+    restorations = async_capture_events(hass, EVENT_UPLINK_RESTORED)
+    before = {miner.mac: pools_by_priority(miner) for miner in site.miners}
+    failover = await set_up(hass, entry)
+    local = failover.data.pool_url
+    assert local is not None
+    assert local.startswith("stratum+tcp://127.0.0.1:")
+
+    # Every miner gets the local pool last; the operator's pools keep their order.
+    await wait_until(
+        lambda: all(same_pool_url(pools_by_priority(m)[-1], local) for m in site.miners),
+        "the local pool last on every miner",
+    )
+    for miner in site.miners:
+        assert pools_by_priority(miner)[:-1] == before[miner.mac]
+    await wait_until(lambda: all(hashing_on(m, upstream) for m in site.miners), "all upstream")
+    await wait_until(lambda: state(hass, INTERNET) == STATE_ON, "internet on")
+    assert state(hass, f"{SENSOR}failover_state") == "normal"
+
+    await site.set_uplink(UplinkSettings("blackhole"))
+    await wait_until(lambda: all(hashing_on(m, local) for m in site.miners), "all on local pool")
+    await wait_until(
+        lambda: state(hass, f"{SENSOR}miners_on_local_pool") == "6", "six on the local pool"
+    )
+    assert state(hass, INTERNET) == STATE_OFF
+    assert state(hass, f"{SENSOR}failover_state") == "failed_over"
+    assert len(outages) == 1
+    assert outages[0].data["entry_id"] == entry.entry_id
+    assert outages[0].data["mode"] == "auto"
+    # The local pool verifies and counts the miners' real shares.
+    await wait_until(
+        lambda: float(state(hass, f"{SENSOR}local_pool_shares_accepted")) > 0,
+        "shares on the local pool",
+    )
+    await wait_until(
+        lambda: state(hass, f"{SENSOR}local_pool_connections") == "6", "six connections"
+    )
+    move = hass.states.get(f"{SENSOR}failover_state").attributes
+    assert move["last_move"] == "switch_over"
+    assert move["last_move_failed"] == 0
+
+    await site.set_uplink(UplinkSettings("up"))
+    await wait_until(lambda: all(hashing_on(m, upstream) for m in site.miners), "all upstream")
+    await wait_until(
+        lambda: state(hass, f"{SENSOR}miners_on_local_pool") == "0", "none on the local pool"
+    )
+    assert state(hass, INTERNET) == STATE_ON
+    assert len(restorations) == 1
+    assert restorations[0].data["duration_s"] > 0
+    assert restorations[0].data["started"] == outages[0].data["started"]
+    # And the lists are put back: the operator's pools first, the local pool last.
+    await wait_until(
+        lambda: all(pools_by_priority(m) == [*before[m.mac], local] for m in site.miners),
+        "the operator's order back",
+    )
+    await wait_until(lambda: state(hass, f"{SENSOR}failover_state") == "normal", "normal")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_advisory_mode_announces_the_outage_and_moves_nobody(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    site = failover_site
+    assert site.pool is not None
+    upstream = f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+    entry = entry_for(site, **FAST_FAILOVER)
+    outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
+    await set_up(hass, entry)
+    await hass.services.async_call(
+        "select",
+        "select_option",
+        {"entity_id": "select.test_site_failover_mode", "option": "advisory"},
+        blocking=True,
+    )
+    await wait_until(lambda: state(hass, INTERNET) == STATE_ON, "internet on")
+
+    await site.set_uplink(UplinkSettings("refuse"))
+    await wait_until(lambda: state(hass, INTERNET) == STATE_OFF, "internet off")
+    assert state(hass, f"{SENSOR}failover_state") == "outage"
+    assert [event.data["mode"] for event in outages] == ["advisory"]
+    # Two more probes: still nobody is moved.
+    probes = controller(entry).data.handshake
+    await wait_until(lambda: controller(entry).data.handshake is not probes, "another probe")
+    assert all(same_pool_url(m.snapshot()["pool"], upstream) for m in site.miners)
+    assert state(hass, f"{SENSOR}miners_on_local_pool") == "0"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_mode_survives_a_restart(hass: HomeAssistant, failover_site: Site) -> None:
+    entry = entry_for(failover_site, **FAST_FAILOVER)
+    await set_up(hass, entry)
+    await hass.services.async_call(
+        "select",
+        "select_option",
+        {"entity_id": "select.test_site_failover_mode", "option": "off"},
+        blocking=True,
+    )
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert state(hass, "select.test_site_failover_mode") == "off"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_local_pool_serves_while_the_site_is_loaded(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    port = free_port()
+    entry = entry_for(failover_site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_PORT: port}))
+    await set_up(hass, entry)
+    assert controller(entry).data.pool_url == f"stratum+tcp://127.0.0.1:{port}"
+
+    work = await probe_stratum("127.0.0.1", port, "site.test", timeout=2)
+    assert work.ok, work.error
+
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    gone = await probe_stratum("127.0.0.1", port, "site.test", timeout=2)
+    assert (gone.ok, gone.error) == (False, "refused")
+
+
+async def test_a_taken_port_is_a_repair_issue_not_a_failed_site(
+    hass: HomeAssistant, failover_site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = int(holder.sockets[0].getsockname()[1])
+    entry = entry_for(failover_site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_PORT: port}))
+    with caplog.at_level(logging.ERROR):
+        await set_up(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, local_pool_issue_id(entry.entry_id))
+    assert issue is not None
+    assert issue.translation_key == "local_pool_port_in_use"
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["port"] == str(port)
+    for key in ("local_pool_connections", "local_pool_shares_accepted", "local_pool_hashrate"):
+        assert state(hass, f"{SENSOR}{key}") == STATE_UNAVAILABLE
+    attributes = hass.states.get(f"{SENSOR}failover_state").attributes
+    assert "already in use" in attributes["local_pool_error"]
+    assert "failover to the local pool is not possible" in caplog.text
+    # The rest of the site works: the miners are there.
+    assert state(hass, f"{SENSOR}miners_total") == "6"
+
+    holder.close()
+    await holder.wait_closed()
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, local_pool_issue_id(entry.entry_id)) is None
+    assert state(hass, f"{SENSOR}local_pool_connections") != STATE_UNAVAILABLE
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_full_pool_list_is_reported_and_not_asked_again(
+    hass: HomeAssistant, failover_site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    site = failover_site
+    full = site.miners[0]
+    first = full.pools[0]
+    # Three pools of the operator's: no room for the local pool without dropping one.
+    full.set_pools(
+        [
+            (first.url, first.user, first.password),
+            ("stratum+tcp://127.0.0.9:3333", first.user, "x"),
+            ("stratum+tcp://127.0.0.10:3333", first.user, "x"),
+        ]
+    )
+    entry = entry_for(site, **FAST_FAILOVER)
+    failover = await set_up(hass, entry)
+    await wait_until(lambda: bool(failover.data.backup_missing), "the full list reported")
+    assert list(failover.data.backup_missing) == [full.mac]
+    attributes: dict[str, Any] = dict(hass.states.get(f"{SENSOR}failover_state").attributes)
+    assert attributes["miners_without_local_pool"] == 1
+    assert len(pools_by_priority(full)) == 3
+    warnings = caplog.text.count("did not follow")
+    # Another poll: the same list is not asked again.
+    await entry.runtime_data.fleet.async_refresh()
+    await hass.async_block_till_done()
+    assert caplog.text.count("did not follow") == warnings
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_an_address_of_another_machine_is_a_repair_issue(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    # TEST-NET-1: never an address of this machine.
+    entry = entry_for(failover_site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_BIND: "192.0.2.1"}))
+    failover = await set_up(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, local_pool_issue_id(entry.entry_id))
+    assert issue is not None
+    assert issue.translation_key == "local_pool_cannot_listen"
+    assert failover.data.pool_url is None
+    assert "192.0.2.1" in str(failover.data.pool_error)
+    # Without a pool there is nothing to move the miners to: nobody is asked.
+    assert state(hass, f"{SENSOR}failover_state") == "normal"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    # The issue goes with the site.
+    await hass.config_entries.async_remove(entry.entry_id)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, local_pool_issue_id(entry.entry_id)) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [("10.9.8.7", "stratum+tcp://10.9.8.7:{port}"), ("fd00::7", "stratum+tcp://[fd00::7]:{port}")],
+)
+async def test_the_miners_are_given_the_address_the_operator_names(
+    hass: HomeAssistant, failover_site: Site, address: str, url: str
+) -> None:
+    options = FAST_FAILOVER | {CONF_LOCAL_POOL_ADDRESS: address, CONF_MINERS: ""}
+    entry = entry_for(failover_site, **options)
+    failover = await set_up(hass, entry)
+    assert failover.data.pool_url == url.format(port=failover.pool.port)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_mode_that_does_not_exist_is_refused(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    entry = entry_for(failover_site, **(FAST_FAILOVER | {CONF_MINERS: ""}))
+    failover = await set_up(hass, entry)
+    with pytest.raises(ValueError, match="mode must be one of auto, advisory, off"):
+        await failover.async_set_mode("sometimes")  # type: ignore[arg-type]
+    assert failover.data.mode == "auto"
+    assert await hass.config_entries.async_unload(entry.entry_id)
