@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 import logging
+from pathlib import Path
+import shutil
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, ServiceCall
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.bitcoin_mining.const import (
     CONF_FAILBACK_BATCH,
@@ -40,6 +44,7 @@ from simulator import Site, SiteConfig
 from simulator.miners import SimMiner
 from simulator.stratum import TINY_DIFFICULTY
 from simulator.uplink import UplinkSettings
+from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import free_port
 
 from .conftest import ALL_FAMILIES, entry_for, set_supply
@@ -355,3 +360,56 @@ async def test_a_mode_that_does_not_exist_is_refused(
         await failover.async_set_mode("sometimes")  # type: ignore[arg-type]
     assert failover.data.mode == "auto"
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_the_outage_blueprint_notifies_both_ways(
+    hass: HomeAssistant, hass_ws_client: WebSocketGenerator, tmp_path: Path
+) -> None:
+    """The blueprint as an operator uses it: on this site's events only, with the duration."""
+    hass.config.config_dir = str(tmp_path)
+    folder = tmp_path / "blueprints" / "automation" / "bitcoin_mining"
+    folder.mkdir(parents=True)
+    shutil.copy(
+        REPO_ROOT / "blueprints/automation/bitcoin_mining/internet_outage_alert.yaml", folder
+    )
+    inputs = {"site": "site-1", "notify_action": "notify.mobile_app_operator"}
+    blueprint = {"path": "bitcoin_mining/internet_outage_alert.yaml", "input": inputs}
+    assert await async_setup_component(hass, "persistent_notification", {})
+    # The phone's notify action (the companion app's push cannot run here).
+    pushed: list[dict[str, Any]] = []
+
+    async def push(call: ServiceCall) -> None:
+        pushed.append(dict(call.data))
+
+    hass.services.async_register("notify", "mobile_app_operator", push)
+    assert await async_setup_component(
+        hass, "automation", {"automation": {"use_blueprint": blueprint}}
+    )
+    client = await hass_ws_client(hass)
+
+    async def notifications() -> list[dict[str, Any]]:
+        await hass.async_block_till_done()
+        await client.send_json_auto_id({"type": "persistent_notification/get"})
+        reply = await client.receive_json()
+        assert reply["success"], reply
+        found: list[dict[str, Any]] = reply["result"]
+        return found
+
+    outage = {"site": "Test site", "started": "2026-12-07T02:00:00+00:00", "error": "timeout"}
+    hass.bus.async_fire(EVENT_UPLINK_OUTAGE, outage | {"entry_id": "another", "mode": "auto"})
+    assert await notifications() == []
+    hass.bus.async_fire(EVENT_UPLINK_OUTAGE, outage | {"entry_id": "site-1", "mode": "auto"})
+    [shown] = await notifications()
+    assert shown["title"] == "Internet outage at Test site"
+    assert "The upstream pool gives no work (timeout)." in shown["message"]
+    assert "Miners are moving to the local pool." in shown["message"]
+    assert [(p["title"], p["message"]) for p in pushed] == [(shown["title"], shown["message"])]
+    assert pushed[0]["data"] == {"push": {"interruption-level": "time-sensitive"}}
+
+    back = outage | {"entry_id": "site-1", "mode": "auto", "duration_s": 150.0}
+    hass.bus.async_fire(EVENT_UPLINK_RESTORED, back)
+    [shown] = await notifications()
+    assert shown["title"] == "Internet back at Test site"
+    assert "gives work again after 2.5 min" in shown["message"]
+    assert pushed[-1]["title"] == "Internet back at Test site"
+    assert len(pushed) == 2
