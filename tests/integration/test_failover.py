@@ -39,7 +39,7 @@ from custom_components.bitcoin_mining.const import (
 )
 from custom_components.bitcoin_mining.failover import FailoverController, local_pool_issue_id
 from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
-from custom_components.bitcoin_mining.miningsite.uplink import probe_stratum
+from custom_components.bitcoin_mining.miningsite.uplink import HandshakeResult, probe_stratum
 from simulator import Site, SiteConfig
 from simulator.miners import SimMiner
 from simulator.stratum import TINY_DIFFICULTY
@@ -226,6 +226,32 @@ async def test_advisory_mode_announces_the_outage_and_moves_nobody(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_a_flapping_uplink_never_moves_a_miner(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    """Down for less than the outage needs, up long enough for a handshake, over and over."""
+    site = failover_site
+    assert site.pool is not None
+    upstream = f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+    entry = entry_for(site, **FAST_FAILOVER)
+    outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
+    failover = await set_up(hass, entry)
+    await wait_until(lambda: all(hashing_on(m, upstream) for m in site.miners), "all upstream")
+    seen: list[HandshakeResult] = []
+    failover.async_add_listener(lambda: seen.append(failover.data.handshake))  # type: ignore[arg-type]
+    # The watch probes every 0.2 s and gives a probe 0.5 s: a 0.3 s hole fails one at most.
+    await site.set_uplink(UplinkSettings("flap", down_s=0.3, up_s=1.0, down_mode="blackhole"))
+    await wait_until(
+        lambda: len({r.checked_at_monotonic for r in seen if not r.ok}) >= 3, "three failed probes"
+    )
+    await site.set_uplink(UplinkSettings("up"))
+    assert outages == []
+    assert state(hass, INTERNET) == STATE_ON
+    assert all(hashing_on(m, upstream) for m in site.miners)
+    assert state(hass, f"{SENSOR}miners_on_local_pool") == "0"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_the_mode_survives_a_restart(hass: HomeAssistant, failover_site: Site) -> None:
     entry = entry_for(failover_site, **FAST_FAILOVER)
     await set_up(hass, entry)
@@ -298,8 +324,8 @@ async def test_a_full_pool_list_is_reported_and_not_asked_again(
     full.set_pools(
         [
             (first.url, first.user, first.password),
-            ("stratum+tcp://127.0.0.9:3333", first.user, "x"),
-            ("stratum+tcp://127.0.0.10:3333", first.user, "x"),
+            ("stratum+tcp://pool-b.example.com:3333", first.user, "x"),
+            ("stratum+tcp://pool-c.example.com:3333", first.user, "x"),
         ]
     )
     entry = entry_for(site, **FAST_FAILOVER)
