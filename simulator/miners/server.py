@@ -121,9 +121,9 @@ class MinerServer(ABC):
     def respond(self, request: bytes, peer: str) -> bytes | None:
         """The reply bytes to one request (None: close without a reply)."""
 
-    def closes_after(self, request: bytes) -> bool:
-        """Whether a kept-alive connection ends after answering this request."""
-        return False
+    def answer(self, request: bytes, peer: str) -> tuple[bytes | None, bool]:
+        """The reply to one request, and whether a kept-alive connection ends after it."""
+        return self.respond(request, peer), False
 
     def garbage(self) -> bytes:
         """Random bytes that are no valid reply (the garbage fault)."""
@@ -264,12 +264,12 @@ class _Connection(asyncio.Protocol):
         if "timeout" in miner.faults:
             return  # accept, read, never answer
         reply: bytes | None
-        garbage = "garbage" in miner.faults
+        close = garbage = "garbage" in miner.faults
         if garbage:
             reply = self.server.garbage()
         else:
             try:
-                reply = self.server.respond(request, self.peer)
+                reply, close = self.server.answer(request, self.peer)
             except Exception:  # a bug must not take the simulator down; the client sees a close
                 LOGGER.exception("%r failed to answer %r", miner, request[:200])
                 reply = None
@@ -281,7 +281,6 @@ class _Connection(asyncio.Protocol):
         delay = env.reply_delay_s()
         if "slow" in miner.faults:
             delay = max(SLOW_MIN_S, SLOW_FACTOR * env.latency_ms / 1000)
-        close = garbage or self.server.closes_after(request)
         if delay > 0:
             self.timer = asyncio.get_running_loop().call_later(delay, self._send, reply, close)
         else:

@@ -131,7 +131,6 @@ class HttpServer(MinerServer):
 
     server_name = "lighttpd"
     keep_alive = True
-    _closes = False
 
     def frame(self, buffer: bytes, eof: bool) -> int | None:
         """Complete once the headers and Content-Length bytes of body have arrived."""
@@ -150,6 +149,10 @@ class HttpServer(MinerServer):
 
     def respond(self, request: bytes, peer: str) -> bytes | None:
         """Parse, route, render (errors in the server's style)."""
+        return self.answer(request, peer)[0]
+
+    def answer(self, request: bytes, peer: str) -> tuple[bytes | None, bool]:
+        """The rendered reply, and whether it ends the connection."""
         try:
             reply = self.handle(parse_request(request, peer))
         except HttpError as err:
@@ -157,13 +160,9 @@ class HttpServer(MinerServer):
             reply.headers = reply.headers + err.headers
         head = request.partition(b"\r\n\r\n")[0]
         # A bad or oversized request ends the connection (what follows cannot be framed),
-        # and so does a client that asks it. Read by closes_after() right after this call.
-        self._closes = reply.status in (400, 413) or bool(_CONNECTION_CLOSE.search(head))
-        return render(reply, self.server_name, close=self._closes)
-
-    def closes_after(self, request: bytes) -> bool:
-        """Whether the reply just rendered for `request` ends the connection."""
-        return self._closes
+        # and so does a client that asks it.
+        close = reply.status in (400, 413) or bool(_CONNECTION_CLOSE.search(head))
+        return render(reply, self.server_name, close=close), close
 
     @abstractmethod
     def handle(self, request: HttpRequest) -> HttpReply:
