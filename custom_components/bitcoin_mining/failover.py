@@ -499,10 +499,20 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
             mac: view.status for mac in macs if (view := data.miners.get(mac)) and view.status
         }
         started = time.monotonic()
-        outcomes = await self.fleet.async_ensure_backup_pool(backup, statuses)
-        for mac, status in statuses.items():
-            # Once per pool list: a refusal is reported, not retried; a fine list needs nothing.
-            self._lists_checked[mac] = _pool_list(status)
+        outcomes: dict[str, PoolMoveOutcome] = {}
+        for batch in _batches(list(statuses), self.batch):
+            if self.detector.down:
+                break  # an outage came: the other lists wait until it is over
+            # A batch at a time, like the switch-back: some firmware (stock Antminer)
+            # restarts its miner process to take a new list, and a whole fleet pausing
+            # at once is a load step the grid feels.
+            outcomes |= await self.fleet.async_ensure_backup_pool(
+                backup, {mac: statuses[mac] for mac in batch}
+            )
+            for mac in batch:
+                # Once per pool list: a refusal is reported, not retried; a fine list
+                # needs nothing.
+                self._lists_checked[mac] = _pool_list(statuses[mac])
         for mac, outcome in outcomes.items():
             if outcome.confirmed and outcome.status is not None:
                 self._lists_checked[mac] = _pool_list(outcome.status)
