@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-import sys
 import tempfile
 import time
 from typing import Any
@@ -32,16 +31,9 @@ from typing import Any
 import aiohttp
 
 from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
-from devtools.hass_process import BASE_CONFIGURATION
+from devtools.hass_process import HomeAssistantProcess
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
-from devtools.simulation import (
-    ROOT,
-    SimulatorControl,
-    free_port,
-    miner_list,
-    running_simulator,
-    stop_process,
-)
+from devtools.simulation import SimulatorControl, free_port, miner_list, running_simulator
 from devtools.steps import poll_until
 from simulator.stratum import TINY_DIFFICULTY
 
@@ -53,10 +45,9 @@ template:
         unit_of_measurement: kW
         device_class: power
         state_class: measurement
-        state: "{{{{ 2000 }}}}"
+        state: "{{ 2000 }}"
 """
 
-CONFIGURATION = BASE_CONFIGURATION.replace("{name}", "Failover bench") + SUPPLY
 STATE_ENTITY = "sensor.bench_site_failover_state"
 # How often the simulator's state is read while a move is timed.
 WATCH_S = 0.1
@@ -98,12 +89,10 @@ async def set_uplink(sim: SimulatorControl, mode: str, **params: Any) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    meter_port, pool_port, ha_port = free_port(), free_port(), free_port()
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as config_dir:
-        (Path(config_dir) / "configuration.yaml").write_text(CONFIGURATION.format(port=ha_port))
-        components = Path(config_dir) / "custom_components"
-        components.mkdir()
-        (components / "bitcoin_mining").symlink_to(ROOT / "custom_components" / "bitcoin_mining")
+    meter_port, pool_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-failover-") as work:
+        home_assistant = HomeAssistantProcess(Path(work), free_port(), name="Failover bench")
+        home_assistant.prepare(SUPPLY)
         async with running_simulator(
             args.miners,
             "--base-port=0",
@@ -113,22 +102,11 @@ async def run(args: argparse.Namespace) -> None:
             f"--pool=127.0.0.1:{pool_port}",
             "--share-interval-s=5",
         ) as simulator:
-            home_assistant = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-P",
-                "-m",
-                "homeassistant",
-                "--config",
-                config_dir,
-                "--skip-pip",
-                cwd=ROOT,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            await home_assistant.start()
             try:
                 async with aiohttp.ClientSession() as session:
                     sim = SimulatorControl(session, simulator.control_url)
-                    base = f"http://127.0.0.1:{ha_port}"
+                    base = home_assistant.base
                     await wait_for_http(session, base, 180)
                     access = HomeAssistantApi(session, base, await onboard(session, base))
                     api = HomeAssistantApi(
@@ -137,7 +115,7 @@ async def run(args: argparse.Namespace) -> None:
                     await api.promote_http_config()
                     await measure(api, sim, simulator.miners, meter_port, pool_port, args)
             finally:
-                await stop_process(home_assistant)
+                await home_assistant.stop()
 
 
 async def measure(

@@ -116,6 +116,12 @@ async def set_up(hass: HomeAssistant, entry: MockConfigEntry) -> FailoverControl
     return failover
 
 
+def upstream_of(site: Site) -> str:
+    """The URL of the site's upstream pool, as its miners list it."""
+    assert site.pool is not None
+    return f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+
+
 def pools_by_priority(miner: SimMiner) -> list[str]:
     return [pool.url for pool in sorted(miner.pools, key=lambda pool: pool.priority)]
 
@@ -135,8 +141,7 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     hass: HomeAssistant, failover_site: Site
 ) -> None:
     site = failover_site
-    assert site.pool is not None
-    upstream = f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+    upstream = upstream_of(site)
     entry = entry_for(site, **FAST_FAILOVER)
     outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
     restorations = async_capture_events(hass, EVENT_UPLINK_RESTORED)
@@ -201,8 +206,7 @@ async def test_advisory_mode_announces_the_outage_and_moves_nobody(
     hass: HomeAssistant, failover_site: Site
 ) -> None:
     site = failover_site
-    assert site.pool is not None
-    upstream = f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+    upstream = upstream_of(site)
     entry = entry_for(site, **FAST_FAILOVER)
     outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
     await set_up(hass, entry)
@@ -218,7 +222,7 @@ async def test_advisory_mode_announces_the_outage_and_moves_nobody(
     await wait_until(lambda: state(hass, INTERNET) == STATE_OFF, "internet off")
     assert state(hass, f"{SENSOR}failover_state") == "outage"
     assert [event.data["mode"] for event in outages] == ["advisory"]
-    # Two more probes: still nobody is moved.
+    # Another probe of the outage: still nobody is moved.
     probes = controller(entry).data.handshake
     await wait_until(lambda: controller(entry).data.handshake is not probes, "another probe")
     assert all(same_pool_url(m.snapshot()["pool"], upstream) for m in site.miners)
@@ -231,8 +235,7 @@ async def test_a_flapping_uplink_never_moves_a_miner(
 ) -> None:
     """Down for less than the outage needs, up long enough for a handshake, over and over."""
     site = failover_site
-    assert site.pool is not None
-    upstream = f"stratum+tcp://{site.pool.host}:{site.pool.port}"
+    upstream = upstream_of(site)
     entry = entry_for(site, **FAST_FAILOVER)
     outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
     failover = await set_up(hass, entry)
