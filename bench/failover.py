@@ -76,9 +76,12 @@ async def time_until(sim: SimulatorControl, url: str, since: float, limit: float
         if all_on(await sim.miners(), url):
             return time.time() - since
         await asyncio.sleep(WATCH_S)
-    miners = await sim.miners()
-    left = sum(1 for m in miners if not hashes_on(m, url))
-    raise TimeoutError(f"{left} miners not on {url} after {limit:g} s")
+    left = [m for m in await sim.miners() if not hashes_on(m, url)]
+    families = sorted({m["family"] for m in left})
+    sample = {key: left[0][key] for key in ("ip", "family", "state", "pool", "stratum")}
+    raise TimeoutError(
+        f"{len(left)} miners not on {url} after {limit:g} s ({', '.join(families)}; {sample})"
+    )
 
 
 async def set_uplink(sim: SimulatorControl, mode: str, **params: Any) -> float:
@@ -114,6 +117,13 @@ async def run(args: argparse.Namespace) -> None:
                     )
                     await api.promote_http_config()
                     await measure(api, sim, simulator.miners, meter_port, pool_port, args)
+            except TimeoutError:
+                # What the integration said about it (its warnings name the miners and why).
+                for console in home_assistant.consoles:
+                    for line in console.read_text(errors="replace").splitlines():
+                        if "bitcoin_mining" in line and ("WARNING" in line or "ERROR" in line):
+                            print(line[:400])
+                raise
             finally:
                 await home_assistant.stop()
 
@@ -169,7 +179,12 @@ async def measure(
         back: list[float] = []
         for index in range(args.outages):
             died = await set_uplink(sim, mode)
-            over.append(await time_until(sim, local, died, 120))
+            try:
+                over.append(await time_until(sim, local, died, 120))
+            except TimeoutError:
+                state = await api.state(STATE_ENTITY)
+                print(f"failover state: {state['state']} {state['attributes']}", flush=True)
+                raise
             returned = await set_uplink(sim, "up")
             back.append(await time_until(sim, upstream, returned, 300))
             print(

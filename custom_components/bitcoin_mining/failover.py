@@ -165,6 +165,12 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         self._lists_checked: dict[str, tuple[tuple[str, str], ...]] = {}
         self._stopped = False
         self._outage_started: datetime | None = None
+        # Every URL this site has put on the miners as its backup: one left behind by a
+        # change of port or address is ours to replace, not an operator's pool.
+        written = store.failover.get("backup_urls")
+        self._written: list[str] = (
+            [url for url in written if isinstance(url, str)] if isinstance(written, list) else []
+        )
         saved = store.failover.get("mode")
         self.data = FailoverData(
             mode=saved if saved in MODES else "auto",
@@ -279,7 +285,7 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         data = self.fleet.data
         for view in data.miners.values() if data else ():
             for pool in sorted(view.status.pools if view.status else (), key=_priority):
-                if pool.user and not self._is_local(pool.url):
+                if pool.user and not self._is_ours(pool.url):
                     return pool.user
         return PROBE_FALLBACK_USER
 
@@ -364,6 +370,10 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
     def _is_local(self, url: str) -> bool:
         local = self.data.pool_url
         return local is not None and same_pool_url(url, local)
+
+    def _is_ours(self, url: str) -> bool:
+        """The local pool now, or a former backup of this site's: no operator's pool."""
+        return self._is_local(url) or any(same_pool_url(url, u) for u in self._written)
 
     # -- what the entities show ------------------------------------------------------
 
@@ -487,7 +497,7 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
     def _own_pool(self, mac: str) -> str | None:
         view = self.fleet.data.miners.get(mac)
         pools = sorted(view.status.pools, key=_priority) if view and view.status else []
-        return next((p.url for p in pools if not self._is_local(p.url)), None)
+        return next((p.url for p in pools if not self._is_ours(p.url)), None)
 
     async def _async_add_backup(self, macs: list[str]) -> None:
         """Make sure the local pool is last on every miner's list (only changes are written)."""
@@ -495,8 +505,16 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         assert local is not None
         backup = PoolConfig(local, slugify(self.config_entry.title) or PROBE_FALLBACK_USER)
         data = self.fleet.data
+        if not any(same_pool_url(local, url) for url in self._written):
+            # Remembered before it is written: a restart in between still knows it is ours.
+            self._written.append(local)
+            self._save()
+        former = [url for url in self._written if not same_pool_url(url, local)]
+        # The planned list leaves out a former backup, so the write replaces it.
         statuses = {
-            mac: view.status for mac in macs if (view := data.miners.get(mac)) and view.status
+            mac: _without(view.status, former)
+            for mac in macs
+            if (view := data.miners.get(mac)) and view.status
         }
         started = time.monotonic()
         outcomes: dict[str, PoolMoveOutcome] = {}
@@ -560,19 +578,29 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
 
     # -- the operator's choice ---------------------------------------------------------
 
+    def _save(self) -> None:
+        self.store.failover = {"mode": self.data.mode, "backup_urls": list(self._written)}
+        self.store.async_schedule_save()
+
     async def async_set_mode(self, mode: Mode) -> None:
         """Auto moves miners, advisory only announces, off leaves the pools alone (saved)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.data = replace(self.data, mode=mode)
-        self.store.failover = {"mode": mode}
-        self.store.async_schedule_save()
+        self._save()
         if mode != "auto" and (moving := self._moving) is not None:
             # The operator takes over: no miner is asked anything more.
             moving.cancel()
             await asyncio.gather(moving, return_exceptions=True)
         self._publish()
         self._act()
+
+
+def _without(status: MinerStatus, urls: Iterable[str]) -> MinerStatus:
+    """The status without the pools at these URLs (this site's former backups)."""
+    former = list(urls)
+    pools = tuple(p for p in status.pools if not any(same_pool_url(p.url, u) for u in former))
+    return status if len(pools) == len(status.pools) else replace(status, pools=pools)
 
 
 def _priority(pool: object) -> int:

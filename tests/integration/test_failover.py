@@ -202,6 +202,36 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_a_new_port_replaces_the_old_backup_on_every_miner(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    """The local pool's old URL is the site's, not an operator's pool: it is replaced."""
+    site = failover_site
+    before = {miner.mac: pools_by_priority(miner) for miner in site.miners}
+    first, second = free_port(), free_port()
+    entry = entry_for(site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_PORT: first}))
+    failover = await set_up(hass, entry)
+    old = failover.data.pool_url
+    assert old == f"stratum+tcp://127.0.0.1:{first}"
+    await wait_until(
+        lambda: all(pools_by_priority(m) == [*before[m.mac], old] for m in site.miners),
+        "the first backup on every miner",
+    )
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_LOCAL_POOL_PORT: second}
+    )
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    new = controller(entry).data.pool_url
+    assert new == f"stratum+tcp://127.0.0.1:{second}"
+    await wait_until(
+        lambda: all(pools_by_priority(m) == [*before[m.mac], new] for m in site.miners),
+        "the new backup instead of the old on every miner",
+    )
+    assert controller(entry).data.backup_missing == {}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_advisory_mode_announces_the_outage_and_moves_nobody(
     hass: HomeAssistant, failover_site: Site
 ) -> None:
