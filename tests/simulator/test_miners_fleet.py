@@ -16,6 +16,7 @@ from simulator import Site, SiteConfig
 from simulator.cli import config_from_args, miner_options_from_args
 from simulator.miners import MinerOptions, SimMiner, cgminer_options
 from simulator.pool import StratumPool
+from tests.conftest import ip_mode_block
 from tests.simulator.test_miners_helpers import (
     closed_without_reply,
     decode_cgminer,
@@ -465,17 +466,25 @@ def test_cli_miner_defaults() -> None:
     assert (config.miners, config.base_port, config.mix) == (0, 0, "luxos")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="IP mode binds port 80 on 127.0.1.x: needs root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="IP mode binds port 80 on 127.0.x.y: needs root")
 async def test_ip_mode_160_miners_on_their_own_addresses(loopback_network: None) -> None:
-    config = SiteConfig(meter=None, control=None, pool="127.0.0.1:0", miners=160, latency_ms=0)
+    async with ip_mode_block() as first:
+        config = SiteConfig(
+            meter=None, control=None, pool="127.0.0.1:0", miners=160, latency_ms=0, base_ip=first
+        )
+        await check_ip_mode(config)
+
+
+async def check_ip_mode(config: SiteConfig) -> None:
+    """160 miners, each on its own address with its family's real ports."""
     started = time.monotonic()
     async with Site(config) as site:
         assert time.monotonic() - started < 10
         miners = site.miners
         assert [m.host for m in (miners[0], miners[1], miners[159])] == [
-            "127.0.1.1",
-            "127.0.1.2",
-            "127.0.1.160",
+            "127.0.6.1",
+            "127.0.6.2",
+            "127.0.6.160",
         ]
         seen = set()
         for miner in miners:

@@ -21,6 +21,7 @@ from simulator.cli import config_from_args
 from simulator.mqtt import connect_packet
 from simulator.scenario import Values, load_scenario, run as run_scenario
 from simulator.uplink import UplinkSettings
+from tests.conftest import ip_mode_block
 from tests.simulator.test_miners_helpers import running_site
 from tests.simulator.test_stratum import QUICK, stratum_pool, two_pools, until, user
 from tests.support.modbus_meter import free_port
@@ -316,8 +317,15 @@ def test_cli_defaults() -> None:
 
 
 async def test_containers_and_a_scenario_run_with_the_site(loopback_network: None) -> None:
+    async with ip_mode_block() as first:
+        await check_containers_and_a_scenario(first)
+
+
+async def check_containers_and_a_scenario(first: str) -> None:
+    """The CLI's site (160 miners in IP mode) with containers and a scenario at 400x."""
     config = config_from_args(
         [
+            *("--base-ip", first),
             *("--meter", "127.0.0.1:0", "--control", "127.0.0.1:0", "--pool", "127.0.0.1:0"),
             *("--containers", "kehua=1,wonderint=1", "--container-address", "127.0.0.1:0"),
             *("--scenario", "simulator/scenarios/evening_dip.yaml", "--scenario-speed", "400"),
