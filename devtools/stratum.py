@@ -398,3 +398,6 @@ class FuzzClient:
                 writer.transport.abort()
                 with contextlib.suppress(ConnectionError):
                     await replies
+                # Takes the reset the pool may have sent: unread, asyncio reports it at exit.
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
