@@ -33,7 +33,13 @@ import aiohttp
 from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
 from devtools.hass_process import HomeAssistantProcess
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
-from devtools.simulation import SimulatorControl, free_port, miner_list, running_simulator
+from devtools.simulation import (
+    SimulatorControl,
+    free_port,
+    hashing_on,
+    miner_list,
+    running_simulator,
+)
 from devtools.steps import poll_until
 from simulator.stratum import TINY_DIFFICULTY
 
@@ -59,14 +65,9 @@ def pct(values: list[float], share: float) -> float:
     return ordered[min(int(share * len(ordered)), len(ordered) - 1)] * 1000
 
 
-def hashes_on(miner: dict[str, Any], url: str) -> bool:
-    """The miner hashes on `url`: its active pool, with a ready Stratum session."""
-    return same_pool_url(miner["pool"], url) and bool(miner["stratum"]["connected"])
-
-
 def all_on(miners: list[dict[str, Any]], url: str) -> bool:
     """Every miner hashes on `url`."""
-    return all(hashes_on(m, url) for m in miners)
+    return all(hashing_on(m, url) for m in miners)
 
 
 async def time_until(sim: SimulatorControl, url: str, since: float, limit: float) -> float:
@@ -76,7 +77,7 @@ async def time_until(sim: SimulatorControl, url: str, since: float, limit: float
         if all_on(await sim.miners(), url):
             return time.time() - since
         await asyncio.sleep(WATCH_S)
-    left = [m for m in await sim.miners() if not hashes_on(m, url)]
+    left = [m for m in await sim.miners() if not hashing_on(m, url)]
     families = sorted({m["family"] for m in left})
     sample = {key: left[0][key] for key in ("ip", "family", "state", "pool", "stratum")}
     raise TimeoutError(

@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
+
 from .steps import StepError, poll_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,3 +152,8 @@ async def running_simulator(
         yield SimulatorProcess(process, f"http://{control}", list(state["miners"]))
     finally:
         await stop_process(process)
+
+
+def hashing_on(miner: Mapping[str, Any], url: str) -> bool:
+    """A miner of the control API's list hashes on `url`: its active pool, its session ready."""
+    return same_pool_url(str(miner["pool"]), url) and bool(miner["stratum"]["connected"])

@@ -21,10 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
 from devtools.develop import session_apis, session_parser
 from devtools.homeassistant import HomeAssistantApi
-from devtools.simulation import SimulatorControl
+from devtools.simulation import SimulatorControl, hashing_on
 from devtools.steps import Check, StepError, poll_until
 
 SWITCH_OVER_TARGET_S = 15.0
@@ -36,11 +35,6 @@ def by_key(entities: dict[str, str], key: str) -> str:
     if len(matches) != 1:
         raise SystemExit(f"expected one entity for {key}, found {matches}")
     return matches[0]
-
-
-def hashing_on(miner: dict[str, Any], url: str) -> bool:
-    """The simulated miner hashes on `url` (its active pool, with a ready session)."""
-    return same_pool_url(miner["pool"], url) and bool(miner["stratum"]["connected"])
 
 
 async def seconds_until_all_on(

@@ -214,20 +214,23 @@ def miners_text(site: Site) -> str:
     return "\n".join(f"{m.host}:{m.api_port} {m.family}" for m in site.miners)
 
 
+# Six miners, one of each family, on free ports, quick to wake; the failover tests add to it.
+SIMULATED_SITE: dict[str, Any] = {
+    "miners": 6,
+    "mix": ALL_FAMILIES,
+    "base_port": 0,
+    "latency_ms": 0,
+    "wake_delay_s": 0.2,
+    "meter": "127.0.0.1:0",
+    "control": None,
+    "pool": "127.0.0.1:0",
+    "seed": 7,
+}
+
+
 @pytest.fixture
 async def simulated(loopback_network: None) -> AsyncIterator[Site]:
-    config = SiteConfig(
-        miners=6,
-        mix=ALL_FAMILIES,
-        base_port=0,
-        latency_ms=0,
-        wake_delay_s=0.2,
-        meter="127.0.0.1:0",
-        control=None,
-        pool="127.0.0.1:0",
-        seed=7,
-    )
-    async with Site(config) as site:
+    async with Site(SiteConfig(**SIMULATED_SITE)) as site:
         yield site
 
 

@@ -47,7 +47,7 @@ from simulator.uplink import UplinkSettings
 from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import free_port
 
-from .conftest import ALL_FAMILIES, entry_for, set_supply
+from .conftest import SIMULATED_SITE, entry_for, set_supply
 
 SENSOR = "sensor.test_site_"
 INTERNET = "binary_sensor.test_site_internet"
@@ -82,15 +82,7 @@ async def failover_site(loopback_network: None) -> AsyncIterator[Site]:
     these tests is the integration.
     """
     config = SiteConfig(
-        miners=6,
-        mix=ALL_FAMILIES,
-        base_port=0,
-        latency_ms=0,
-        wake_delay_s=0.2,
-        meter="127.0.0.1:0",
-        control=None,
-        pool="127.0.0.1:0",
-        seed=7,
+        **SIMULATED_SITE,
         share_interval_s=0.5,
         failover_delay_s=3600.0,
         fallback_s=3600.0,
