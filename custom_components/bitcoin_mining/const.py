@@ -85,6 +85,9 @@ DEFAULT_RESTORE_HOLD_S: Final = 300.0
 
 # One miner gets this long per read; the fleet poll never waits longer for it.
 MINER_TIMEOUT_S: Final = 3.0
+# The setup waits this long at most for the miners' write paths (sessions, tokens) to
+# be ready: one miner's timeout, so a dead miner costs a start no more than a poll does.
+WARM_UP_WAIT_S: Final = MINER_TIMEOUT_S
 # Miners talked to at once: enough to reach 1000 within a poll, few enough for the host.
 POLL_CONCURRENCY: Final = 128
 # Commands go to every miner at once: shedding on under-frequency must not queue.

@@ -536,6 +536,7 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
                 self._lists_checked[mac] = _pool_list(outcome.status)
         if not outcomes:
             return
+        self.fleet.publish_soon()
         failures = self._report("backup_pool", outcomes, started)
         missing = dict(self.data.backup_missing)
         for mac in outcomes:

@@ -181,6 +181,7 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # may hold an older reading of it, which must not undo the confirmed state.
         self._read_back_at: dict[str, float] = {}
         self._preparing: asyncio.Task[None] | None = None
+        self._publish_pending = False
         # Our own ordered copy of the listeners, to tell them in slices (see below).
         self._listeners_in_order: dict[object, CALLBACK_TYPE] = {}
         self._telling: asyncio.Task[None] | None = None
@@ -371,26 +372,27 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
             await self._async_identify()
         started = time.monotonic()
         results = await self.fleet.poll()
-        self._prepare_writes()
+        self._prepare_writes([a for a, r in results.items() if not isinstance(r, MiningSiteError)])
         await self._async_track_unreadable(results)
         return self._fleet_data(results, started)
 
-    def _prepare_writes(self) -> None:
-        """Get every driver's write path ready in the background (sessions, tokens, confs).
+    def _prepare_writes(self, addresses: list[str]) -> None:
+        """Get the write paths of the miners that answered ready (sessions, tokens, confs).
 
-        So that the first shed after a start is as quick as any other. Nothing waits for
-        it: a shed that comes first finds cold drivers, which prepare themselves as they
-        always did, and a driver that fails here only prepares at its next write.
+        So that the first shed after a start is as quick as any other. Only the setup
+        waits for it (async_writes_prepared): a shed that comes first finds cold drivers,
+        which prepare themselves as they always did, and a driver that fails here only
+        prepares at its next write.
         """
         if self._preparing is None or self._preparing.done():
             self._preparing = self.config_entry.async_create_background_task(
                 self.hass,
-                self._async_prepare_writes(),
+                self._async_prepare_writes(addresses),
                 f"{DOMAIN} prepare writes {self.config_entry.title}",
             )
 
-    async def _async_prepare_writes(self) -> None:
-        for address, err in (await self.fleet.prepare_writes()).items():
+    async def _async_prepare_writes(self, addresses: list[str]) -> None:
+        for address, err in (await self.fleet.prepare_writes(addresses)).items():
             # The write itself, if one comes, fails or succeeds with its own error.
             LOGGER.debug("Miner %s: writes not prepared ahead: %s", address, err)
 
@@ -495,7 +497,7 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         )
         # The entities (some thirty a miner) hear of it on the next turn of the loop: the
         # caller, a shed, records what was confirmed first, not after thousands of writes.
-        self.hass.loop.call_soon(self._async_publish)
+        self.publish_soon()
         return errors
 
     async def async_switch_pools(self, targets: Mapping[str, str]) -> dict[str, PoolMoveOutcome]:
@@ -514,7 +516,9 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         outcomes = await self.fleet.ensure_backup_pool(
             backup, {address: statuses[mac] for address, mac in by_address.items()}
         )
-        return self._take_read_backs(by_address, outcomes)
+        # The failover's pass goes batch by batch and publishes once at its end: every
+        # publish writes thousands of states, and a shed meanwhile would wait for them.
+        return self._take_read_backs(by_address, outcomes, publish=False)
 
     def _addresses(self, macs: Iterable[str]) -> dict[str, str]:
         """Fleet address → MAC of the miners still in the fleet."""
@@ -526,7 +530,11 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         }
 
     def _take_read_backs(
-        self, by_address: Mapping[str, str], outcomes: Mapping[str, PoolMoveOutcome]
+        self,
+        by_address: Mapping[str, str],
+        outcomes: Mapping[str, PoolMoveOutcome],
+        *,
+        publish: bool = True,
     ) -> dict[str, PoolMoveOutcome]:
         """Show the pools the moves read back at once (the next poll is seconds away).
 
@@ -541,13 +549,31 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
                 status = replace(view.status, pools=outcome.status.pools)
                 miners[mac] = replace(view, status=status)
         self.data = replace(self.data, miners=miners)
-        self.hass.loop.call_soon(self._async_publish)
+        if publish:
+            self.publish_soon()
         return {by_address[address]: outcome for address, outcome in outcomes.items()}
+
+    @callback
+    def publish_soon(self) -> None:
+        """Tell the listeners on the next turn of the loop (once, however often asked)."""
+        if not self._publish_pending:
+            self._publish_pending = True
+            self.hass.loop.call_soon(self._async_publish)
 
     @callback
     def _async_publish(self) -> None:
         """Tell the listeners of the data now held (a poll may have replaced it meanwhile)."""
+        self._publish_pending = False
         self.async_set_updated_data(self.data)
+
+    async def async_writes_prepared(self, within: float) -> None:
+        """Wait, at most `within` seconds, for the write paths the first poll is preparing.
+
+        The site reports loaded only then, so that a shed right after a start is as quick
+        as any other; a miner slower than that prepares itself at its first write.
+        """
+        if self._preparing is not None and not self._preparing.done():
+            await asyncio.wait({self._preparing}, timeout=within)
 
     def running_draw_w(self) -> float:
         """What the miners that run draw, as the allocation counts it."""

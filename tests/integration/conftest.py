@@ -274,9 +274,12 @@ def entity_id(hass: HomeAssistant, platform: str, mac: str, key: str) -> str:
 # (simulated fleets count up from 127.0.1.1 and reach 127.0.4.x at 1000 miners).
 PINNED_MINERS_FROM = "127.0.5.11"
 PINNED_METER = "127.0.5.1:502"
-PINNED_POOL = "127.0.5.2:3333"
-PINNED_BACKUP_POOL = ("127.0.5.3", 3333)
-PINNED_LOCAL_POOL = ("127.0.5.4", 3333)
+# Not 3333: a Home Assistant running meanwhile (scripts/develop, a benchmark) has its
+# local pool on 3333 of every address, which a bind to 127.0.5.x:3333 would collide with.
+PINNED_POOL_PORT = 13333
+PINNED_POOL = f"127.0.5.2:{PINNED_POOL_PORT}"
+PINNED_BACKUP_POOL = ("127.0.5.3", PINNED_POOL_PORT)
+PINNED_LOCAL_POOL = ("127.0.5.4", PINNED_POOL_PORT)
 # The miners' clock, frozen: readings are computed from it (hashrate and power noise,
 # temperatures, shares, uptime), so every reply is the same on every run.
 PINNED_MINER_CLOCK_S = 1_000_000.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import gc
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -15,6 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.bitcoin_mining.const import DOMAIN
 from simulator import Site
+from simulator.miners.model import SimMiner
 
 from .conftest import entity_id, entry_for, miner_key, set_supply
 
@@ -77,6 +79,40 @@ async def test_under_frequency_sheds_every_miner_then_restores_in_batches(
     await auto_entry.runtime_data.fleet.async_refresh()
     await wait_until(lambda: all(m.state in ("starting", "mining") for m in simulated.miners))
     await wait_until(lambda: hass.states.get(CURTAILED).state == STATE_OFF)
+
+
+async def test_a_shed_is_not_held_up_by_a_garbage_collection(
+    hass: HomeAssistant,
+    auto_entry: MockConfigEntry,
+    simulated: Site,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What each miner's stop found: the simulator runs in this process, so the
+    # collector it sees is Home Assistant's.
+    collector_on_at_stop: list[bool] = []
+    stop = SimMiner.stop
+
+    def watched_stop(miner: SimMiner) -> bool:
+        collector_on_at_stop.append(gc.isenabled())
+        return stop(miner)
+
+    monkeypatch.setattr(SimMiner, "stop", watched_stop)
+    assert gc.isenabled()
+    simulated.state.grid.frequency_hz = 49.3
+    await wait_until(lambda: hass.states.get(CURTAILED).state == STATE_ON)
+    assert collector_on_at_stop == [False] * len(simulated.miners)
+    # On again once the stops are confirmed.
+    assert gc.isenabled()
+    # A manual stop (not a shed) leaves it alone.
+    miner = simulated.miners[0]
+    simulated.state.grid.frequency_hz = 50.0
+    await auto_entry.runtime_data.balancer.async_set_mode("off")
+    miner.start()
+    await auto_entry.runtime_data.fleet.async_refresh()
+    collector_on_at_stop.clear()
+    switch = entity_id(hass, "switch", miner_key(miner), "mining")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": switch}, blocking=True)
+    assert collector_on_at_stop == [True]
 
 
 async def test_a_dry_run_returns_the_plan_and_changes_nothing(

@@ -38,6 +38,7 @@ from custom_components.bitcoin_mining.const import (
     EVENT_UPLINK_RESTORED,
 )
 from custom_components.bitcoin_mining.failover import FailoverController, local_pool_issue_id
+from custom_components.bitcoin_mining.miningsite.miners.base import PoolConfig
 from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
 from custom_components.bitcoin_mining.miningsite.uplink import HandshakeResult, probe_stratum
 from simulator import Site, SiteConfig
@@ -221,6 +222,37 @@ async def test_a_new_port_replaces_the_old_backup_on_every_miner(
         "the new backup instead of the old on every miner",
     )
     assert controller(entry).data.backup_missing == {}
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_backup_batch_leaves_telling_the_entities_to_the_end_of_the_pass(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    """Every publish writes every miner's states: a shed meanwhile would wait for them."""
+    site = failover_site
+    entry = entry_for(site, **FAST_FAILOVER)
+    failover = await set_up(hass, entry)
+    await failover.async_set_mode("off")  # no pass of its own meanwhile
+    fleet = entry.runtime_data.fleet
+    published: list[None] = []
+    entry.async_on_unload(fleet.async_add_listener(lambda: published.append(None)))
+    backup = PoolConfig("stratum+tcp://127.0.0.1:3999", "batch")
+    statuses = {mac: view.status for mac, view in fleet.data.miners.items() if view.status}
+    outcomes = await fleet.async_ensure_backup_pool(backup, statuses)
+    confirmed = [mac for mac, outcome in outcomes.items() if outcome.confirmed]
+    assert confirmed, outcomes
+    await hass.async_block_till_done()
+    assert published == []
+    # The pools read back are held already, for the pass's next batch and the next move.
+    for mac in confirmed:
+        status = fleet.data.miners[mac].status
+        assert status is not None
+        assert any(same_pool_url(pool.url, backup.url) for pool in status.pools)
+    # A switch (an outage: every miner at once) is shown at once.
+    upstream = upstream_of(site)
+    await fleet.async_switch_pools(dict.fromkeys(statuses, upstream))
+    await hass.async_block_till_done()
+    assert len(published) == 1
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -20,7 +20,6 @@ from custom_components.bitcoin_mining.const import (
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from custom_components.bitcoin_mining.fleet import LISTENER_SLICE
 from custom_components.bitcoin_mining.miningsite.miners.base import MinerStatus
-from devtools.steps import poll_until
 from simulator import Site
 from simulator.miners import Fleet as SimFleet
 
@@ -417,16 +416,14 @@ async def test_the_under_frequency_threshold_is_a_diagnostic_sensor(
     assert "threshold_hz" not in under.attributes
 
 
-async def test_writes_are_prepared_after_the_first_poll(
+async def test_writes_are_prepared_before_the_site_is_loaded(
     hass: HomeAssistant, site_entry: MockConfigEntry, simulated: Site
 ) -> None:
     luxos = next(m for m in simulated.miners if m.family == "luxos")
-    # The LuxOS session is opened in the background after the poll, before any command.
-
-    async def session_open() -> bool:
-        return luxos.extra.get("session") is not None
-
-    await poll_until(session_open, 10, "the LuxOS session", 0.01)
+    # The LuxOS session was opened after the first poll, and the setup waited for it:
+    # a shed the moment the site is loaded is as quick as any other.
+    assert site_entry.state is ConfigEntryState.LOADED
+    assert luxos.extra.get("session") is not None
     session_id = luxos.extra["session"][0]
     assert luxos.state == "mining"
     switch = entity_id(hass, "switch", miner_key(luxos), "mining")

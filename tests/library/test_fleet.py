@@ -617,6 +617,19 @@ async def test_writes_are_prepared_ahead_and_a_failure_stays_with_its_miner(
         await fleet.close()
 
 
+async def test_only_the_named_members_are_prepared(session: aiohttp.ClientSession) -> None:
+    ant = AntminerServer()
+    async with running(ant), LuxosServer() as lux:
+        luxos = LuxosDriver(MinerEndpoint("127.0.0.1", lux.port), timeout=2)
+        fleet = Fleet({"ant": antminer(ant, session), "lux": luxos})
+        # A member that did not answer the poll is left out (it would only hold the
+        # caller up until its timeout); an unknown key is no error, it may have left.
+        assert await fleet.prepare_writes(["lux", "gone"]) == {}
+        assert lux.commands() == ["logon"]
+        assert ant.counts["get_miner_conf"] == 0
+        await fleet.close()
+
+
 async def test_a_shed_while_writes_are_prepared_is_not_held_up(
     session: aiohttp.ClientSession,
 ) -> None:

@@ -331,12 +331,19 @@ class Fleet:
                 self._suspect[key] = result.mac
         return results
 
-    async def prepare_writes(self) -> dict[str, MiningSiteError]:
-        """Get every driver's write path ready (PreparesWrites); the members that failed.
+    async def prepare_writes(self, keys: Iterable[str] | None = None) -> dict[str, MiningSiteError]:
+        """Get the drivers' write paths ready (PreparesWrites); the members that failed.
 
-        A failure only means that member's next write prepares itself, as a cold one does.
+        Every member's, or only these keys' (the ones that answered: a dead miner would
+        only hold the caller up until its timeout). A failure only means that member's
+        next write prepares itself, as a cold one does.
         """
-        drivers = {key: d for key, d in self._drivers.items() if isinstance(d, PreparesWrites)}
+        chosen = (
+            self._drivers
+            if keys is None
+            else {k: self._drivers[k] for k in keys if k in self._drivers}
+        )
+        drivers = {key: d for key, d in chosen.items() if isinstance(d, PreparesWrites)}
         results = await self._bounded(
             drivers, lambda key: drivers[key].prepare_writes(), self.concurrency
         )
