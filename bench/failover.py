@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
-from devtools.hass_process import HomeAssistantProcess
+from devtools.hass_process import BENCH_SUPPLY_ENTITY, BENCH_SUPPLY_YAML, HomeAssistantProcess
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
 from devtools.simulation import (
     SimulatorControl,
@@ -42,17 +42,6 @@ from devtools.simulation import (
 )
 from devtools.steps import poll_until
 from simulator.stratum import TINY_DIFFICULTY
-
-SUPPLY = """
-template:
-  - sensor:
-      - name: Bench supply
-        unique_id: bench_supply
-        unit_of_measurement: kW
-        device_class: power
-        state_class: measurement
-        state: "{{ 2000 }}"
-"""
 
 STATE_ENTITY = "sensor.bench_site_failover_state"
 # How often the simulator's state is read while a move is timed.
@@ -96,7 +85,7 @@ async def run(args: argparse.Namespace) -> None:
     meter_port, pool_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as work:
         home_assistant = HomeAssistantProcess(Path(work), free_port(), name="Failover bench")
-        home_assistant.prepare(SUPPLY)
+        home_assistant.prepare(BENCH_SUPPLY_YAML)
         async with running_simulator(
             args.miners,
             "--base-port=0",
@@ -141,7 +130,7 @@ async def measure(
         "Bench site",
         meter_port=meter_port,
         pool_port=pool_port,
-        supply_entity="sensor.bench_supply",
+        supply_entity=BENCH_SUPPLY_ENTITY,
         miners=miner_list(miners),
     )
     result = await api.run_flow("bitcoin_mining", answers)

@@ -42,7 +42,7 @@ from typing import Any
 import aiohttp
 
 from custom_components.bitcoin_mining.const import DEFAULT_FLEET_INTERVAL, DEFAULT_GRID_INTERVAL
-from devtools.hass_process import BASE_CONFIGURATION
+from devtools.hass_process import BASE_CONFIGURATION, BENCH_SUPPLY_ENTITY, BENCH_SUPPLY_YAML
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
 from devtools.simulation import (
     ROOT,
@@ -53,20 +53,6 @@ from devtools.simulation import (
     stop_process,
 )
 from devtools.steps import StepError, poll_until
-
-# The supply is a template sensor: the bench needs no MQTT broker.
-SUPPLY = """
-template:
-  - sensor:
-      - name: Bench supply
-        unique_id: bench_supply
-        unit_of_measurement: kW
-        device_class: power
-        state_class: measurement
-        state: "{{{{ 2000 }}}}"
-"""
-
-CONFIGURATION = BASE_CONFIGURATION.replace("{name}", "Frequency response bench") + SUPPLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +86,9 @@ def cpu_seconds(pid: int) -> float:
 async def run(args: argparse.Namespace) -> None:
     meter_port, pool_port, ha_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="bench-frequency-") as config_dir:
-        (Path(config_dir) / "configuration.yaml").write_text(CONFIGURATION.format(port=ha_port))
+        # The supply is a template sensor: the bench needs no MQTT broker.
+        configuration = BASE_CONFIGURATION.format(name="Frequency response bench", port=ha_port)
+        (Path(config_dir) / "configuration.yaml").write_text(configuration + BENCH_SUPPLY_YAML)
         components = Path(config_dir) / "custom_components"
         components.mkdir()
         (components / "bitcoin_mining").symlink_to(ROOT / "custom_components" / "bitcoin_mining")
@@ -163,7 +151,7 @@ async def measure(
         "Bench site",
         meter_port=site.meter_port,
         pool_port=site.pool_port,
-        supply_entity="sensor.bench_supply",
+        supply_entity=BENCH_SUPPLY_ENTITY,
         miners=miner_list(site.miners),
     )
     result = await api.run_flow("bitcoin_mining", answers)
@@ -176,6 +164,8 @@ async def measure(
         "max_starts_per_batch": 1000,
         # The template supply sensor never reports again (its value is constant).
         "supply_stale_s": 3600,
+        # Not 3333: another Home Assistant on this machine (scripts/develop) may have it.
+        "local_pool_port": free_port(),
     }
     if args.grid_interval is not None:
         options["grid_interval"] = args.grid_interval

@@ -146,7 +146,9 @@ class Soak:
         )
         answers["overhead_kw"], answers["margin_kw"] = OVERHEAD_KW, MARGIN_KW
         self.entry_id = (await self.ha.run_flow(DOMAIN, answers))["result"]["entry_id"]
-        await self.ha.set_options(self.entry_id, OPTIONS)
+        # The local pool on a free port: another Home Assistant on this machine
+        # (scripts/develop) may have 3333.
+        await self.ha.set_options(self.entry_id, OPTIONS | {"local_pool_port": free_port()})
         await self.wait_site_up(180)
 
     async def _supply_known(self) -> bool:

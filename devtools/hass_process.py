@@ -38,6 +38,20 @@ logger:
   default: warning
 """
 
+# A constant supply of 2 MW (a template sensor) for benchmarks that need no MQTT broker;
+# appended to the configuration as it is (its braces are Jinja's, not str.format's).
+BENCH_SUPPLY_ENTITY = "sensor.bench_supply"
+BENCH_SUPPLY_YAML = """
+template:
+  - sensor:
+      - name: Bench supply
+        unique_id: bench_supply
+        unit_of_measurement: kW
+        device_class: power
+        state_class: measurement
+        state: "{{ 2000 }}"
+"""
+
 
 def mqtt_answers(host: str, port: int) -> dict[str, object]:
     """The MQTT config flow's answers for an anonymous broker."""

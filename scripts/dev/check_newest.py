@@ -409,7 +409,8 @@ async def exercise(run: Run, check: Check) -> None:
 
         # The options flow (the dev site's timings), where Home Assistant has deprecated
         # things before; the entry reloads with them.
-        await api.set_options(entry_id, DEV_OPTIONS)
+        # The local pool on a free port: a Home Assistant of scripts/develop may have 3333.
+        await api.set_options(entry_id, DEV_OPTIONS | {"local_pool_port": free_port()})
         state, reason = await wait_loaded(api, entry_id)
         check(state == "loaded", f"options saved through the options flow; entry {state}")
 
