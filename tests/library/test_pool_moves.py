@@ -20,6 +20,7 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     CommandNotConfirmedError,
     DeviceAuthError,
     MiningSiteError,
+    NoOperatorPoolError,
     PoolListFullError,
     PoolNotListedError,
 )
@@ -45,6 +46,7 @@ from custom_components.bitcoin_mining.miningsite.miners.pool_moves import (
     same_pool_url,
     why_not_on,
     with_backup_pool,
+    with_proxy_first,
 )
 from custom_components.bitcoin_mining.miningsite.stratum import (
     LocalPool,
@@ -179,6 +181,55 @@ def test_three_operator_pools_leave_no_slot() -> None:
         assert err.value.backup_url == LOCAL
         assert "no slot is left for the backup pool" in str(err.value)
         assert A in str(err.value)
+
+
+# -- with_proxy_first (proxy mode) ------------------------------------------------------------
+
+
+def test_the_proxy_goes_first_as_the_miners_own_worker() -> None:
+    # The upstream pool sees the worker it always saw; the operator's pools follow.
+    assert with_proxy_first(listed((A, "w.1"), (B, "w.2")), LOCAL) == [
+        PoolConfig(LOCAL, "w.1"),
+        PoolConfig(A, "w.1"),
+        PoolConfig(B, "w.2"),
+    ]
+    assert with_proxy_first(listed((LOCAL, "w.1"), (A, "w.1"), (B, "w.2")), LOCAL) is None
+    # Echoed in another shape: still the proxy.
+    assert with_proxy_first(listed(("192.168.1.10:3333/", "w.1"), (A, "w.1")), LOCAL) is None
+
+
+def test_a_backup_of_backup_pool_mode_becomes_the_proxy_entry() -> None:
+    # Last as the site's backup (another worker name): moved first, as the miner's worker.
+    backup_mode = listed((A, "w.1"), (B, "w.2"), (LOCAL, "site.backup"))
+    assert with_proxy_first(backup_mode, LOCAL) == [
+        PoolConfig(LOCAL, "w.1"),
+        PoolConfig(A, "w.1"),
+        PoolConfig(B, "w.2"),
+    ]
+    # And back: backup-pool mode plans the operator's pools first again.
+    proxy_mode = listed((LOCAL, "w.1"), (A, "w.1"), (B, "w.2"))
+    assert with_backup_pool(proxy_mode, BACKUP) == [
+        PoolConfig(A, "w.1"),
+        PoolConfig(B, "w.2"),
+        BACKUP,
+    ]
+    # Listed twice, or with another worker: one first entry.
+    twice = listed((A, "w.1"), (LOCAL, "w.1"), ("192.168.1.10:3333", "other"))
+    assert with_proxy_first(twice, LOCAL) == [PoolConfig(LOCAL, "w.1"), PoolConfig(A, "w.1")]
+
+
+def test_a_miner_without_an_operator_pool_or_a_full_list_is_refused() -> None:
+    for pools in ((), listed((LOCAL, "w.1"))):
+        with pytest.raises(NoOperatorPoolError) as missing:
+            with_proxy_first(pools, LOCAL)
+        assert missing.value.proxy_url == LOCAL
+        assert "lists no pool of the operator's" in str(missing.value)
+    with pytest.raises(PoolListFullError) as full:
+        with_proxy_first(listed((A, "w.1"), (B, "w.2"), (C, "w.3")), LOCAL)
+    assert "no slot is left for the proxy" in str(full.value)
+    assert full.value.operator_urls == [A, B, C]
+    with pytest.raises(ValueError, match="needs a host and a port"):
+        with_proxy_first(listed((A, "w.1")), "stratum+tcp://192.168.1.10")
 
 
 @pytest.mark.parametrize(
@@ -500,6 +551,57 @@ async def test_fleet_moves_across_all_six_families(
             assert isinstance(outcome.error, PoolListFullError)
         assert writes(fleet) == written
         assert {family: sim_pools(m) for family, m in miners.items()} == before
+
+
+async def test_the_proxy_goes_first_on_all_six_families(
+    session: aiohttp.ClientSession, local_pool: LocalPool
+) -> None:
+    async with six_families(session) as (site, fleet):
+        assert site.pool is not None
+        upstream, local = url_of(site.pool.port), url_of(local_pool.port)
+        miners = {m.family: m for m in site.miners}
+        for family, miner in miners.items():
+            miner.set_pools(
+                [(upstream, f"op.{family}", "x"), (PUBLIC_POOLS[1], f"op.{family}", "x")]
+            )
+        await until(
+            lambda: all(on_pool(m, upstream) for m in site.miners), 20, "miners on upstream"
+        )
+
+        # Proxy mode: the site's pool first, as the miner's own worker; then the operator's.
+        outcomes = await fleet.ensure_proxy_first(local, await poll(fleet))
+        assert outcomes.keys() == miners.keys()
+        assert failures(outcomes) == {}
+        for family, miner in miners.items():
+            assert [(url, user) for url, user, _ in sim_pools(miner)] == [
+                (local, f"op.{family}"),
+                (upstream, f"op.{family}"),
+                (PUBLIC_POOLS[1], f"op.{family}"),
+            ], family
+        # A new first pool is not always taken at once (cgminer keeps a working pool
+        # until the new one has been tested): the switch makes sure, read back.
+        outcomes = await fleet.switch_to_pool(dict.fromkeys(miners, local))
+        assert failures(outcomes) == {}
+        await until(lambda: all(on_pool(m, local) for m in site.miners), 20, "on the proxy")
+        written = writes(fleet)
+        assert await fleet.ensure_proxy_first(local, await poll(fleet)) == {}
+        assert writes(fleet) == written
+
+        # Back to backup-pool mode: the operator's pools first again, the site's last.
+        backup = PoolConfig(local, "site.backup")
+        outcomes = await fleet.ensure_backup_pool(backup, await poll(fleet))
+        assert failures(outcomes) == {}
+        assert all(sim_pools(m)[-1][:2] == (local, "site.backup") for m in site.miners)
+
+        # A miner that lists nothing of the operator's: refused, nothing written.
+        lone = miners["cgminer"]
+        lone.set_pools([(local, "site.backup", "x")])
+        written = writes(fleet)
+        statuses = await poll(fleet)
+        outcomes = await fleet.ensure_proxy_first(local, {"cgminer": statuses["cgminer"]})
+        assert outcomes["cgminer"].result is CommandResult.FAILED
+        assert isinstance(outcomes["cgminer"].error, NoOperatorPoolError)
+        assert writes(fleet) == written
 
 
 async def test_a_dead_pool_is_never_confirmed(session: aiohttp.ClientSession) -> None:

@@ -53,15 +53,29 @@ class PoolPortInUseError(LocalPoolError):
 class PoolListFullError(MiningSiteError):
     """A miner's pool list has no slot left for the backup pool: the operator's pools fill it."""
 
-    def __init__(self, operator_urls: list[str], backup_url: str, limit: int) -> None:
-        """Name the operator's pools and the backup that does not fit."""
+    def __init__(
+        self, operator_urls: list[str], backup_url: str, limit: int, role: str = "backup pool"
+    ) -> None:
+        """Name the operator's pools and the site's pool (backup or proxy) that does not fit."""
         self.operator_urls = operator_urls
         self.backup_url = backup_url
         self.limit = limit
         super().__init__(
             f"the miner already lists {len(operator_urls)} pools of the operator "
             f"({', '.join(operator_urls)}) and takes at most {limit}: no slot is left for "
-            f"the backup pool {backup_url}, and no operator pool is ever dropped"
+            f"the {role} {backup_url}, and no operator pool is ever dropped"
+        )
+
+
+class NoOperatorPoolError(MiningSiteError):
+    """A miner lists no pool of the operator's: the proxy has no worker name to relay."""
+
+    def __init__(self, proxy_url: str) -> None:
+        """Name the proxy that cannot be put first."""
+        self.proxy_url = proxy_url
+        super().__init__(
+            f"the miner lists no pool of the operator's, so the proxy {proxy_url} would not "
+            "know which worker it relays upstream: give the miner its pool first"
         )
 
 

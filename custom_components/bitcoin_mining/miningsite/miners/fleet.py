@@ -46,6 +46,7 @@ from .pool_moves import (
     PoolMoveOutcome as PoolMoveOutcome,  # noqa: PLC0414 - re-exported
     check_backup_pool,
     ensure_backup,
+    ensure_proxy_first,
     switch_to,
 )
 from .whatsminer import WhatsminerDriver
@@ -501,6 +502,36 @@ class Fleet:
                     self._drivers[key],
                     status,
                     backup,
+                    self._bounded_call(semaphore, key),
+                    confirming,
+                )
+                for key, status in chosen.items()
+            )
+        )
+        return {outcome.key: outcome for outcome in outcomes if outcome is not None}
+
+    async def ensure_proxy_first(
+        self, proxy_url: str, statuses: Mapping[str, MinerStatus]
+    ) -> dict[str, PoolMoveOutcome]:
+        """Give every miner the site's proxy first, then the operator's pools (proxy mode).
+
+        Like ensure_backup_pool: a miner whose list is already right is not contacted
+        and not in the result; the others are written and read back.
+        """
+        check_backup_pool(PoolConfig(proxy_url, "proxy"))
+        chosen = self._members(statuses)
+        for key, status in chosen.items():
+            if not isinstance(status, MinerStatus):
+                raise TypeError(f"{key}: a MinerStatus is needed, not {type(status).__name__}")
+        semaphore = asyncio.Semaphore(self.command_concurrency)
+        confirming = Confirming(self.confirm_timeout, self.confirm_interval)
+        outcomes = await asyncio.gather(
+            *(
+                ensure_proxy_first(
+                    key,
+                    self._drivers[key],
+                    status,
+                    proxy_url,
                     self._bounded_call(semaphore, key),
                     confirming,
                 )

@@ -1,11 +1,14 @@
-"""Pool moves for internet failover: the backup pool on every miner, and switching pools.
+"""Pool moves for internet failover: the site's pool on every miner, and switching pools.
 
-Every miner should list the operator's pools first, in the operator's order, and
-the site's local pool last, as a backup: then firmware failover lands on it even
-with Home Assistant down. `with_backup_pool` plans that list from what a miner
-reports; it never drops or reorders an operator pool (a list the operator has
-filled is PoolListFullError). Firmware echoes URLs in different shapes, so pools
-are compared with `same_pool_url`.
+In backup-pool mode every miner should list the operator's pools first, in the
+operator's order, and the site's local pool last, as a backup: then firmware failover
+lands on it even with Home Assistant down (`with_backup_pool`). In proxy mode the
+site's proxy comes first, under the miner's own worker name, and the operator's pools
+after it: the proxy relays to the upstream pool, and a proxy that is gone costs one
+firmware failover onto the miner's own pool (`with_proxy_first`). Neither plan ever
+drops or reorders an operator pool (a list the operator has filled is
+PoolListFullError). Firmware echoes URLs in different shapes, so pools are compared
+with `same_pool_url`.
 
 Passwords: no firmware reports them, so a planned list carries the PoolConfig
 default ("x") for the operator's pools. What a write does with them per family:
@@ -42,6 +45,7 @@ from urllib.parse import urlsplit
 from ..exceptions import (
     CommandNotConfirmedError,
     MiningSiteError,
+    NoOperatorPoolError,
     PoolListFullError,
     PoolNotListedError,
 )
@@ -135,6 +139,36 @@ def with_backup_pool(pools: Sequence[PoolStatus], backup: PoolConfig) -> list[Po
     return None if lists_pools(pools, wanted) else wanted
 
 
+def with_proxy_first(pools: Sequence[PoolStatus], proxy_url: str) -> list[PoolConfig] | None:
+    """The list a miner should have in proxy mode: the site's proxy first, then its pools.
+
+    The proxy relays each miner upstream under the worker name the miner gives it, so
+    its entry carries the worker name of the miner's first operator pool: the upstream
+    pool sees the same workers as without a proxy, and a miner whose firmware gives the
+    proxy up (Home Assistant down) hashes on its own pool next. None when the miner
+    lists exactly that already. The proxy listed anywhere else (or twice, or as a backup
+    with another worker name) becomes the one first entry; operator pools keep their
+    order and are never dropped: PoolListFullError when they leave no slot,
+    NoOperatorPoolError when there is none.
+    """
+    check_backup_pool(PoolConfig(proxy_url, "proxy"))
+    operators: list[PoolStatus] = []
+    for pool in _by_priority(pools):
+        if same_pool_url(pool.url, proxy_url):
+            continue
+        if not any(_same(pool, kept) for kept in operators):
+            operators.append(pool)
+    if not operators:
+        raise NoOperatorPoolError(proxy_url)
+    if len(operators) >= MAX_POOLS:
+        raise PoolListFullError(
+            [pool.url for pool in operators], proxy_url, MAX_POOLS, role="proxy"
+        )
+    proxy = PoolConfig(proxy_url, operators[0].user)
+    wanted = [proxy, *(PoolConfig(pool.url, pool.user) for pool in operators)]
+    return None if lists_pools(pools, wanted) else wanted
+
+
 def pool_index(pools: Sequence[PoolStatus], url: str) -> int | None:
     """Where the pool with this URL is in the miner's list (the highest priority one), or None.
 
@@ -224,6 +258,42 @@ async def ensure_backup(
     confirming: Confirming,
 ) -> PoolMoveOutcome | None:
     """Give one miner the backup pool last, confirmed by reading back; None if it had it."""
+    try:
+        wanted = with_backup_pool(status.pools, backup)
+    except PoolListFullError as err:
+        return PoolMoveOutcome(key, CommandResult.FAILED, err, 0.0, status)
+    if wanted is None:
+        return None
+    return await write_pool_list(key, driver, status, wanted, call, confirming)
+
+
+async def ensure_proxy_first(
+    key: str,
+    driver: MinerDriver,
+    status: MinerStatus,
+    proxy_url: str,
+    call: FleetCall,
+    confirming: Confirming,
+) -> PoolMoveOutcome | None:
+    """Put the site's proxy first on one miner's list, read back; None if it was."""
+    try:
+        wanted = with_proxy_first(status.pools, proxy_url)
+    except (PoolListFullError, NoOperatorPoolError) as err:
+        return PoolMoveOutcome(key, CommandResult.FAILED, err, 0.0, status)
+    if wanted is None:
+        return None
+    return await write_pool_list(key, driver, status, wanted, call, confirming)
+
+
+async def write_pool_list(
+    key: str,
+    driver: MinerDriver,
+    status: MinerStatus,
+    wanted: list[PoolConfig],
+    call: FleetCall,
+    confirming: Confirming,
+) -> PoolMoveOutcome:
+    """Write one miner's planned pool list, confirmed when it reads back listing it."""
     started = time.monotonic()
     deadline = started + confirming.timeout_s
 
@@ -232,12 +302,6 @@ async def ensure_backup(
     ) -> PoolMoveOutcome:
         return PoolMoveOutcome(key, result, error, time.monotonic() - started, reading)
 
-    try:
-        wanted = with_backup_pool(status.pools, backup)
-    except PoolListFullError as err:
-        return outcome(CommandResult.FAILED, err, status)
-    if wanted is None:
-        return None
     try:
         # A planned write (cgminer's) takes several round trips: the whole budget, at least.
         await call(driver.set_pools(wanted), deadline - time.monotonic())
