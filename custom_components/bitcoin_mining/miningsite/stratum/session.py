@@ -1,0 +1,753 @@
+"""One miner connection of the proxy: relayed on its own upstream connection, or on local jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+import json
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from .jobs import EXTRANONCE2_SIZE, Job
+from .local_work import fits
+from .protocol import (
+    ErrorCode,
+    MalformedMessageError,
+    Request,
+    error_line,
+    notification_line,
+    parse_line,
+    result_line,
+)
+from .proxy_config import Fallback, MinerCounts
+from .shares import (
+    MAX_WORKER_LENGTH,
+    POOL_VERSION_MASK,
+    RejectReason,
+    ShareRejectedError,
+    parse_submit,
+    target_for,
+    verify,
+)
+from .upstream import Pending, UpstreamLink
+
+if TYPE_CHECKING:
+    from .proxy import StratumProxy
+
+_LOGGER = logging.getLogger(__name__)
+
+type Side = Literal["upstream", "local"]
+# Upstream job ids remembered per miner to tell a cross-side share from an unknown one.
+UPSTREAM_JOBS_KEPT = 32
+MAX_USER_AGENT = 128
+MAX_WORKERS = 16
+# Upstream messages a relay passes on without taking any action of its own.
+_PASSED_ON = frozenset({"mining.set_version_mask"})
+_IGNORED = frozenset({"client.show_message"})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def _positive(value: object) -> float | None:
+    """A finite number above 0, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _extranonce(first: object, size: object) -> tuple[bytes, int] | None:
+    """An (extranonce1, extranonce2 size) pair the local coinbase can hold, or None."""
+    if not isinstance(first, str) or isinstance(size, bool) or not isinstance(size, int):
+        return None
+    try:
+        value = bytes.fromhex(first)
+    except ValueError:
+        return None
+    return (value, size) if len(first) % 2 == 0 and fits(len(value), size) else None
+
+
+def _subscribed(result: object) -> tuple[bytes, int] | None:
+    """The extranonce of a subscribe result `[subscriptions, extranonce1, size]`."""
+    if not isinstance(result, list) or len(result) < 3:
+        return None
+    return _extranonce(result[1], result[2])
+
+
+def _mask(result: object) -> int | None:
+    """The version-rolling mask a configure result grants."""
+    if not isinstance(result, dict) or result.get("version-rolling") is not True:
+        return None
+    mask = result.get("version-rolling.mask")
+    if not isinstance(mask, str) or not 1 <= len(mask) <= 8:
+        return None
+    try:
+        return int(mask, 16)
+    except ValueError:
+        return None
+
+
+class _Replay:
+    """A fresh upstream connection being set up for a local miner (the move back)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.extranonce: tuple[bytes, int] | None = None
+        self.authorized = 0
+        self.mask: int | None = None
+        self.difficulty: float | None = None
+        self.job: list[Any] | None = None
+        self.job_ids: OrderedDict[str, None] = OrderedDict()
+
+
+class MinerSession:
+    """A miner's connection: its handshake (kept to replay upstream), side, jobs and counts."""
+
+    def __init__(self, number: int, writer: asyncio.StreamWriter, hub: StratumProxy) -> None:
+        """Not relayed yet, no job yet."""
+        self.number = number
+        self.writer = writer
+        self.transport = writer.transport
+        self.peer = str(writer.get_extra_info("peername"))
+        self.hub = hub
+        self._clock: Callable[[], float] = hub.clock
+        self.side: Side = "local"
+        self.upstream: UpstreamLink | None = None
+        self.moving = False
+        self._replay: _Replay | None = None
+        self.extranonce1: bytes | None = None
+        self.extranonce2_size = EXTRANONCE2_SIZE
+        self.local_extranonce: bytes | None = None
+        self.user_agent: str | None = None
+        self.configure_params: list[Any] | None = None
+        self.xnsub = False
+        self.suggested: float | None = None
+        # Worker -> password: kept only to authorize again on a fresh upstream connection.
+        self.workers: dict[str, str] = {}
+        self.difficulty: float | None = None
+        self.version_mask = POOL_VERSION_MASK
+        self.upstream_jobs: OrderedDict[str, None] = OrderedDict()
+        self.local_jobs: OrderedDict[str, float] = OrderedDict()
+        self.seen: dict[str, set[tuple[bytes, int, int, int | None]]] = {}
+        self._local_started = False
+        self.counts = MinerCounts()
+        self.last_fallback: str | None = None
+        self.failures = 0
+        self.malformed = 0
+        self.closing = False
+        self._side_since: float | None = None
+        self.handshake_timer: asyncio.TimerHandle | None = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Subscribed and authorized: it hashes once it has a job."""
+        return self.extranonce1 is not None and bool(self.workers)
+
+    @property
+    def state(self) -> str:
+        """Upstream, local, or moving (local while a fresh upstream is set up)."""
+        return "moving" if self.moving else self.side
+
+    def hashing_seconds(self, now: float) -> tuple[float, float]:
+        """(upstream, local) seconds with a job, counting the current stretch."""
+        up, local = self.counts.upstream_seconds, self.counts.local_seconds
+        if self._side_since is not None:
+            if self.side == "upstream":
+                up += now - self._side_since
+            else:
+                local += now - self._side_since
+        return up, local
+
+    def _switch_side(self, side: Side) -> None:
+        now = self._clock()
+        self.counts.upstream_seconds, self.counts.local_seconds = self.hashing_seconds(now)
+        if self._side_since is not None:
+            self._side_since = now
+        self.side = side
+        if side == "local":
+            self._local_started = False
+
+    def _job_sent(self) -> None:
+        if self._side_since is None:
+            self._side_since = self._clock()
+
+    # --- the miner's side -------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue a line for the miner; one that lets too much pile up is dropped."""
+        if self.closing:
+            return
+        self.writer.write(data)
+        if self.transport.get_write_buffer_size() > self.hub.config.local.write_buffer_limit:
+            self.close("miner not reading")
+
+    def close(self, why: str, *, graceful: bool = False) -> None:
+        """End the miner's connection (graceful: after what is queued) and its upstream one."""
+        if self.closing:
+            return
+        self.closing = True
+        _LOGGER.debug("Stratum proxy closes connection %s from %s: %s", self.number, self.peer, why)
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+        if self.upstream is not None:
+            self.upstream.close()
+            self.upstream = None
+        if graceful:
+            self.transport.close()
+        else:
+            self.transport.abort()
+
+    def settle(self) -> None:
+        """The connection ended: count its last hashing stretch."""
+        self._switch_side(self.side)
+
+    async def run(self, reader: asyncio.StreamReader) -> None:
+        """Read the miner's lines until it leaves or is closed."""
+        while not self.closing:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                self.close("line over 16 KiB")
+                return
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            started = time.perf_counter()
+            if line.strip():
+                self._from_miner(line, started)
+
+    def _from_miner(self, line: bytes, started: float) -> None:
+        try:
+            request = parse_line(line)
+        except MalformedMessageError as err:
+            self.malformed += 1
+            if self.malformed > self.hub.config.local.max_malformed:
+                self.close("too many malformed lines")
+                return
+            self.send(error_line(err.request_id, ErrorCode.OTHER, f"Malformed request: {err}"))
+            return
+        if request is None:
+            return  # a reply: the proxy answers the upstream's requests itself
+        if self.side == "upstream" and self.upstream is not None:
+            self._relay(self.upstream, request, started)
+        else:
+            self._serve_locally(request)
+
+    # --- relaying ---------------------------------------------------------------------------
+
+    def relay_on(self, link: UpstreamLink) -> None:
+        """Relay this (fresh) miner connection on `link`."""
+        self.upstream = link
+        self._switch_side("upstream")
+        link.task = asyncio.create_task(self._pump(link), name="stratum proxy upstream")
+
+    def _relay(self, link: UpstreamLink, request: Request, started: float) -> None:
+        method, params = request.method, request.params
+        pending = Pending(method, self._clock(), request.id)
+        if method == "mining.submit":
+            job_id = params[1] if len(params) > 1 else None
+            if (
+                isinstance(job_id, str)
+                and job_id in self.local_jobs
+                and job_id not in self.upstream_jobs
+            ):
+                self.counts.cross_side_stale += 1
+                self.send(error_line(request.id, ErrorCode.JOB_NOT_FOUND, "Stale job", False))
+                return
+        elif method == "mining.subscribe":
+            if params and isinstance(params[0], str):
+                self.user_agent = params[0][:MAX_USER_AGENT]
+        elif method == "mining.authorize":
+            if params and isinstance(params[0], str):
+                pending.worker = params[0]
+                pending.password = (
+                    params[1] if len(params) > 1 and isinstance(params[1], str) else ""
+                )
+        elif method == "mining.configure":
+            self.configure_params = params
+        elif method == "mining.suggest_difficulty":
+            self.suggested = _positive(params[0] if params else None) or self.suggested
+        elif method == "mining.extranonce.subscribe":
+            self.xnsub = True
+        link.request(method, params, pending)
+        pending.cost = time.perf_counter() - started
+        if link.transport.get_write_buffer_size() > self.hub.config.local.write_buffer_limit:
+            self.fall_back(Fallback.NOT_READING, "the upstream does not take our requests")
+
+    async def _pump(self, link: UpstreamLink) -> None:
+        """Read the upstream's lines while `link` is this miner's upstream."""
+        while link is self.upstream and not link.closed:
+            try:
+                line = await link.reader.readuntil(b"\n")
+            except asyncio.LimitOverrunError:
+                self._link_failed(link, Fallback.OVERSIZE_LINE, "a line over 64 KiB")
+                return
+            except (asyncio.IncompleteReadError, ConnectionError) as err:
+                self._link_failed(link, Fallback.CONNECTION_LOST, type(err).__name__)
+                return
+            if link is not self.upstream:
+                return
+            link.heard = self._clock()
+            if line.strip():
+                self._from_upstream(link, line, time.perf_counter())
+
+    def _link_failed(self, link: UpstreamLink, reason: Fallback, detail: str) -> None:
+        if link is self.upstream and not self.closing:
+            self.fall_back(reason, detail)
+
+    def _from_upstream(self, link: UpstreamLink, line: bytes, started: float) -> None:
+        try:
+            message = json.loads(line, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            self.fall_back(Fallback.GARBAGE, "a line that is not JSON")
+            return
+        if not isinstance(message, dict):
+            self.fall_back(Fallback.GARBAGE, "JSON that is not an object")
+            return
+        method = message.get("method")
+        if method is None:
+            self._upstream_reply(link, message, started)
+            return
+        params = message.get("params")
+        if not isinstance(method, str) or not isinstance(params, list):
+            self.fall_back(Fallback.GARBAGE, "a message without method or params")
+            return
+        relaying = self.side == "upstream"
+        if method == "mining.notify":
+            self._upstream_job(params, line, relaying)
+        elif method == "mining.set_difficulty":
+            difficulty = _positive(params[0] if params else None)
+            if difficulty is None:
+                self.fall_back(Fallback.BAD_DIFFICULTY, f"difficulty {params[:1]!r}")
+            elif relaying:
+                self.difficulty = difficulty
+                self.send(line)
+            elif self._replay is not None:
+                self._replay.difficulty = difficulty
+        elif method == "mining.set_extranonce":
+            self._upstream_extranonce(params, line, relaying)
+        elif method == "client.reconnect":
+            self._upstream_reconnect(params)
+        elif method == "client.get_version":
+            link.send_line(result_line(message.get("id"), self.user_agent or "stratum-proxy"))
+        elif method in _PASSED_ON:
+            if relaying:
+                self.send(line)
+        elif method not in _IGNORED:
+            self.fall_back(Fallback.UNKNOWN_METHOD, method[:64])
+
+    def _upstream_job(self, params: list[Any], line: bytes, relaying: bool) -> None:
+        job_id = params[0] if params else None
+        if (
+            len(params) < 9
+            or not isinstance(job_id, str)
+            or not 0 < len(job_id) <= 64
+            or not isinstance(params[8], bool)
+        ):
+            self.fall_back(Fallback.GARBAGE, "a mining.notify that is not a job")
+            return
+        if relaying:
+            jobs = self.upstream_jobs
+        elif self._replay is not None:
+            jobs = self._replay.job_ids
+            self._replay.job = params
+        else:
+            return
+        if params[8]:
+            jobs.clear()
+        jobs[job_id] = None
+        while len(jobs) > UPSTREAM_JOBS_KEPT:
+            jobs.popitem(last=False)
+        if relaying:
+            self._job_sent()
+            self.send(line)
+        else:
+            self._maybe_moved()
+
+    def _upstream_extranonce(self, params: list[Any], line: bytes, relaying: bool) -> None:
+        extranonce = _extranonce(*params[:2]) if len(params) >= 2 else None
+        if extranonce is None:
+            self.fall_back(Fallback.BAD_EXTRANONCE, "an invalid mining.set_extranonce")
+        elif not relaying:
+            if self._replay is not None:
+                self._replay.extranonce = extranonce
+        elif not self.xnsub:
+            self.fall_back(Fallback.BAD_EXTRANONCE, "an extranonce change the miner cannot take")
+        else:
+            self.extranonce1, self.extranonce2_size = extranonce
+            self.send(line)
+
+    def _upstream_reconnect(self, params: list[Any]) -> None:
+        config = self.hub.config
+        host = params[0] if params else None
+        port = params[1] if len(params) > 1 else None
+        same_host = host in (None, "", config.upstream_host, *config.reconnect_hosts)
+        same_port = port in (None, "", config.upstream_port, str(config.upstream_port))
+        if same_host and same_port:
+            self.fall_back(Fallback.RECONNECT, "the upstream asked for a reconnect")
+        else:
+            self.fall_back(Fallback.FOREIGN_RECONNECT, f"to {str(host)[:64]}:{str(port)[:8]}")
+
+    def _upstream_reply(self, link: UpstreamLink, message: dict[str, Any], started: float) -> None:
+        request_id = message.get("id")
+        if (
+            not isinstance(request_id, int)
+            or (pending := link.pending.pop(request_id, None)) is None
+        ):
+            return  # an answer to nothing we asked: harmless
+        result, error = message.get("result"), message.get("error")
+        if not pending.from_miner:
+            self._replay_reply(pending, result, error)
+            return
+        method = pending.method
+        if method == "mining.subscribe" and error is None:
+            extranonce = _subscribed(result)
+            if extranonce is None:
+                link.pending[request_id] = pending  # answered locally by the fall-back
+                self.fall_back(Fallback.BAD_EXTRANONCE, "a subscribe result without extranonce")
+                return
+            self.extranonce1, self.extranonce2_size = extranonce
+        elif method == "mining.authorize" and result is True and pending.worker is not None:
+            if len(self.workers) < MAX_WORKERS:
+                self.workers[pending.worker] = pending.password or ""
+        elif method == "mining.configure":
+            mask = _mask(result)
+            if mask is not None:
+                self.version_mask = mask
+        elif method == "mining.submit":
+            self._count_upstream(result, error)
+        self.send(_line({"id": pending.miner_id, "result": result, "error": error}))
+        self.hub.latency.record(pending.cost + time.perf_counter() - started)
+
+    def _count_upstream(self, result: object, error: object) -> None:
+        if result is True and error is None:
+            self.counts.upstream_accepted += 1
+            return
+        code = error[0] if isinstance(error, list) and error else None
+        text = str(error[1]).lower() if isinstance(error, list) and len(error) > 1 else ""
+        if code == ErrorCode.JOB_NOT_FOUND or "stale" in text:
+            self.counts.upstream_stale += 1
+        else:
+            self.counts.upstream_rejected += 1
+
+    def check(self, now: float) -> None:
+        """Give up an upstream that stopped answering or went silent."""
+        link = self.upstream
+        if link is None or self.closing:
+            return
+        config = self.hub.config
+        oldest = link.oldest_pending()
+        if oldest is not None and now - oldest >= config.reply_timeout:
+            self.fall_back(Fallback.REPLY_TIMEOUT, "a request unanswered")
+        elif now - link.heard >= config.silence_timeout:
+            self.fall_back(Fallback.SILENT, "no line from the upstream")
+        elif self._replay is not None and now - self._replay.started >= 2 * config.reply_timeout:
+            self.fall_back(Fallback.SILENT, "no job from the fresh upstream connection")
+
+    # --- falling back to local jobs ---------------------------------------------------------
+
+    def fall_back(self, reason: Fallback, detail: str = "") -> None:
+        """Leave the upstream: local jobs at once (clean), answers to what was left pending."""
+        if self.closing:
+            return
+        link, self.upstream = self.upstream, None
+        self._replay = None
+        self.moving = False
+        self.last_fallback = f"{reason}: {detail}" if detail else str(reason)
+        self.hub.fell_back(reason)
+        _LOGGER.debug("Stratum proxy: miner %s on local jobs (%s)", self.peer, self.last_fallback)
+        if self.side == "upstream":
+            self.counts.fallbacks += 1
+            self._switch_side("local")
+        if link is not None:
+            link.close()
+            for pending in link.pending.values():
+                if pending.from_miner:
+                    self._answer_locally(pending)
+        if self.ready and not self._local_started:
+            self._start_local_work()
+        if self.hub.upstream_healthy and reason is not Fallback.UPSTREAM_DOWN:
+            self.failures += 1
+            config = self.hub.config
+            delay = config.retry_delay * 2 ** min(self.failures - 1, 16)
+            self.hub.retry_later(self, 0.0 if reason is Fallback.RECONNECT else delay)
+
+    def _answer_locally(self, pending: Pending) -> None:
+        method = pending.method
+        if method == "mining.submit":
+            self.counts.upstream_lost += 1
+            self.send(error_line(pending.miner_id, ErrorCode.JOB_NOT_FOUND, "Stale job", False))
+            return
+        params: list[Any] = []
+        if method == "mining.subscribe":
+            params = [self.user_agent] if self.user_agent else []
+        elif method == "mining.authorize":
+            params = [pending.worker, pending.password]
+        elif method == "mining.configure":
+            params = self.configure_params or []
+        elif method not in ("mining.suggest_difficulty", "mining.extranonce.subscribe"):
+            self.send(error_line(pending.miner_id, ErrorCode.OTHER, "Upstream pool lost"))
+            return
+        self._serve_locally(Request(pending.miner_id, method, params))
+
+    def _local_difficulty(self) -> float:
+        vardiff = self.hub.config.local.vardiff
+        if self.suggested is not None:
+            return min(max(self.suggested, vardiff.min_difficulty), vardiff.max_difficulty)
+        return vardiff.start_difficulty
+
+    def _start_local_work(self) -> None:
+        """The miner's difficulty (or the local one), then the current local job, clean."""
+        self._local_started = True
+        if self.difficulty is None:
+            self.difficulty = self._local_difficulty()
+            value = self.difficulty
+            self.send(notification_line("mining.set_difficulty", [value]))
+        job = self.hub.book.current
+        if job is not None:
+            self.send_local_job(job, clean=True)
+
+    def send_local_job(self, job: Job, *, clean: bool) -> None:
+        """Send a local job sized to the miner's extranonce; remember its difficulty."""
+        if self.extranonce1 is None or self.difficulty is None:
+            return
+        if clean:
+            self.local_jobs.clear()
+            self.seen.clear()
+        self.local_jobs[job.job_id] = self.difficulty
+        while len(self.local_jobs) > self.hub.config.local.keep_jobs:
+            old, _ = self.local_jobs.popitem(last=False)
+            self.seen.pop(old, None)
+        slot = len(self.extranonce1) + self.extranonce2_size
+        self._job_sent()
+        self.send(self.hub.slots.line(job, slot, clean))
+
+    @property
+    def local_started(self) -> bool:
+        """Whether local jobs go to this miner now."""
+        return self._local_started and self.side == "local"
+
+    # --- serving locally --------------------------------------------------------------------
+
+    def _serve_locally(self, request: Request) -> None:
+        method, params, request_id = request.method, request.params, request.id
+        if method == "mining.submit":
+            self._local_submit(request)
+        elif method == "mining.subscribe":
+            if params and isinstance(params[0], str):
+                self.user_agent = params[0][:MAX_USER_AGENT]
+            if self.extranonce1 is None:
+                self.extranonce1 = self.local_extranonce = self.hub.allocate_extranonce1()
+                self.extranonce2_size = EXTRANONCE2_SIZE
+            subscription = f"{self.number:x}"
+            subscriptions = [
+                ["mining.set_difficulty", subscription],
+                ["mining.notify", subscription],
+            ]
+            result = [subscriptions, self.extranonce1.hex(), self.extranonce2_size]
+            self.send(result_line(request_id, result))
+            self._maybe_start()
+        elif method == "mining.authorize":
+            worker = params[0] if params else None
+            if not isinstance(worker, str) or not 0 < len(worker) <= MAX_WORKER_LENGTH:
+                self.send(error_line(request_id, ErrorCode.OTHER, "Invalid worker name", False))
+                return
+            if worker not in self.workers and len(self.workers) >= MAX_WORKERS:
+                self.send(error_line(request_id, ErrorCode.OTHER, "Too many workers", False))
+                return
+            password = params[1] if len(params) > 1 and isinstance(params[1], str) else ""
+            self.workers[worker] = password
+            self.send(result_line(request_id, True))
+            self._maybe_start()
+        elif method == "mining.configure":
+            self._local_configure(request)
+        elif method == "mining.suggest_difficulty":
+            self.suggested = _positive(params[0] if params else None) or self.suggested
+            self.send(result_line(request_id, True))
+        elif method == "mining.extranonce.subscribe":
+            self.xnsub = True
+            self.send(result_line(request_id, True))
+        else:
+            self.send(error_line(request_id, ErrorCode.METHOD_NOT_FOUND, "Method not found"))
+
+    def _maybe_start(self) -> None:
+        if self.ready and not self._local_started and self.side == "local":
+            if self.handshake_timer is not None:
+                self.handshake_timer.cancel()
+                self.handshake_timer = None
+            self._start_local_work()
+
+    def _local_configure(self, request: Request) -> None:
+        self.configure_params = request.params
+        extensions = request.params[0] if request.params else None
+        options = request.params[1] if len(request.params) > 1 else {}
+        if not isinstance(extensions, list) or not isinstance(options, dict):
+            self.send(error_line(request.id, ErrorCode.OTHER, "Invalid configure params"))
+            return
+        result: dict[str, Any] = {}
+        for extension in extensions:
+            if extension != "version-rolling":
+                result[str(extension)] = False
+                continue
+            asked = _mask(
+                {
+                    "version-rolling": True,
+                    "version-rolling.mask": options.get("version-rolling.mask", "ffffffff"),
+                }
+            )
+            if asked is None:
+                self.send(error_line(request.id, ErrorCode.OTHER, "Invalid version mask"))
+                return
+            self.version_mask = asked & POOL_VERSION_MASK
+            result["version-rolling"] = True
+            result["version-rolling.mask"] = f"{self.version_mask:08x}"
+        self.send(result_line(request.id, result))
+
+    def _local_submit(self, request: Request) -> None:
+        try:
+            self._check_local_share(request.params)
+        except ShareRejectedError as err:
+            if err.reason is RejectReason.STALE and self._cross_side(request.params):
+                self.counts.cross_side_stale += 1
+            else:
+                self.counts.local_rejected += 1
+            self.send(error_line(request.id, err.code, err.message, False))
+            return
+        self.counts.local_accepted += 1
+        self.send(result_line(request.id, True))
+
+    def _cross_side(self, params: list[Any]) -> bool:
+        return len(params) > 1 and isinstance(params[1], str) and params[1] in self.upstream_jobs
+
+    def _check_local_share(self, params: list[Any]) -> None:
+        """Verify a share for a local job; ShareRejectedError says why not."""
+        if self.extranonce1 is None:
+            raise ShareRejectedError(RejectReason.NOT_SUBSCRIBED, "Not subscribed")
+        if not self.workers:
+            raise ShareRejectedError(RejectReason.UNAUTHORIZED, "Unauthorized worker")
+        submission = parse_submit(params, self.extranonce2_size)
+        book = self.hub.book
+        job = book.find(submission.job_id)
+        difficulty = self.local_jobs.get(submission.job_id)
+        if job is None or difficulty is None:
+            if self._cross_side(params) or book.is_stale(submission.job_id):
+                raise ShareRejectedError(RejectReason.STALE, "Stale job")
+            raise ShareRejectedError(RejectReason.UNKNOWN_JOB, "Job not found")
+        seen = self.seen.setdefault(job.job_id, set())
+        if submission.key in seen:
+            raise ShareRejectedError(RejectReason.DUPLICATE, "Duplicate share")
+        slot = len(self.extranonce1) + self.extranonce2_size
+        local = self.hub.slots.job(job, slot)
+        verify(local, self.extranonce1, submission, self.version_mask, target_for(difficulty))
+        seen.add(submission.key)
+
+    # --- moving back to the upstream --------------------------------------------------------
+
+    async def move_back(self) -> None:
+        """Open a fresh upstream connection and replay the handshake; switch once it has a job."""
+        if self.closing or self.side != "local" or self.moving:
+            return
+        config = self.hub.config
+        self.moving = True
+        try:
+            link = await UpstreamLink.open(
+                config.upstream_host, config.upstream_port, config.connect_timeout, self._clock()
+            )
+        except (OSError, TimeoutError) as err:
+            if self.moving and not self.closing:
+                self.fall_back(Fallback.CONNECT_FAILED, type(err).__name__)
+            return
+        if not self.moving or self.closing or not self.hub.upstream_healthy:
+            link.close()
+            self.moving = False
+            return
+        self.upstream = link
+        link.task = asyncio.create_task(self._pump(link), name="stratum proxy upstream")
+        if self.extranonce1 is None:
+            # Nothing negotiated yet: the miner's own handshake goes upstream.
+            self.moving = False
+            self.failures = 0
+            self._switch_side("upstream")
+            return
+        self._replay = _Replay(self._clock())
+        now = self._clock()
+        if self.configure_params is not None:
+            link.request("mining.configure", self.configure_params, self._own("mining.configure"))
+        link.request(
+            "mining.subscribe",
+            [self.user_agent] if self.user_agent else [],
+            self._own("mining.subscribe"),
+        )
+        if self.xnsub:
+            link.request("mining.extranonce.subscribe", [], self._own("x"))
+        for worker, password in self.workers.items():
+            pending = Pending("mining.authorize", now, from_miner=False, worker=worker)
+            link.request("mining.authorize", [worker, password], pending)
+        if self.suggested is not None:
+            link.request("mining.suggest_difficulty", [self.suggested], self._own("s"))
+
+    def _own(self, method: str) -> Pending:
+        return Pending(method, self._clock(), from_miner=False)
+
+    def _replay_reply(self, pending: Pending, result: object, error: object) -> None:
+        replay = self._replay
+        if replay is None:
+            return
+        if pending.method == "mining.subscribe":
+            replay.extranonce = _subscribed(result) if error is None else None
+            if replay.extranonce is None:
+                self.fall_back(Fallback.BAD_EXTRANONCE, "the fresh subscribe gave no extranonce")
+                return
+        elif pending.method == "mining.authorize":
+            if result is not True:
+                self.fall_back(Fallback.AUTHORIZE_REFUSED, str(pending.worker)[:64])
+                return
+            replay.authorized += 1
+        elif pending.method == "mining.configure":
+            replay.mask = _mask(result)
+        self._maybe_moved()
+
+    def _maybe_moved(self) -> None:
+        """Once subscribed, authorized and given a job: the miner hashes on the upstream."""
+        replay, link = self._replay, self.upstream
+        if replay is None or link is None or replay.extranonce is None:
+            return
+        if replay.authorized < len(self.workers) or replay.difficulty is None:
+            return
+        if replay.job is None:
+            return
+        if replay.extranonce != (self.extranonce1, self.extranonce2_size):
+            if not self.xnsub:
+                # The miner cannot take a new extranonce on this connection: it reconnects
+                # (to us, and is relayed from its first line on).
+                self.counts.moves_back += 1
+                self.send(notification_line("client.reconnect", []))
+                self.close("reconnect for the upstream's extranonce", graceful=True)
+                return
+            first, size = replay.extranonce
+            self.send(notification_line("mining.set_extranonce", [first.hex(), size]))
+            self.extranonce1, self.extranonce2_size = first, size
+        if replay.mask is not None and replay.mask != self.version_mask:
+            self.version_mask = replay.mask
+            self.send(notification_line("mining.set_version_mask", [f"{replay.mask:08x}"]))
+        self.difficulty = replay.difficulty
+        self.send(notification_line("mining.set_difficulty", [replay.difficulty]))
+        job = list(replay.job)
+        job[8] = True
+        self.upstream_jobs = replay.job_ids
+        self._replay = None
+        self.moving = False
+        self.failures = 0
+        self.counts.moves_back += 1
+        self._switch_side("upstream")
+        self._job_sent()
+        self.send(notification_line("mining.notify", job))
