@@ -19,6 +19,8 @@ _SCRIPT_LENGTH_AT = 41
 _SCRIPT_FIXED = COINB1[_SCRIPT_LENGTH_AT] - 12
 MAX_SLOT = 100 - _SCRIPT_FIXED
 _CACHED = 64
+# Local job ids on the wire: upstream ids are usually hex, so a share is told by its id.
+LOCAL_PREFIX = "L"
 
 
 def fits(extranonce1_size: int, extranonce2_size: int) -> bool:
@@ -39,13 +41,15 @@ class SlotJobs:
         self._lines: OrderedDict[tuple[str, int, bool], bytes] = OrderedDict()
 
     def job(self, job: Job, slot: int) -> Job:
-        """`job` with the coinbase slot of `slot` bytes (extranonce1 + extranonce2)."""
+        """`job` with the coinbase slot of `slot` bytes (extranonce1 + extranonce2), its wire id."""
         key = (job.job_id, slot)
         found = self._jobs.get(key)
         if found is None or found.prevhash != job.prevhash:
             length = bytes([_SCRIPT_FIXED + slot])
             coinb1 = COINB1[:_SCRIPT_LENGTH_AT] + length + COINB1[_SCRIPT_LENGTH_AT + 1 :]
-            found = self._jobs[key] = dataclasses.replace(job, coinb1=coinb1)
+            found = self._jobs[key] = dataclasses.replace(
+                job, job_id=LOCAL_PREFIX + job.job_id, coinb1=coinb1
+            )
             while len(self._jobs) > _CACHED:
                 self._jobs.popitem(last=False)
         return found
