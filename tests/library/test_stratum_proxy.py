@@ -215,6 +215,19 @@ async def test_an_unanswered_share_moves_the_miner_to_local_jobs(
     assert not client.closed
 
 
+async def test_a_silent_upstream_connection_moves_the_miner_to_local_jobs(
+    make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
+) -> None:
+    proxy = await make_proxy(silence_timeout=0.3, retry_delay=30)
+    client = await miner(connect, proxy, "site.m1")
+    jobs = len(client.jobs)
+    await upstream.set_reachability("blackhole")
+    # Nothing asked, nothing heard: the deadline alone gives the upstream up.
+    await client.wait_for(lambda: newest_clean(client, jobs) is not None, 2)
+    assert proxy.stats().fallbacks == {Fallback.SILENT: 1}
+    assert not client.closed
+
+
 async def test_back_up_moves_miners_in_batches_onto_fresh_upstream_connections(
     make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
 ) -> None:

@@ -33,6 +33,7 @@ _LOGGER = logging.getLogger(__name__)
 
 # Upstream job ids remembered per miner to tell a cross-side share from an unknown one.
 UPSTREAM_JOBS_KEPT = 32
+RECONNECT_DELAY = 1.0
 # Upstream messages a relay passes on without taking any action of its own.
 _PASSED_ON = frozenset({"mining.set_version_mask"})
 _IGNORED = frozenset({"client.show_message"})
@@ -334,8 +335,11 @@ class MinerSession(LocalSide):
         if self.hub.upstream_healthy and reason is not Fallback.UPSTREAM_DOWN:
             self.failures += 1
             config = self.hub.config
-            delay = config.retry_delay * 2 ** min(self.failures - 1, 16)
-            self.hub.retry_later(self, 0.0 if reason is Fallback.RECONNECT else delay)
+            delay = min(config.retry_delay * 2 ** min(self.failures - 1, 16), config.retry_max)
+            if reason is Fallback.RECONNECT:
+                # Asked for: soon, but never a tight loop with a pool that keeps asking.
+                delay = min(delay, RECONNECT_DELAY)
+            self.hub.retry_later(self, delay)
 
     # --- moving back to the upstream --------------------------------------------------------
 
