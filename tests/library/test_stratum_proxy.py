@@ -346,6 +346,26 @@ async def test_bad_upstream_input_falls_back_to_local_jobs_and_says_why(
     assert (await share(client, job))["result"] is True
 
 
+async def test_an_upstream_reply_the_miner_could_not_parse_falls_back(
+    make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
+) -> None:
+    proxy = await make_proxy(retry_delay=30)
+    client = await miner(connect, proxy, "site.m1")
+    jobs = len(client.jobs)
+    await upstream.set_reachability("blackhole")  # the share is held, never answered
+    sent = client.send("mining.submit", client.solve(client.jobs[-1]))
+    await until(
+        lambda: any(s.held_in for s in upstream._sessions),
+        "the share held upstream",
+    )
+    # The proxy's ids: configure 1, subscribe 2, authorize 3, the share 4.
+    upstream.inject(b'{"id":4,"result":1e999,"error":null}\n')
+    await client.wait_for(lambda: sent in client.replies and has_clean_job(client, jobs), 2)
+    assert client.replies[sent]["error"][0] == 21  # stale: lost with the upstream
+    assert proxy.stats().fallbacks == {Fallback.GARBAGE: 1}
+    assert proxy.stats().totals.upstream_lost == 1
+
+
 async def test_a_reconnect_to_the_same_pool_moves_the_miner_back_at_once(
     make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
 ) -> None:

@@ -154,8 +154,13 @@ class MinerSession(LocalSide):
             if link is not self.upstream:
                 return
             link.heard = self._clock()
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 self._from_upstream(link, line, time.perf_counter())
+            except Exception as err:  # noqa: BLE001 - the miner must never be left without work
+                _LOGGER.debug("Stratum proxy: upstream line %r not handled: %r", line[:200], err)
+                self.fall_back(Fallback.GARBAGE, "a line the proxy could not handle")
 
     def _link_failed(self, link: UpstreamLink, reason: Fallback, detail: str) -> None:
         if link is self.upstream and not self.closing:
@@ -265,6 +270,12 @@ class MinerSession(LocalSide):
         if not pending.from_miner:
             self._replay_reply(pending, result, error)
             return
+        try:
+            reply = _line({"id": pending.miner_id, "result": result, "error": error})
+        except ValueError:  # 1e999 parses as infinity, which is not JSON
+            link.pending[request_id] = pending  # answered locally by the fall-back
+            self.fall_back(Fallback.GARBAGE, "a reply that is not valid JSON for the miner")
+            return
         method = pending.method
         if method == "mining.subscribe" and error is None:
             extranonce = _subscribed(result)
@@ -282,7 +293,7 @@ class MinerSession(LocalSide):
                 self.version_mask = mask
         elif method == "mining.submit":
             self._count_upstream(result, error)
-        self.send(_line({"id": pending.miner_id, "result": result, "error": error}))
+        self.send(reply)
         self.hub.latency.record(pending.cost + time.perf_counter() - started)
 
     def _count_upstream(self, result: object, error: object) -> None:
