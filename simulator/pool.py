@@ -160,6 +160,13 @@ class StratumPool:
             "difficulty": self.difficulty,
         }
 
+    def inject(self, data: bytes) -> int:
+        """Write raw bytes to every authorized session (a misbehaving pool, for tests); how many."""
+        sessions = [s for s in self._sessions if s.workers and not s.writer.is_closing()]
+        for session in sessions:
+            session.writer.write(data)
+        return len(sessions)
+
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:

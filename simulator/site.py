@@ -350,6 +350,13 @@ class Site:
                     await self.publisher.close()
             await asyncio.sleep(SUPPLY_PUBLISH_INTERVAL_S)
 
+    def _max_job_gap_s(self) -> float:
+        """The longest any miner hashed without a valid job (stratum_client.py)."""
+        if self.fleet is None:
+            return 0.0
+        now = self.fleet.env.clock()
+        return round(max((m.link.gap_s(now) for m in self.miners if m.link), default=0.0), 3)
+
     def snapshot(self) -> dict[str, Any]:
         """The whole site as the control API returns it."""
         mining_w = self.mining_power_w()
@@ -386,5 +393,7 @@ class Site:
                 "power_w": site_w,
                 "mining_power_w": mining_w,
                 "overhead_w": self.state.overhead_kw * 1000,
+                # The longest any miner hashed without a valid job (stratum_client.py).
+                "max_job_gap_s": self._max_job_gap_s(),
             },
         }

@@ -712,13 +712,20 @@ class SimMiner:
         }
 
     def _stratum_snapshot(self) -> dict[str, Any]:
-        """The session with the active pool: connected, and its real share counts."""
-        if self.active_pool is None:
-            return {"connected": False, "accepted": 0, "rejected": 0}
-        entry = self.pools[self.active_pool]
+        """The session with the active pool: connected, its real share counts, the longest gap."""
         link = self.link
+        # The longest gap without a valid job while hashing (stratum_client.py).
+        gap = round(link.gap_s(self.env.clock()), 3) if link is not None else 0.0
+        if self.active_pool is None:
+            return {"connected": False, "accepted": 0, "rejected": 0, "longest_gap_s": gap}
+        entry = self.pools[self.active_pool]
         connected = link is not None and link.ready and link.entry is entry
-        return {"connected": connected, "accepted": entry.accepted, "rejected": entry.rejected}
+        return {
+            "connected": connected,
+            "accepted": entry.accepted,
+            "rejected": entry.rejected,
+            "longest_gap_s": gap,
+        }
 
     def __repr__(self) -> str:
         """Family, model and address."""

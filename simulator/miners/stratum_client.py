@@ -15,6 +15,11 @@ session (or when the miner took the pool up). A session that fails, or stays dea
 for `failover_delay_s`, is dropped and retried with exponential backoff.
 A pool named by a host name is out on the internet and never dialled: it follows
 the outage switch, and its shares are counted without a socket.
+
+Most firmware families subscribe to extranonce changes (mining.set_extranonce takes
+effect with the next job); every one follows `client.reconnect` at once. The link
+records the longest gap without a valid job while hashing: from the moment the session
+ended or went stalled (as the miner's failover sees it) until the next job came.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ ATTEMPTS_KEPT = 32
 REPLY_TIMEOUT_S = 5.0
 SILENT_S = 90.0
 START_SPREAD_S = 1.0
+# Families whose firmware sends mining.extranonce.subscribe (plain cgminer does not).
+XNSUB_FAMILIES = frozenset({"whatsminer", "whatsminer_v3", "antminer", "luxos", "braiins"})
 
 
 class PoolLink:
@@ -78,6 +85,34 @@ class PoolLink:
         self._extranonce2 = 0
         # Submits waiting for their answer: id -> monotonic time sent.
         self._pending: dict[int, float] = {}
+        # The longest gap without a valid job while hashing, and the one running now.
+        self.longest_gap = 0.0
+        self._gap_since: float | None = None
+        self._had_job = False
+        self._reconnect_now = False
+
+    # --- gaps without a valid job ---------------------------------------------------------
+
+    def gap_s(self, now: float) -> float:
+        """The longest gap so far, the running one included."""
+        running = now - self._gap_since if self._gap_since is not None else 0.0
+        return max(self.longest_gap, running)
+
+    def _gap_begins(self, at: float) -> None:
+        if self._had_job and self._gap_since is None and self.miner.hashing:
+            self._gap_since = at
+
+    def _gap_ends(self, now: float) -> None:
+        if self._gap_since is not None:
+            self.longest_gap = max(self.longest_gap, now - self._gap_since)
+            self._gap_since = None
+
+    def _stall_began(self) -> float:
+        """When the session went stalled: silence, or the oldest share's answer overdue."""
+        oldest = min(self._pending.values(), default=None)
+        limit = min(self.env.failover_delay_s, REPLY_TIMEOUT_S)
+        overdue = oldest + limit if oldest is not None else float("inf")
+        return min(self.heard + SILENT_S, overdue)
 
     # --- health ---------------------------------------------------------------------------
 
@@ -121,6 +156,8 @@ class PoolLink:
         """The URL to be connected to now (advancing the miner), taking it up if new."""
         now = self.env.clock()
         url, entry = self.miner.stratum_target()
+        if not self.miner.hashing:
+            self._gap_ends(now)  # a miner that does not hash misses no job
         if url != self.url or entry is not self.entry:
             self.url, self.entry = url, entry
             self.ready = self.tried = False
@@ -143,6 +180,9 @@ class PoolLink:
                 await asyncio.sleep(self.tick_s)
                 continue
             was_ready = await self._session(url, *address)
+            if self._reconnect_now:
+                self._reconnect_now = False
+                continue  # the pool asked for it: at once, no backoff
             if self._wanted() != url:
                 backoff = self.env.reconnect_min_s
                 continue  # moved to another pool: connect there at once
@@ -180,11 +220,14 @@ class PoolLink:
         self._pending.clear()
         was_ready = False
         try:
-            for request_id, method, params in (
+            handshake: list[tuple[int, str, list[object]]] = [
                 (1, "mining.subscribe", [AGENTS[self.miner.family]]),
                 (2, "mining.authorize", [entry.user, entry.password]),
                 (3, "mining.suggest_difficulty", [TINY_DIFFICULTY]),
-            ):  # pipelined, as a Bitaxe does
+            ]
+            if self.miner.family in XNSUB_FAMILIES:
+                handshake.append((4, "mining.extranonce.subscribe", []))
+            for request_id, method, params in handshake:  # pipelined, as a Bitaxe does
                 writer.write(encode({"id": request_id, "method": method, "params": params}))
             while self._wanted() == url and self.entry is entry:
                 now = clock()
@@ -192,6 +235,8 @@ class PoolLink:
                     self.tried = True
                     return was_ready
                 stalled = self.ready and self._stalled(now)
+                if stalled:
+                    self._gap_begins(self._stall_began())
                 if stalled and now - self.heard >= self.env.failover_delay_s:
                     return was_ready  # dead long enough: drop the session, dial again
                 hashing = self.ready and self.miner.hashing
@@ -213,6 +258,9 @@ class PoolLink:
                 # The pool talks again: a share it never answered was lost on the way.
                 self._pending = {k: t for k, t in self._pending.items() if self.heard - t < limit}
                 self._handle(line, state, entry)
+                if state.reconnect:
+                    self._reconnect_now = True
+                    return was_ready
                 if state.ready and not self.ready:
                     self.ready, self.ready_since, was_ready = True, self.heard, True
                     self.tried = True
@@ -223,6 +271,8 @@ class PoolLink:
         except ValueError:  # a line over the limit
             return was_ready
         finally:
+            if was_ready:
+                self._gap_begins(clock())
             self.ready = False
             if self.url == url and self.entry is entry:  # not if the miner moved meanwhile
                 self.tried = True
@@ -246,9 +296,19 @@ class PoolLink:
                 job = Job.from_params(params)
             except ValueError:
                 return
+            if state.pending_extranonce is not None:
+                state.extranonce1, state.extranonce2_size = state.pending_extranonce
+                state.pending_extranonce = None
             state.job = job
             state.limit = target(state.pending_difficulty) if state.pending_difficulty else None
             entry.jobs += 1
+            self._had_job = True
+            self._gap_ends(self.env.clock())
+        elif method == "mining.set_extranonce" and isinstance(params, list) and len(params) >= 2:
+            if isinstance(params[0], str) and isinstance(params[1], int):
+                state.pending_extranonce = (params[0], params[1])
+        elif method == "client.reconnect":
+            state.reconnect = True
         elif message.get("id") == 1 and isinstance(message.get("result"), list):
             result = message["result"]
             if len(result) >= 3 and isinstance(result[1], str) and isinstance(result[2], int):
@@ -294,6 +354,9 @@ class _SessionState:
         self.limit: int | None = None
         self.job: Job | None = None
         self.next_id = 10
+        # A new extranonce (mining.set_extranonce) waits for the next job.
+        self.pending_extranonce: tuple[str, int] | None = None
+        self.reconnect = False
 
     @property
     def ready(self) -> bool:
