@@ -22,6 +22,7 @@ from .const import (
     CONF_LOCAL_POOL_ADDRESS,
     CONF_LOCAL_POOL_BIND,
     CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_MODE,
     CONF_LOCAL_POOL_PORT,
     CONF_MARGIN_KW,
     CONF_MAX_STARTS,
@@ -70,8 +71,10 @@ from .const import (
     DEFAULT_POOL_PORT,
     DEFAULT_RESTORE_HOLD_S,
     DEFAULT_SUPPLY_STALE_S,
+    LOCAL_POOL_MODES,
     MIN_FLEET_INTERVAL,
     MIN_GRID_INTERVAL,
+    POOL_MODE_BACKUP,
     PRESET_CUSTOM,
     PRESET_SEL735,
     default_under_frequency,
@@ -217,6 +220,9 @@ def options_schema(nominal_hz: float) -> vol.Schema:
 # The local pool and failover: the options flow's second step.
 FAILOVER_SCHEMA = vol.Schema(
     {
+        vol.Required(CONF_LOCAL_POOL_MODE, default=POOL_MODE_BACKUP): _select(
+            list(LOCAL_POOL_MODES), CONF_LOCAL_POOL_MODE
+        ),
         vol.Optional(CONF_LOCAL_POOL_BIND, default=""): str,
         vol.Required(CONF_LOCAL_POOL_PORT, default=DEFAULT_LOCAL_POOL_PORT): _box(
             1, 65535, 1, "port"
@@ -237,7 +243,7 @@ FAILOVER_SCHEMA = vol.Schema(
     }
 )
 FAILOVER_WHOLE = (CONF_LOCAL_POOL_PORT, CONF_OUTAGE_FAILURES, CONF_FAILBACK_BATCH)
-FAILOVER_TEXT = (CONF_LOCAL_POOL_BIND, CONF_LOCAL_POOL_ADDRESS)
+FAILOVER_TEXT = (CONF_LOCAL_POOL_BIND, CONF_LOCAL_POOL_ADDRESS, CONF_LOCAL_POOL_MODE)
 
 
 def failover_options(user_input: Mapping[str, Any]) -> dict[str, Any]:

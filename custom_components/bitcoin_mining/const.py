@@ -94,6 +94,13 @@ POLL_CONCURRENCY: Final = 128
 COMMAND_CONCURRENCY: Final = 1000
 
 # Options: the local Stratum pool and internet failover.
+# backup: the site's pool last on every miner's list, the miners moved to it on an
+# outage; proxy: the site's pool first, relaying to the upstream pool, local jobs the
+# moment the upstream fails (the miners never see an outage).
+CONF_LOCAL_POOL_MODE: Final = "local_pool_mode"
+POOL_MODE_BACKUP: Final = "backup"
+POOL_MODE_PROXY: Final = "proxy"
+LOCAL_POOL_MODES: Final = (POOL_MODE_BACKUP, POOL_MODE_PROXY)
 CONF_LOCAL_POOL_BIND: Final = "local_pool_bind"
 CONF_LOCAL_POOL_PORT: Final = "local_pool_port"
 # The address the miners reach Home Assistant at (blank: found from the route to a miner).

@@ -10,6 +10,7 @@ from homeassistant.components.diagnostics import REDACTED, async_redact_data
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_METER_HOST, CONF_POOL_HOST, CONF_PROBE_HOST
+from .miningsite.stratum import ProxyStats
 from .models import BitcoinMiningConfigEntry
 
 # Secrets are always redacted; hosts only when they are not on a private network.
@@ -75,16 +76,30 @@ def _failover(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
         "last_outage_s": data.last_outage_s,
         "share_loss_percent": data.share_loss_percent,
         "local_pool": {"url": data.pool_url, "error": data.pool_error, "stats": pool},
+        "proxy": _proxy(data.proxy),
         "miners_on_local_pool": data.miners_on_local_pool,
         "last_move": asdict(data.last_move) if data.last_move else None,
         "backup_missing": data.backup_missing,
         "settings": {
+            "local_pool_mode": "proxy" if failover.proxy_mode else "backup",
             "outage_failures": failover.detector.failures,
             "outage_window_s": failover.detector.window_s,
             "failback_hold_s": failover.hold_s,
             "failback_batch": failover.batch,
         },
     }
+
+
+def _proxy(stats: ProxyStats | None) -> dict[str, Any] | None:
+    """The proxy's figures; each miner by its side and counts (worker names are secrets)."""
+    if stats is None:
+        return None
+    summary = asdict(stats)
+    summary["miners"] = [
+        {"side": m.side, "last_fallback": m.last_fallback, "counts": asdict(m.counts)}
+        for m in stats.miners
+    ]
+    return summary
 
 
 def _fleet(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:

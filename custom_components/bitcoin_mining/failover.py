@@ -27,6 +27,7 @@ from .const import (
     CONF_LOCAL_POOL_ADDRESS,
     CONF_LOCAL_POOL_BIND,
     CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_MODE,
     CONF_LOCAL_POOL_PORT,
     CONF_OUTAGE_FAILURES,
     CONF_OUTAGE_WINDOW_S,
@@ -44,6 +45,8 @@ from .const import (
     HANDSHAKE_INTERVAL_S,
     HANDSHAKE_TIMEOUT_S,
     LOGGER,
+    POOL_MODE_BACKUP,
+    POOL_MODE_PROXY,
     SHARE_LOSS_WINDOW_S,
 )
 from .miningsite.exceptions import LocalPoolError, PoolPortInUseError
@@ -54,6 +57,9 @@ from .miningsite.stratum import (
     LocalPool,
     PoolConfig as LocalPoolConfig,
     PoolStats,
+    ProxyConfig,
+    ProxyStats,
+    StratumProxy,
     VardiffConfig,
 )
 from .miningsite.uplink import (
@@ -67,11 +73,11 @@ from .models import BitcoinMiningConfigEntry
 from .storage import SiteStore
 
 if TYPE_CHECKING:
-    from .fleet import FleetCoordinator, FleetData
+    from .fleet import FleetCoordinator, FleetData, MinerView
 
 FailoverState = Literal["normal", "outage", "failed_over", "failing_back"]
 FAILOVER_STATES: tuple[FailoverState, ...] = ("normal", "outage", "failed_over", "failing_back")
-MoveKind = Literal["switch_over", "switch_back", "backup_pool"]
+MoveKind = Literal["switch_over", "switch_back", "backup_pool", "proxy_first"]
 # The worker name the probe authorizes with when no miner shows the operator's.
 PROBE_FALLBACK_USER = "bitcoin_mining"
 
@@ -113,6 +119,8 @@ class FailoverData:
     last_move: MoveReport | None = None
     # MAC → why the local pool is not on that miner's list (reported, not retried).
     backup_missing: dict[str, str] = field(default_factory=dict)
+    # Proxy mode: the relay's figures (pool is None then).
+    proxy: ProxyStats | None = None
 
 
 class FailoverController(DataUpdateCoordinator[FailoverData]):
@@ -151,8 +159,21 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
             options.get(CONF_LOCAL_POOL_MIN_DIFFICULTY, DEFAULT_LOCAL_POOL_MIN_DIFFICULTY)
         )
         start = max(VardiffConfig().start_difficulty, minimum)
-        self.pool = LocalPool(
-            LocalPoolConfig(vardiff=VardiffConfig(min_difficulty=minimum, start_difficulty=start))
+        local = LocalPoolConfig(
+            vardiff=VardiffConfig(min_difficulty=minimum, start_difficulty=start)
+        )
+        self.proxy_mode = options.get(CONF_LOCAL_POOL_MODE, POOL_MODE_BACKUP) == POOL_MODE_PROXY
+        self.pool: LocalPool | StratumProxy = (
+            StratumProxy(
+                ProxyConfig(
+                    upstream_host=self.upstream[0],
+                    upstream_port=self.upstream[1],
+                    batch_size=self.batch,
+                    local=local,
+                )
+            )
+            if self.proxy_mode
+            else LocalPool(local)
         )
         self.share_loss = ShareLossWindow(SHARE_LOSS_WINDOW_S)
         self._moving: asyncio.Task[None] | None = None
@@ -363,9 +384,16 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         self._act()
 
     def _on_local(self, status: MinerStatus | None) -> bool:
-        """Hashing on the local pool (a sleeping miner hashes nowhere)."""
+        """Hashing on the local pool (a sleeping miner hashes nowhere; backup-pool mode)."""
         active = status.active_pool if status and status.mining else None
         return active is not None and self._is_local(active.url)
+
+    def _on_local_count(self) -> int:
+        """Miners hashing on local work: by the proxy's count, or by their active pool."""
+        if isinstance(self.pool, StratumProxy):
+            return self.pool.stats().on_local if self.pool.running else 0
+        fleet = self.fleet.data
+        return sum(1 for v in fleet.miners.values() if self._on_local(v.status)) if fleet else 0
 
     def _is_local(self, url: str) -> bool:
         local = self.data.pool_url
@@ -384,9 +412,12 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         detector = self.detector
         data = self.data
         handshake = handshake or data.handshake
-        fleet = self.fleet.data
-        on_local = sum(1 for v in fleet.miners.values() if self._on_local(v.status)) if fleet else 0
+        on_local = self._on_local_count()
         loss = {url: self.share_loss.loss_percent(now, url) for url in self.share_loss.pools(now)}
+        proxy = (
+            self.pool.stats() if isinstance(self.pool, StratumProxy) and self.pool.running else None
+        )
+        share_loss = self.share_loss.loss_percent(now) if proxy is None else _exact_loss(proxy)
         self.async_set_updated_data(
             replace(
                 data,
@@ -396,9 +427,12 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
                 outage_s=detector.outage_s(now),
                 last_outage_s=detector.last_outage_s,
                 handshake=handshake,
-                share_loss_percent=self.share_loss.loss_percent(now),
+                share_loss_percent=share_loss,
                 share_loss_by_pool=loss,
-                pool=self.pool.stats() if self.pool.running else None,
+                pool=self.pool.stats()
+                if isinstance(self.pool, LocalPool) and self.pool.running
+                else None,
+                proxy=proxy,
                 miners_on_local_pool=on_local,
             )
         )
@@ -413,17 +447,20 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
     @callback
     def _act(self) -> None:
         """Start the one move the situation calls for, if any (auto mode only)."""
-        if (
-            self._stopped
-            or self.data.mode != "auto"
-            or self._moving is not None
-            or self.data.pool_url is None
-        ):
+        if self._stopped or self.data.mode != "auto":
+            return
+        if isinstance(self.pool, StratumProxy) and self.pool.running:
+            # Not held up by a list pass under way: the relay is what keeps miners busy.
+            self._tell_proxy(self.pool)
+        if self._moving is not None or self.data.pool_url is None:
             return
         fleet: FleetData | None = self.fleet.data
         if fleet is None:
             return
         online = {mac: v for mac, v in fleet.miners.items() if v.status is not None}
+        if isinstance(self.pool, StratumProxy):
+            self._proxy_first_where_missing(online)
+            return
         if self.detector.down:
             # Miners asleep are left alone: a miner woken during the outage is moved
             # by the poll that shows it hashing.
@@ -451,6 +488,31 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         ]
         if unchecked:
             self._start_move(self._async_add_backup(unchecked))
+
+    def _tell_proxy(self, proxy: StratumProxy) -> None:
+        """Proxy mode: the miners stay put; the proxy hears the uplink's verdict."""
+        if self.detector.down:
+            if proxy.upstream_healthy:
+                error = self.data.handshake.error if self.data.handshake else None
+                proxy.upstream_down(error or "the upstream pool gives no work")
+        elif (
+            not proxy.upstream_healthy
+            and self.detector.healthy_for(time.monotonic()) >= self.hold_s
+        ):
+            # Back in batches, each miner on a fresh upstream connection with its job.
+            proxy.upstream_up()
+
+    def _proxy_first_where_missing(self, online: Mapping[str, MinerView]) -> None:
+        """The proxy first on every miner's list (no list is written during an outage)."""
+        if self.detector.down:
+            return
+        unchecked = [
+            mac
+            for mac, view in online.items()
+            if self._lists_checked.get(mac) != _pool_list(view.status)
+        ]
+        if unchecked:
+            self._start_move(self._async_proxy_first(unchecked))
 
     def _start_move(self, move: Coroutine[Any, Any, None]) -> None:
         self._moving = self.config_entry.async_create_background_task(
@@ -505,10 +567,7 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         assert local is not None
         backup = PoolConfig(local, slugify(self.config_entry.title) or PROBE_FALLBACK_USER)
         data = self.fleet.data
-        if not any(same_pool_url(local, url) for url in self._written):
-            # Remembered before it is written: a restart in between still knows it is ours.
-            self._written.append(local)
-            self._save()
+        self._remember(local)
         former = [url for url in self._written if not same_pool_url(url, local)]
         # The planned list leaves out a former backup, so the write replaces it.
         statuses = {
@@ -543,6 +602,50 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
             missing.pop(mac, None)
         missing |= failures
         self.data = replace(self.data, backup_missing=missing)
+
+    async def _async_proxy_first(self, macs: list[str]) -> None:
+        """Make sure the proxy is first on every miner's list, and that each works on it."""
+        proxy_url = self.data.pool_url
+        assert proxy_url is not None
+        self._remember(proxy_url)
+        former = [url for url in self._written if not same_pool_url(url, proxy_url)]
+        data = self.fleet.data
+        statuses = {
+            mac: _without(view.status, former)
+            for mac in macs
+            if (view := data.miners.get(mac)) and view.status
+        }
+        started = time.monotonic()
+        outcomes: dict[str, PoolMoveOutcome] = {}
+        for batch in _batches(list(statuses), self.batch):
+            # A batch at a time: a list write restarts some firmware's miner process.
+            written = await self.fleet.async_ensure_proxy_first(
+                proxy_url, {mac: statuses[mac] for mac in batch}
+            )
+            # A new first pool is not always taken at once (cgminer keeps a working
+            # pool until the new one is tested): each written miner is switched to it.
+            moved = [mac for mac, o in written.items() if o.confirmed]
+            if moved:
+                written |= await self.fleet.async_switch_pools(dict.fromkeys(moved, proxy_url))
+            outcomes |= written
+            for mac in batch:
+                self._lists_checked[mac] = _pool_list(statuses[mac])
+        for mac, outcome in outcomes.items():
+            if outcome.confirmed and outcome.status is not None:
+                self._lists_checked[mac] = _pool_list(outcome.status)
+        if not outcomes:
+            return
+        self.fleet.publish_soon()
+        failures = self._report("proxy_first", outcomes, started)
+        missing = {mac: why for mac, why in self.data.backup_missing.items() if mac not in outcomes}
+        self.data = replace(self.data, backup_missing=missing | failures)
+
+    def _remember(self, url: str) -> None:
+        """Keep a URL of the site's own pool (saved before it is written to any miner)."""
+        if not any(same_pool_url(url, known) for known in self._written):
+            # Remembered before it is written: a restart in between still knows it is ours.
+            self._written.append(url)
+            self._save()
 
     def _report(
         self, kind: MoveKind, outcomes: Mapping[str, PoolMoveOutcome | str], started: float
@@ -595,6 +698,14 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
             await asyncio.gather(moving, return_exceptions=True)
         self._publish()
         self._act()
+
+
+def _exact_loss(proxy: ProxyStats) -> float | None:
+    """Shares the upstream did not take, of all sent to it (since the proxy started), in %."""
+    counts = proxy.totals
+    lost = counts.upstream_rejected + counts.upstream_stale + counts.upstream_lost
+    sent = counts.upstream_accepted + lost
+    return round(100 * lost / sent, 3) if sent else None
 
 
 def _without(status: MinerStatus, urls: Iterable[str]) -> MinerStatus:

@@ -520,6 +520,19 @@ class FleetCoordinator(DataUpdateCoordinator[FleetData]):
         # publish writes thousands of states, and a shed meanwhile would wait for them.
         return self._take_read_backs(by_address, outcomes, publish=False)
 
+    async def async_ensure_proxy_first(
+        self, proxy_url: str, statuses: Mapping[str, MinerStatus]
+    ) -> dict[str, PoolMoveOutcome]:
+        """Put the site's proxy first on these miners' lists (by MAC); only those lacking it.
+
+        Like the backup pass: read-backs held at once, published by the caller at its end.
+        """
+        by_address = self._addresses(statuses)
+        outcomes = await self.fleet.ensure_proxy_first(
+            proxy_url, {address: statuses[mac] for address, mac in by_address.items()}
+        )
+        return self._take_read_backs(by_address, outcomes, publish=False)
+
     def _addresses(self, macs: Iterable[str]) -> dict[str, str]:
         """Fleet address → MAC of the miners still in the fleet."""
         members = set(self.fleet.keys)

@@ -205,8 +205,12 @@ class FailoverSensorDescription(SensorEntityDescription):
 
     value_fn: Callable[[FailoverData], StateType]
     attributes_fn: Callable[[FailoverData], dict[str, Any]] | None = None
-    # Figures of the local pool: unavailable while it cannot listen.
+    # Figures of the local pool: unavailable while it cannot listen (or in proxy mode).
     needs_pool: bool = False
+    # Figures of the proxy: created only in proxy mode, unavailable while it cannot listen.
+    proxy_only: bool = False
+    # Figures of either (the local pool or the proxy): unavailable while neither listens.
+    needs_listener: bool = False
 
 
 def _pool_figure(value: Callable[[PoolStats], float]) -> Callable[[FailoverData], StateType]:
@@ -293,8 +297,54 @@ FAILOVER_SENSORS: tuple[FailoverSensorDescription, ...] = (
         translation_key="local_pool_connections",
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement="connections",
-        needs_pool=True,
-        value_fn=_pool_figure(lambda pool: pool.connections),
+        needs_listener=True,
+        # The miners connected to the site's pool, in either mode.
+        value_fn=lambda data: (
+            data.proxy.connections
+            if data.proxy is not None
+            else None
+            if data.pool is None
+            else data.pool.connections
+        ),
+    ),
+    FailoverSensorDescription(
+        key="work_lost",
+        translation_key="work_lost",
+        native_unit_of_measurement=PERCENTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=2,
+        proxy_only=True,
+        # Hashing time on local jobs (outages) over all hashing time through the proxy.
+        value_fn=lambda data: (
+            None if data.proxy is None else round(100 * data.proxy.work_lost_fraction, 3)
+        ),
+        attributes_fn=lambda data: (
+            {}
+            if data.proxy is None
+            else {
+                "local_shares": data.proxy.totals.local_accepted,
+                "upstream_accepted": data.proxy.totals.upstream_accepted,
+                "upstream_rejected": data.proxy.totals.upstream_rejected,
+                "upstream_stale": data.proxy.totals.upstream_stale,
+                "upstream_lost": data.proxy.totals.upstream_lost,
+                "fallbacks": data.proxy.fallbacks,
+            }
+        ),
+    ),
+    FailoverSensorDescription(
+        key="proxy_latency",
+        translation_key="proxy_latency",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        proxy_only=True,
+        # The 99th percentile of what relaying adds to a miner's round trip.
+        value_fn=lambda data: None if data.proxy is None else data.proxy.latency_p99_ms,
+        attributes_fn=lambda data: {
+            "p50_ms": None if data.proxy is None else data.proxy.latency_p50_ms
+        },
     ),
     FailoverSensorDescription(
         key="local_pool_shares",
@@ -553,7 +603,12 @@ async def async_setup_entry(
     entities += [FleetSensor(fleet, d) for d in FLEET_SENSORS]
     entities.append(MiningEnergySensor(fleet, MINING_ENERGY))
     entities += [BalancerSensor(balancer, d) for d in BALANCER_SENSORS]
-    entities += [FailoverSensor(entry.runtime_data.failover, d) for d in FAILOVER_SENSORS]
+    failover = entry.runtime_data.failover
+    entities += [
+        FailoverSensor(failover, d)
+        for d in FAILOVER_SENSORS
+        if failover.proxy_mode or not d.proxy_only
+    ]
     async_add_entities(entities)
 
     async_add_miner_entities(
@@ -667,8 +722,13 @@ class FailoverSensor(SiteEntity[FailoverController], SensorEntity):
 
     @property
     def available(self) -> bool:
-        """Pool figures need a pool that listens."""
-        if self.entity_description.needs_pool and self.coordinator.data.pool is None:
+        """Pool figures need a pool that listens, proxy figures a proxy."""
+        description, data = self.entity_description, self.coordinator.data
+        if (
+            (description.needs_pool and data.pool is None)
+            or (description.proxy_only and data.proxy is None)
+            or (description.needs_listener and data.pool is None and data.proxy is None)
+        ):
             return False
         return super().available
 

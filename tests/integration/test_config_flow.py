@@ -28,6 +28,7 @@ from custom_components.bitcoin_mining.const import (
     CONF_LOCAL_POOL_ADDRESS,
     CONF_LOCAL_POOL_BIND,
     CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_MODE,
     CONF_LOCAL_POOL_PORT,
     CONF_MARGIN_KW,
     CONF_MAX_STARTS,
@@ -63,10 +64,12 @@ from custom_components.bitcoin_mining.const import (
     DOMAIN,
     IMPLAUSIBLE_READINGS_FOR_REPAIR,
     MIN_GRID_INTERVAL,
+    POOL_MODE_PROXY,
     PRESET_CUSTOM,
     PRESET_SEL735,
 )
 from custom_components.bitcoin_mining.coordinator import implausible_issue_id
+from custom_components.bitcoin_mining.miningsite.stratum import StratumProxy
 from simulator import Site
 from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import MeterServer, float32_high_first, free_port
@@ -439,6 +442,7 @@ async def test_options_flow_saves_and_reloads(
     assert result["step_id"] == "failover"
     port = free_port()
     failover = {
+        CONF_LOCAL_POOL_MODE: POOL_MODE_PROXY,
         CONF_LOCAL_POOL_BIND: " 127.0.0.1 ",
         CONF_LOCAL_POOL_PORT: float(port),
         CONF_LOCAL_POOL_ADDRESS: "",
@@ -456,6 +460,7 @@ async def test_options_flow_saves_and_reloads(
         CONF_MAX_STARTS: 20,
         CONF_MINERS: "",
         # Addresses trimmed, counts and the port whole.
+        CONF_LOCAL_POOL_MODE: POOL_MODE_PROXY,
         CONF_LOCAL_POOL_BIND: "127.0.0.1",
         CONF_LOCAL_POOL_PORT: port,
         CONF_LOCAL_POOL_ADDRESS: "",
@@ -465,8 +470,9 @@ async def test_options_flow_saves_and_reloads(
         CONF_FAILBACK_BATCH: 16,
         CONF_LOCAL_POOL_MIN_DIFFICULTY: 0.5,
     }
-    # The reloaded pool listens where the options say.
+    # The reloaded pool listens where the options say, as a proxy in front of the pool.
     assert loaded_entry.runtime_data.failover.pool.port == port
+    assert isinstance(loaded_entry.runtime_data.failover.pool, StratumProxy)
     assert loaded_entry.state is ConfigEntryState.LOADED
     # The reloaded coordinators run with the new settings.
     assert loaded_entry.runtime_data.grid.under_frequency_hz == 49.6
@@ -867,6 +873,10 @@ async def test_the_failover_step_refuses_a_taken_port_and_a_foreign_address(
         result["flow_id"], values | {CONF_OUTAGE_FAILURES: 5, CONF_OUTAGE_WINDOW_S: 7}
     )
     assert result["errors"] == {CONF_OUTAGE_WINDOW_S: "window_too_short"}
+    with pytest.raises(InvalidData, match=CONF_LOCAL_POOL_MODE):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], values | {CONF_LOCAL_POOL_MODE: "turbo"}
+        )
     for difficulty in (0, -1, "many"):
         with pytest.raises(InvalidData, match=CONF_LOCAL_POOL_MIN_DIFFICULTY):
             await hass.config_entries.options.async_configure(

@@ -29,6 +29,7 @@ from custom_components.bitcoin_mining.const import (
     CONF_LOCAL_POOL_ADDRESS,
     CONF_LOCAL_POOL_BIND,
     CONF_LOCAL_POOL_MIN_DIFFICULTY,
+    CONF_LOCAL_POOL_MODE,
     CONF_LOCAL_POOL_PORT,
     CONF_MINERS,
     CONF_OUTAGE_FAILURES,
@@ -36,7 +37,9 @@ from custom_components.bitcoin_mining.const import (
     DOMAIN,
     EVENT_UPLINK_OUTAGE,
     EVENT_UPLINK_RESTORED,
+    POOL_MODE_PROXY,
 )
+from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from custom_components.bitcoin_mining.failover import FailoverController, local_pool_issue_id
 from custom_components.bitcoin_mining.miningsite.miners.base import PoolConfig
 from custom_components.bitcoin_mining.miningsite.miners.pool_moves import same_pool_url
@@ -193,6 +196,91 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     )
     await wait_until(lambda: state(hass, f"{SENSOR}failover_state") == "normal", "normal")
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_in_proxy_mode_the_miners_never_see_the_outage(
+    hass: HomeAssistant, failover_site: Site
+) -> None:
+    site = failover_site
+    upstream = upstream_of(site)
+    before = {miner.mac: pools_by_priority(miner) for miner in site.miners}
+    assert all(pools[0] == upstream for pools in before.values())
+    entry = entry_for(site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_MODE: POOL_MODE_PROXY}))
+    failover = await set_up(hass, entry)
+    proxy = failover.data.pool_url
+    assert proxy is not None
+    # The proxy first on every list, as the miner's own worker; the operator's pools after.
+    await wait_until(
+        lambda: all(pools_by_priority(m) == [proxy, *before[m.mac]] for m in site.miners),
+        "the proxy first on every miner",
+    )
+    for miner in site.miners:
+        first = sorted(miner.pools, key=lambda pool: pool.priority)
+        assert first[0].user == first[1].user, "the upstream pool sees the miner's own worker"
+    await wait_until(lambda: all(hashing_on(m, proxy) for m in site.miners), "all on the proxy")
+    await wait_until(
+        lambda: failover.data.proxy is not None and failover.data.proxy.on_upstream == 6,
+        "six relayed upstream",
+    )
+    upstream_shares = site.pool.accepted_shares if site.pool else 0
+    await wait_until(
+        lambda: site.pool is not None and site.pool.accepted_shares > upstream_shares,
+        "shares relayed to the upstream pool",
+    )
+    assert state(hass, f"{SENSOR}local_pool_connections") == "6"
+    assert state(hass, f"{SENSOR}failover_state") == "normal"
+    gaps = {m.mac: m.snapshot()["stratum"]["longest_gap_s"] for m in site.miners}
+
+    await site.set_uplink(UplinkSettings("blackhole"))
+    await wait_until(lambda: state(hass, INTERNET) == STATE_OFF, "internet off")
+    await wait_until(
+        lambda: failover.data.proxy is not None and failover.data.proxy.on_local == 6,
+        "six on local work",
+    )
+    await wait_until(lambda: state(hass, f"{SENSOR}failover_state") == "failed_over", "failed over")
+    local_before = failover.data.proxy.totals.local_accepted if failover.data.proxy else 0
+    await wait_until(
+        lambda: failover.data.proxy is not None
+        and failover.data.proxy.totals.local_accepted > local_before,
+        "shares done locally",
+    )
+    # Nobody moved: every miner still hashes on the proxy, and never went without work.
+    assert all(hashing_on(m, proxy) for m in site.miners)
+    for miner in site.miners:
+        gap = miner.snapshot()["stratum"]["longest_gap_s"]
+        assert gap < 1.0 or gap == gaps[miner.mac], (miner.family, gap)
+    await wait_until(
+        lambda: float(state(hass, f"{SENSOR}work_lost_during_outages")) > 0, "work lost counted"
+    )
+
+    await site.set_uplink(UplinkSettings("up"))
+    await wait_until(lambda: state(hass, INTERNET) == STATE_ON, "internet on")
+    await wait_until(
+        lambda: failover.data.proxy is not None and failover.data.proxy.on_upstream == 6,
+        "six relayed upstream again",
+    )
+    await wait_until(lambda: state(hass, f"{SENSOR}failover_state") == "normal", "normal")
+    upstream_shares = site.pool.accepted_shares if site.pool else 0
+    await wait_until(
+        lambda: site.pool is not None and site.pool.accepted_shares > upstream_shares,
+        "upstream shares resume",
+    )
+    assert float(state(hass, f"{SENSOR}proxy_latency")) >= 0
+    # Diagnostics: the relay's figures, each miner by side and counts, no worker names.
+    diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+    relay = diagnostics["failover"]["proxy"]
+    assert relay["connections"] == 6
+    assert relay["totals"]["local_accepted"] > 0
+    assert {m["side"] for m in relay["miners"]} == {"upstream"}
+    workers = {pool.user for miner in site.miners for pool in miner.pools}
+    assert not any(worker in str(diagnostics) for worker in workers)
+    assert diagnostics["failover"]["settings"]["local_pool_mode"] == "proxy"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    # A proxy that stops closes the miners' connections, so that firmware goes on to the
+    # miner's own pool (these miners' firmware waits an hour before it does).
+    await wait_until(
+        lambda: not any(hashing_on(m, proxy) for m in site.miners), "connections closed"
+    )
 
 
 async def test_a_new_port_replaces_the_old_backup_on_every_miner(
