@@ -3,11 +3,11 @@
   python3 scripts/dev/check_ui.py      (against a running scripts/develop)
 
 Logs in (dev/dev), opens the site dashboard (both views), the integration's page, one
-miner's device page and the config flow's first step, and saves a screenshot of each
-under .dev/screenshots/. One miner is taken offline first (the simulator's fault API):
-its tile must read "Unavailable", with no error card. Exits 1, naming the page, when a
-page does not load, a card shows an entity that does not exist, a card errors, or the
-browser's console reports an error that names our entities.
+miner's device page, the Energy dashboard and the config flow's first step, and saves
+a screenshot of each under .dev/screenshots/. One miner is taken offline first (the
+simulator's fault API): its tile must read "Unavailable", with no error card. Exits 1,
+naming the page, when a page does not load, a card shows an entity that does not exist, a
+card errors, or the browser's console reports an error that names our entities.
 
 First use: makes .dev/ui-venv with playwright (pip), and installs Debian's chromium with
 apt-get when it is missing (playwright's own browser download is not used).
@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> None:
                 "/config/integrations/integration/bitcoin_mining",
                 "ha-config-entry-row, ha-integration-list-item",
             )
+            check_page(page, "energy", "/energy", "hui-energy-devices-graph-card")
             device = f"/config/devices/device/{device_id}"
             check_page(page, "miner-device", device, "ha-device-info-card")
             # Opening the add-integration link asks first; the flow's first step follows "OK".
