@@ -27,7 +27,9 @@ SERVICE_SCHEMA_DOMAINS = ("ai_task", "assist_satellite", "camera")
 # .dev/homeassistant.log otherwise), and the entries onboarding creates.
 SETUP_DOMAINS = ("conversation", "infrared", "radio_frequency", "tts")
 ONBOARDING_DOMAINS = ("google_translate", "met", "radio_browser")
-DOMAINS = SERVICE_SCHEMA_DOMAINS + SETUP_DOMAINS + ONBOARDING_DOMAINS
+# Named in scripts/dev/configuration.yaml.
+CONFIG_DOMAINS = ("prometheus",)
+DOMAINS = SERVICE_SCHEMA_DOMAINS + SETUP_DOMAINS + ONBOARDING_DOMAINS + CONFIG_DOMAINS
 # assist_pipeline's voice packages have no wheels for Python 3.14: pip builds them.
 NEEDS_COMPILER = ("pymicro-vad", "pyspeex-noise")
 
