@@ -20,6 +20,7 @@ from collections.abc import Callable
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,15 @@ SITE = "simulated_site"
 # The miner taken offline for the check: the last of the develop site's 160.
 OFFLINE_MINER = "127.0.1.160"
 PAGE_TIMEOUT_MS = 60_000
+# What an error or warning card says, and whether it is a warning (amber) or an error (red).
+DESCRIBE = r"""element => {
+    const card = (element.shadowRoot || element).querySelector("ha-card");
+    const text = (element.shadowRoot || element).textContent.replace(/\s+/g, " ").trim();
+    return `${card && card.classList.contains("warning") ? "warning" : "error"}: ${text}`;
+}"""
+DASHBOARD = REPO / "dashboards" / "bitcoin_mining_site.yaml"
+# An entity id on a line of its own in the dashboard: "entity: x.y" or "- x.y".
+NAMED = re.compile(r"^\s*(?:- )?(?:entity: )?([a-z_]+\.[a-z0-9_]+)\s*$", re.MULTILINE)
 
 
 class CheckError(Exception):
@@ -77,10 +87,13 @@ class Api:
             text = response.read().decode()
         return json.loads(text) if text.startswith(("{", "[")) else text
 
+    def states(self) -> list[dict[str, Any]]:
+        """Every entity's state."""
+        return list(self._call(f"{self.url}/api/states"))
+
     def state(self, entity_id: str) -> str | None:
         """An entity's state, or None when it does not exist."""
-        states = self._call(f"{self.url}/api/states")
-        return next((s["state"] for s in states if s["entity_id"] == entity_id), None)
+        return next((s["state"] for s in self.states() if s["entity_id"] == entity_id), None)
 
     def template(self, template: str) -> str:
         """Render a template."""
@@ -112,6 +125,10 @@ def run(args: argparse.Namespace) -> None:
     offline = f"switch.cgminer_{OFFLINE_MINER.replace('.', '_')}_mining"
     if api.state(offline) is None:
         raise CheckError(f"{offline} does not exist: is scripts/develop running with 160 miners?")
+    states = {state["entity_id"] for state in api.states()}
+    missing = sorted(set(NAMED.findall(DASHBOARD.read_text())) - states)
+    if missing:
+        raise CheckError(f"the site dashboard names entities that do not exist: {missing}")
     device_id = api.template(f"{{{{ device_id('{offline}') }}}}")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     console: list[str] = []
@@ -136,13 +153,11 @@ def run(args: argparse.Namespace) -> None:
         took = time.monotonic() - started
         page.wait_for_timeout(1500)  # late renders and console messages
         page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
-        if page.locator("hui-error-card").count():
-            text = page.locator("hui-error-card").first.inner_text()
-            raise CheckError(f"{name}: an error card: {text}")
-        missing = page.locator("hui-warning, hui-warning-element")
-        if missing.count():
-            text = missing.first.inner_text()
-            raise CheckError(f"{name}: a card names an entity that does not exist: {text}")
+        # A missing entity shows as "Entity not found" in a warning card (hui-error-card);
+        # its text lives in the element's shadow root.
+        cards = page.locator("hui-error-card, hui-warning, hui-warning-element").all()
+        if problems := [card.evaluate(DESCRIBE) for card in cards]:
+            raise CheckError(f"{name}: error or warning cards (a missing entity?): {problems}")
         if console:
             raise CheckError(f"{name}: console errors about our entities: {console}")
         print(f"check_ui: {name} loaded in {took:.1f} s ({SCREENSHOTS / name}.png)")
