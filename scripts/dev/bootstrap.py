@@ -22,6 +22,7 @@ from simulator.stratum import TINY_DIFFICULTY
 
 MQTT_ANSWERS = {"broker": "127.0.0.1", "port": 1883, "set_client_cert": False, "set_ca_cert": "off"}
 SUPPLY_ENTITY = "sensor.simulated_supply_supply_power"
+MINING_ENERGY = "sensor.simulated_site_mining_energy"
 DEV_OPTIONS = {
     "fleet_interval": 5,
     "min_on_s": 30,
@@ -41,6 +42,19 @@ async def has_value(api: HomeAssistantApi, entity_id: str) -> bool:
     except (StepError, ValueError):
         return False
     return True
+
+
+async def add_mining_energy(api: HomeAssistantApi) -> None:
+    """Put the site's mining energy in the Energy dashboard (as a device's consumption)."""
+    reply = await api.ws_command({"type": "energy/get_prefs"})
+    # Until preferences are first saved, Home Assistant answers not_found.
+    devices = list((reply.get("result") or {}).get("device_consumption", []))
+    if any(device["stat_consumption"] == MINING_ENERGY for device in devices):
+        return
+    devices.append({"stat_consumption": MINING_ENERGY, "name": "Mining"})
+    saved = await api.ws_command({"type": "energy/save_prefs", "device_consumption": devices})
+    if not saved.get("success"):
+        raise StepError(f"saving the Energy preferences failed: {saved.get('error')}")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -87,6 +101,10 @@ async def main(args: argparse.Namespace) -> None:
             result = await api.run_flow("bitcoin_mining", answers)
             # Shorter timings than a real site's, so a demo dip restores in about a minute.
             await api.set_options(result["result"]["entry_id"], DEV_OPTIONS)
+        await poll_until(
+            lambda: has_value(api, MINING_ENERGY), 60, f"{MINING_ENERGY} to have a value", 0.5
+        )
+        await add_mining_energy(api)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""Write dashboards/bitcoin_mining_site.yaml from a running site's entity ids.
+
+  python -m scripts.dev.make_dashboard            (the develop site: .dev/token)
+  python -m scripts.dev.make_dashboard --url http://ha:8123 --token-file mytoken --site my_site
+
+The site cards name the site's entities; the miner grid lists every miner's mining
+switch (on: mining, off: sleeping, unavailable: offline), one glance card per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+import json
+from pathlib import Path
+import re
+from typing import Any
+from urllib.request import Request, urlopen
+
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+OUTPUT = Path(__file__).resolve().parents[2] / "dashboards" / "bitcoin_mining_site.yaml"
+HEADER = """\
+# Bitcoin mining site dashboard: core cards only (no HACS plugins).
+# Generated for the simulated development site (scripts/develop, 160 miners) by
+# scripts/dev/make_dashboard.py; for your own site run it against your Home Assistant
+# (see README, "Site dashboard"), or replace "simulated_site" with your site's name.
+"""
+MINER_SWITCH = re.compile(r"^switch\.(?P<model>.+)_(?P<host>\d+_\d+_\d+_\d+)(?:_\d+)?_mining$")
+
+
+def site_cards(site: str) -> list[dict[str, Any]]:
+    """The site's cards: grid, power, balancer, fleet, network."""
+    s, b = f"sensor.{site}", f"binary_sensor.{site}"
+    return [
+        {
+            "type": "history-graph",
+            "title": "Grid frequency",
+            "hours_to_show": 6,
+            "entities": [
+                {"entity": f"{s}_grid_frequency", "name": "Frequency"},
+                {"entity": f"{s}_under_frequency_threshold", "name": "Under-frequency threshold"},
+            ],
+        },
+        {
+            "type": "entities",
+            "title": "Grid",
+            "entities": [
+                {"entity": f"{b}_grid_under_frequency", "name": "Under frequency"},
+                {"entity": f"{s}_grid_power", "name": "Grid power"},
+                {"entity": f"{s}_grid_voltage", "name": "Voltage"},
+                {"entity": f"{s}_grid_current", "name": "Current"},
+            ],
+        },
+        {
+            "type": "history-graph",
+            "title": "Power",
+            "hours_to_show": 6,
+            "entities": [
+                {"entity": f"{s}_supply_power", "name": "Supply"},
+                {"entity": f"{s}_available_power", "name": "Available"},
+                {"entity": f"{s}_site_power_draw", "name": "Site draw"},
+            ],
+        },
+        {
+            "type": "entities",
+            "title": "Balancer",
+            "entities": [
+                {"entity": f"select.{site}_allocation_mode", "name": "Mode"},
+                {"entity": f"number.{site}_mining_power_target", "name": "Target"},
+                {"entity": f"{b}_curtailed", "name": "Curtailed"},
+                {"entity": f"{s}_planned_running_miners", "name": "Planned running"},
+                {"entity": f"{s}_last_allocation_action", "name": "Last action"},
+                {
+                    "type": "attribute",
+                    "entity": f"{s}_last_allocation_action",
+                    "attribute": "reason",
+                    "name": "Reason",
+                },
+            ],
+        },
+        {
+            "type": "entities",
+            "title": "Fleet",
+            "entities": [
+                {"entity": f"{s}_fleet_hashrate", "name": "Hashrate"},
+                {"entity": f"{s}_fleet_power", "name": "Power"},
+                {"entity": f"{s}_fleet_efficiency", "name": "Efficiency"},
+                {"entity": f"{s}_miners_running", "name": "Running"},
+                {"entity": f"{s}_miners_total", "name": "Total"},
+            ],
+        },
+        {
+            "type": "entities",
+            "title": "Network",
+            "entities": [
+                {"entity": f"{b}_internet", "name": "Internet"},
+                {"entity": f"{b}_pool_reachable", "name": "Pool reachable"},
+                {"entity": f"{s}_pool_latency", "name": "Pool latency"},
+                {"entity": f"{s}_share_loss", "name": "Share loss"},
+                {"entity": f"{s}_miners_on_local_pool", "name": "Miners on the local pool"},
+                {"entity": f"{s}_failover_state", "name": "Failover"},
+                {"entity": f"select.{site}_failover_mode", "name": "Failover mode"},
+            ],
+        },
+    ]
+
+
+def miner_cards(entity_ids: list[str]) -> list[dict[str, Any]]:
+    """One compact glance card per model: a tile per miner, named by its address' last part."""
+    by_model: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for entity_id in entity_ids:
+        if match := MINER_SWITCH.match(entity_id):
+            name = match["host"].rsplit("_", 1)[-1]
+            by_model[match["model"]].append({"entity": entity_id, "name": name})
+    return [
+        {
+            "type": "glance",
+            "title": model.replace("_", " ").title(),
+            "columns": 10,
+            "show_icon": False,
+            "state_color": True,
+            "entities": tiles,
+        }
+        for model, tiles in by_model.items()
+    ]
+
+
+def dashboard(site: str, entity_ids: list[str]) -> dict[str, Any]:
+    """The whole dashboard: the site view and the miners view."""
+    return {
+        "title": "Mining site",
+        "views": [
+            {
+                "title": "Site",
+                "path": "site",
+                "icon": "mdi:transmission-tower",
+                "cards": site_cards(site),
+            },
+            {
+                "title": "Miners",
+                "path": "miners",
+                "icon": "mdi:server",
+                "cards": miner_cards(entity_ids),
+            },
+        ],
+    }
+
+
+def main() -> None:
+    """Query the entity ids and write the dashboard."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8123")
+    parser.add_argument("--token-file", default=".dev/token")
+    parser.add_argument("--site", default="simulated_site", help="the site's entity id prefix")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args()
+    token = Path(args.token_file).read_text().strip()
+    url = f"{args.url.rstrip('/')}/api/states"
+    request = Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310 - http(s) only
+    with urlopen(request, timeout=30) as response:  # noqa: S310
+        entity_ids = [state["entity_id"] for state in json.load(response)]
+    text = yaml.safe_dump(dashboard(args.site, entity_ids), sort_keys=False, width=120)
+    args.output.write_text(HEADER + text)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
