@@ -45,6 +45,9 @@ class ControlledSite(Protocol):
     async def publish_supply(self) -> None:
         """Publish the supply sensors now."""
 
+    def reset_job_gaps(self) -> None:
+        """Every miner's longest gap without a job measured afresh from now."""
+
     async def set_internet(self, up: bool) -> None:
         """The outage switch."""
 
@@ -119,6 +122,13 @@ async def post_internet(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text='"up" must be true or false, or give a "mode"')
     await site.set_internet(body["up"])
     return web.json_response(site.snapshot()["internet"])
+
+
+async def post_job_gaps_reset(request: web.Request) -> web.Response:
+    """POST /api/job_gaps/reset: every miner's longest gap without a job from now on."""
+    site = request.app[SITE_KEY]
+    site.reset_job_gaps()
+    return web.json_response({"max_job_gap_s": site.snapshot()["site"]["max_job_gap_s"]})
 
 
 async def post_ambient(request: web.Request) -> web.Response:
@@ -220,6 +230,7 @@ async def start_control_api(
     app.router.add_post("/api/supply", post_supply)
     app.router.add_post("/api/internet", post_internet)
     app.router.add_post("/api/ambient", post_ambient)
+    app.router.add_post("/api/job_gaps/reset", post_job_gaps_reset)
     app.router.add_post("/api/faults", post_faults)
     app.router.add_post("/api/containers/{index}", post_container)
     runner = web.AppRunner(app, access_log=None)

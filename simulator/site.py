@@ -350,6 +350,15 @@ class Site:
                     await self.publisher.close()
             await asyncio.sleep(SUPPLY_PUBLISH_INTERVAL_S)
 
+    def reset_job_gaps(self) -> None:
+        """Every miner's longest gap without a job measured afresh from now."""
+        if self.fleet is None:
+            return
+        now = self.fleet.env.clock()
+        for miner in self.miners:
+            if miner.link is not None:
+                miner.link.reset_gap(now)
+
     def _max_job_gap_s(self) -> float:
         """The longest any miner hashed without a valid job (stratum_client.py)."""
         if self.fleet is None:

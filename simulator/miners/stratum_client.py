@@ -98,6 +98,12 @@ class PoolLink:
         running = now - self._gap_since if self._gap_since is not None else 0.0
         return max(self.longest_gap, running)
 
+    def reset_gap(self, now: float) -> None:
+        """Start measuring afresh (a gap running now counts from now)."""
+        self.longest_gap = 0.0
+        if self._gap_since is not None:
+            self._gap_since = now
+
     def _gap_begins(self, at: float) -> None:
         if self._had_job and self._gap_since is None and self.miner.hashing:
             self._gap_since = at
