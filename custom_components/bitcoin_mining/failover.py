@@ -9,7 +9,7 @@ back late, or miners the firmware moved by itself are all handled the same way.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 import time
@@ -566,10 +566,40 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         local = self.data.pool_url
         assert local is not None
         backup = PoolConfig(local, slugify(self.config_entry.title) or PROBE_FALLBACK_USER)
+
+        async def batch(statuses: dict[str, MinerStatus]) -> dict[str, PoolMoveOutcome]:
+            return await self.fleet.async_ensure_backup_pool(backup, statuses)
+
+        await self._async_list_pass("backup_pool", macs, local, batch)
+
+    async def _async_proxy_first(self, macs: list[str]) -> None:
+        """Make sure the proxy is first on every miner's list, and that each works on it."""
+        proxy_url = self.data.pool_url
+        assert proxy_url is not None
+
+        async def batch(statuses: dict[str, MinerStatus]) -> dict[str, PoolMoveOutcome]:
+            written = await self.fleet.async_ensure_proxy_first(proxy_url, statuses)
+            # A new first pool is not always taken at once (cgminer keeps a working
+            # pool until the new one is tested): each written miner is switched to it.
+            moved = [mac for mac, outcome in written.items() if outcome.confirmed]
+            if moved:
+                written |= await self.fleet.async_switch_pools(dict.fromkeys(moved, proxy_url))
+            return written
+
+        await self._async_list_pass("proxy_first", macs, proxy_url, batch)
+
+    async def _async_list_pass(
+        self,
+        kind: MoveKind,
+        macs: list[str],
+        url: str,
+        write: Callable[[dict[str, MinerStatus]], Awaitable[dict[str, PoolMoveOutcome]]],
+    ) -> None:
+        """Write the site's pool into these miners' lists a batch at a time, then report."""
+        self._remember(url)
+        former = [known for known in self._written if not same_pool_url(known, url)]
         data = self.fleet.data
-        self._remember(local)
-        former = [url for url in self._written if not same_pool_url(url, local)]
-        # The planned list leaves out a former backup, so the write replaces it.
+        # The planned lists leave out a former URL of the site's, so the write replaces it.
         statuses = {
             mac: _without(view.status, former)
             for mac in macs
@@ -583,9 +613,7 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
             # A batch at a time, like the switch-back: some firmware (stock Antminer)
             # restarts its miner process to take a new list, and a whole fleet pausing
             # at once is a load step the grid feels.
-            outcomes |= await self.fleet.async_ensure_backup_pool(
-                backup, {mac: statuses[mac] for mac in batch}
-            )
+            outcomes |= await write({mac: statuses[mac] for mac in batch})
             for mac in batch:
                 # Once per pool list: a refusal is reported, not retried; a fine list
                 # needs nothing.
@@ -595,48 +623,9 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
                 self._lists_checked[mac] = _pool_list(outcome.status)
         if not outcomes:
             return
+        # Once at the end: every publish writes every miner's states.
         self.fleet.publish_soon()
-        failures = self._report("backup_pool", outcomes, started)
-        missing = dict(self.data.backup_missing)
-        for mac in outcomes:
-            missing.pop(mac, None)
-        missing |= failures
-        self.data = replace(self.data, backup_missing=missing)
-
-    async def _async_proxy_first(self, macs: list[str]) -> None:
-        """Make sure the proxy is first on every miner's list, and that each works on it."""
-        proxy_url = self.data.pool_url
-        assert proxy_url is not None
-        self._remember(proxy_url)
-        former = [url for url in self._written if not same_pool_url(url, proxy_url)]
-        data = self.fleet.data
-        statuses = {
-            mac: _without(view.status, former)
-            for mac in macs
-            if (view := data.miners.get(mac)) and view.status
-        }
-        started = time.monotonic()
-        outcomes: dict[str, PoolMoveOutcome] = {}
-        for batch in _batches(list(statuses), self.batch):
-            # A batch at a time: a list write restarts some firmware's miner process.
-            written = await self.fleet.async_ensure_proxy_first(
-                proxy_url, {mac: statuses[mac] for mac in batch}
-            )
-            # A new first pool is not always taken at once (cgminer keeps a working
-            # pool until the new one is tested): each written miner is switched to it.
-            moved = [mac for mac, o in written.items() if o.confirmed]
-            if moved:
-                written |= await self.fleet.async_switch_pools(dict.fromkeys(moved, proxy_url))
-            outcomes |= written
-            for mac in batch:
-                self._lists_checked[mac] = _pool_list(statuses[mac])
-        for mac, outcome in outcomes.items():
-            if outcome.confirmed and outcome.status is not None:
-                self._lists_checked[mac] = _pool_list(outcome.status)
-        if not outcomes:
-            return
-        self.fleet.publish_soon()
-        failures = self._report("proxy_first", outcomes, started)
+        failures = self._report(kind, outcomes, started)
         missing = {mac: why for mac, why in self.data.backup_missing.items() if mac not in outcomes}
         self.data = replace(self.data, backup_missing=missing | failures)
 

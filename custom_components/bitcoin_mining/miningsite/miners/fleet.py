@@ -43,11 +43,13 @@ from .outcomes import CommandResult as CommandResult  # noqa: PLC0414 - re-expor
 from .pool_moves import (
     Confirming,
     FleetCall,
+    PoolListPlan,
     PoolMoveOutcome as PoolMoveOutcome,  # noqa: PLC0414 - re-exported
     check_backup_pool,
-    ensure_backup,
-    ensure_proxy_first,
+    ensure_pool_list,
     switch_to,
+    with_backup_pool,
+    with_proxy_first,
 )
 from .whatsminer import WhatsminerDriver
 from .whatsminer_v3 import WhatsminerV3Driver
@@ -489,26 +491,9 @@ class Fleet:
         not contacted and not in the result; the others are written and read back.
         """
         check_backup_pool(backup)
-        chosen = self._members(statuses)
-        for key, status in chosen.items():
-            if not isinstance(status, MinerStatus):
-                raise TypeError(f"{key}: a MinerStatus is needed, not {type(status).__name__}")
-        semaphore = asyncio.Semaphore(self.command_concurrency)
-        confirming = Confirming(self.confirm_timeout, self.confirm_interval)
-        outcomes = await asyncio.gather(
-            *(
-                ensure_backup(
-                    key,
-                    self._drivers[key],
-                    status,
-                    backup,
-                    self._bounded_call(semaphore, key),
-                    confirming,
-                )
-                for key, status in chosen.items()
-            )
+        return await self._ensure_pool_lists(
+            lambda pools: with_backup_pool(pools, backup), statuses
         )
-        return {outcome.key: outcome for outcome in outcomes if outcome is not None}
 
     async def ensure_proxy_first(
         self, proxy_url: str, statuses: Mapping[str, MinerStatus]
@@ -519,6 +504,13 @@ class Fleet:
         and not in the result; the others are written and read back.
         """
         check_backup_pool(PoolConfig(proxy_url, "proxy"))
+        return await self._ensure_pool_lists(
+            lambda pools: with_proxy_first(pools, proxy_url), statuses
+        )
+
+    async def _ensure_pool_lists(
+        self, plan: PoolListPlan, statuses: Mapping[str, MinerStatus]
+    ) -> dict[str, PoolMoveOutcome]:
         chosen = self._members(statuses)
         for key, status in chosen.items():
             if not isinstance(status, MinerStatus):
@@ -527,11 +519,11 @@ class Fleet:
         confirming = Confirming(self.confirm_timeout, self.confirm_interval)
         outcomes = await asyncio.gather(
             *(
-                ensure_proxy_first(
+                ensure_pool_list(
                     key,
                     self._drivers[key],
                     status,
-                    proxy_url,
+                    plan,
                     self._bounded_call(semaphore, key),
                     confirming,
                 )

@@ -36,7 +36,7 @@ also needs the pool alive and the switch sent again). Never more than two sends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 import time
 from typing import Protocol, TypeVar
@@ -249,35 +249,22 @@ class Confirming:
     interval_s: float
 
 
-async def ensure_backup(
+# A miner's planned pool list from the pools it reports (None: it has it already); a
+# plan that cannot be made raises (PoolListFullError, NoOperatorPoolError).
+PoolListPlan = Callable[[Sequence[PoolStatus]], list[PoolConfig] | None]
+
+
+async def ensure_pool_list(
     key: str,
     driver: MinerDriver,
     status: MinerStatus,
-    backup: PoolConfig,
+    plan: PoolListPlan,
     call: FleetCall,
     confirming: Confirming,
 ) -> PoolMoveOutcome | None:
-    """Give one miner the backup pool last, confirmed by reading back; None if it had it."""
+    """Give one miner its planned pool list, confirmed by reading back; None if it had it."""
     try:
-        wanted = with_backup_pool(status.pools, backup)
-    except PoolListFullError as err:
-        return PoolMoveOutcome(key, CommandResult.FAILED, err, 0.0, status)
-    if wanted is None:
-        return None
-    return await write_pool_list(key, driver, status, wanted, call, confirming)
-
-
-async def ensure_proxy_first(
-    key: str,
-    driver: MinerDriver,
-    status: MinerStatus,
-    proxy_url: str,
-    call: FleetCall,
-    confirming: Confirming,
-) -> PoolMoveOutcome | None:
-    """Put the site's proxy first on one miner's list, read back; None if it was."""
-    try:
-        wanted = with_proxy_first(status.pools, proxy_url)
+        wanted = plan(status.pools)
     except (PoolListFullError, NoOperatorPoolError) as err:
         return PoolMoveOutcome(key, CommandResult.FAILED, err, 0.0, status)
     if wanted is None:
