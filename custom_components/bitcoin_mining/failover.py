@@ -388,10 +388,10 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         active = status.active_pool if status and status.mining else None
         return active is not None and self._is_local(active.url)
 
-    def _on_local_count(self) -> int:
+    def _on_local_count(self, proxy: ProxyStats | None) -> int:
         """Miners hashing on local work: by the proxy's count, or by their active pool."""
         if isinstance(self.pool, StratumProxy):
-            return self.pool.stats().on_local if self.pool.running else 0
+            return proxy.on_local if proxy is not None else 0
         fleet = self.fleet.data
         return sum(1 for v in fleet.miners.values() if self._on_local(v.status)) if fleet else 0
 
@@ -412,11 +412,11 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         detector = self.detector
         data = self.data
         handshake = handshake or data.handshake
-        on_local = self._on_local_count()
-        loss = {url: self.share_loss.loss_percent(now, url) for url in self.share_loss.pools(now)}
         proxy = (
             self.pool.stats() if isinstance(self.pool, StratumProxy) and self.pool.running else None
         )
+        on_local = self._on_local_count(proxy)
+        loss = {url: self.share_loss.loss_percent(now, url) for url in self.share_loss.pools(now)}
         share_loss = self.share_loss.loss_percent(now) if proxy is None else _exact_loss(proxy)
         self.async_set_updated_data(
             replace(
@@ -447,12 +447,13 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
     @callback
     def _act(self) -> None:
         """Start the one move the situation calls for, if any (auto mode only)."""
-        if self._stopped or self.data.mode != "auto":
+        if self._stopped:
             return
         if isinstance(self.pool, StratumProxy) and self.pool.running:
-            # Not held up by a list pass under way: the relay is what keeps miners busy.
+            # In every mode (advisory or off set during an outage must not leave the relay
+            # on local work for good), and not held up by a list pass under way.
             self._tell_proxy(self.pool)
-        if self._moving is not None or self.data.pool_url is None:
+        if self.data.mode != "auto" or self._moving is not None or self.data.pool_url is None:
             return
         fleet: FleetData | None = self.fleet.data
         if fleet is None:

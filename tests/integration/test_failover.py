@@ -253,6 +253,9 @@ async def test_in_proxy_mode_the_miners_never_see_the_outage(
         lambda: float(state(hass, f"{SENSOR}work_lost_during_outages")) > 0, "work lost counted"
     )
 
+    # The operator turns the failover to advisory meanwhile: the relay still follows the
+    # verdict (it would otherwise stay on local work for good).
+    await failover.async_set_mode("advisory")
     await site.set_uplink(UplinkSettings("up"))
     await wait_until(lambda: state(hass, INTERNET) == STATE_ON, "internet on")
     await wait_until(
