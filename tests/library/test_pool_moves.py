@@ -717,3 +717,30 @@ class Slowed(Counted):
 
 def site_miners(site: Site) -> dict[str, SimMiner]:
     return {m.family: m for m in site.miners}
+
+
+class Forgetful(Counted):
+    """Firmware that answers a pool write and keeps its old list (a write lost on reboot)."""
+
+    async def set_pools(self, pools: Sequence[PoolConfig]) -> None:
+        self.set_pools_calls.append(list(pools))
+
+
+async def test_a_pool_write_that_does_not_show_is_not_confirmed(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with running_site("cgminer", miners=1, **QUICK) as site:
+        miner = site.miners[0]
+        driver = Forgetful(
+            driver_for("cgminer", MinerEndpoint(miner.host, miner.api_port), timeout=5)
+        )
+        fleet = Fleet({"cg": driver}, timeout=5, confirm_timeout=0.5, confirm_interval=0.05)
+        before = sim_pools(miner)
+        outcome = (await fleet.ensure_backup_pool(BACKUP, await poll(fleet)))["cg"]
+        assert outcome.result is CommandResult.NOT_CONFIRMED
+        assert isinstance(outcome.error, CommandNotConfirmedError)
+        assert "not the pools written" in str(outcome.error)
+        assert before[0][0] in str(outcome.error)
+        assert len(driver.set_pools_calls) == 1
+        assert sim_pools(miner) == before
+        await fleet.close()

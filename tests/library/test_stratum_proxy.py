@@ -318,6 +318,15 @@ BAD_INPUT = [
     ),
     (b'{"id":null,"method":"x","params":["' + b"a" * 70_000 + b'"]}\n', Fallback.OVERSIZE_LINE),
     (b'{"id":null,"method":"mining.set_difficulty","params":[0]}\n', Fallback.BAD_DIFFICULTY),
+    (b"[1, 2, 3]\n", Fallback.GARBAGE),
+    (b'{"id":null,"method":5,"params":[]}\n', Fallback.GARBAGE),
+    (b'{"id":null,"method":"mining.notify","params":["j1"]}\n', Fallback.GARBAGE),
+    (b'{"id":null,"method":"mining.set_extranonce","params":["zz",-1]}\n', Fallback.BAD_EXTRANONCE),
+    # A miner that did not subscribe to extranonce changes cannot take one.
+    (
+        b'{"id":null,"method":"mining.set_extranonce","params":["0a0b0c0d",4]}\n',
+        Fallback.BAD_EXTRANONCE,
+    ),
 ]
 
 
@@ -487,3 +496,111 @@ async def test_simulated_miners_hash_on_through_an_upstream_blackhole(
             assert stats.fallbacks == {Fallback.UPSTREAM_DOWN: 4}
         finally:
             await proxy.stop()
+
+
+async def test_an_extranonce_change_reaches_a_miner_that_subscribed_to_it(
+    make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
+) -> None:
+    proxy = await make_proxy(retry_delay=30)
+    client = await miner(connect, proxy, "site.m1", xnsub=True)
+    count = len(client.notifications)
+    assert upstream.inject(
+        b'{"id":null,"method":"mining.set_extranonce","params":["0a0b0c0d",4]}\n'
+    )
+    await client.wait_for(lambda: len(client.notifications) > count, 2)
+    assert client.notifications[count]["method"] == "mining.set_extranonce"
+    assert client.notifications[count]["params"] == ["0a0b0c0d", 4]
+    assert proxy.stats().fallbacks == {}
+    assert proxy.stats().miners[0].side == "upstream"
+
+
+async def test_malformed_miner_lines_are_answered_then_the_miner_is_closed(
+    make_proxy: MakeProxy, connect: Connect
+) -> None:
+    proxy = await make_proxy(local=PoolConfig(vardiff=STILL, max_malformed=2))
+    client = await miner(connect, proxy, "site.m1")
+    for count in (1, 2):
+        client.send_raw(b"{not json\n")
+        await client.wait_for(lambda n=count: len(client.unmatched) >= n, 2)
+        assert "Malformed request" in str(client.unmatched[-1]["error"])
+    assert not client.closed
+    client.send_raw(b"{still not json\n")
+    await client.wait_closed(5)
+    await until(lambda: proxy.stats().connections == 0, "the connection gone")
+
+
+async def test_a_move_back_the_upstream_refuses_stays_on_local_jobs(
+    make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
+) -> None:
+    proxy = await make_proxy(retry_delay=30)
+    client = await miner(connect, proxy, "site.m1")
+    proxy.upstream_down("handshake probe failed")
+    await until(lambda: proxy.stats().on_local == 1, "on local jobs")
+    await upstream.set_reachability("refuse")
+    proxy.upstream_up()
+    await until(
+        lambda: proxy.stats().fallbacks.get(Fallback.CONNECT_FAILED, 0) >= 1,
+        "the refused connection counted",
+    )
+    assert not client.closed
+    assert proxy.stats().miners[0].side == "local"
+    job = client.jobs[-1]
+    assert job.job_id.startswith("L")
+    assert (await share(client, job))["result"] is True
+
+
+async def test_bad_requests_during_an_outage_are_answered_locally(
+    make_proxy: MakeProxy, connect: Connect
+) -> None:
+    proxy = await make_proxy()
+    proxy.upstream_down("handshake probe failed")
+    client = await connect(proxy)
+    # Each answered with a reason, none closes the connection.
+    reply = await client.call("mining.authorize", ["", "x"])
+    assert reply["error"][1] == "Invalid worker name"
+    reply = await client.call("mining.configure", ["version-rolling", {}])
+    assert reply["error"][1] == "Invalid configure params"
+    reply = await client.call("mining.configure", [["minimum-difficulty"], {}])
+    assert reply["result"] == {"minimum-difficulty": False}
+    reply = await client.call("mining.mine_for_me", [])
+    assert reply["error"][1] == "Method not found"
+    assert (await client.call("mining.suggest_difficulty", [TINY * 4]))["result"] is True
+    assert (await client.call("mining.extranonce.subscribe", []))["result"] is True
+    await client.handshake("site.m1", "pw")
+    # Served locally at the difficulty it suggested, within the local bounds.
+    await client.wait_for(lambda: bool(client.jobs) and client.jobs[-1].job_id.startswith("L"))
+    assert client.difficulty == TINY * 4
+    assert not client.closed
+
+
+async def test_a_version_mask_is_passed_on_and_a_message_ignored(
+    make_proxy: MakeProxy, connect: Connect, upstream: StratumPool
+) -> None:
+    proxy = await make_proxy(retry_delay=30)
+    client = await miner(connect, proxy, "site.m1")
+    count = len(client.notifications)
+    assert upstream.inject(b'{"id":null,"method":"client.show_message","params":["hello"]}\n')
+    assert upstream.inject(
+        b'{"id":null,"method":"mining.set_version_mask","params":["1fffe000"]}\n'
+    )
+    await client.wait_for(lambda: len(client.notifications) > count, 2)
+    # The message is the pool's to the operator, not the miner's; the mask is the miner's.
+    assert [n["method"] for n in client.notifications[count:]] == ["mining.set_version_mask"]
+    assert proxy.stats().fallbacks == {}
+
+
+async def test_local_work_is_refreshed_and_a_silent_connection_is_closed(
+    make_proxy: MakeProxy, connect: Connect
+) -> None:
+    local = PoolConfig(vardiff=STILL, job_interval=0.2, handshake_timeout=0.3)
+    proxy = await make_proxy(local=local)
+    proxy.upstream_down("handshake probe failed")
+    client = await miner(connect, proxy, "site.m1")
+    # A fresh local job every interval, not clean: the miner keeps its work going.
+    count = len(client.jobs)
+    await client.wait_for(lambda: len(client.jobs) >= count + 2, 3)
+    assert all(job.job_id.startswith("L") and not job.clean for job in client.jobs[count:])
+    # A connection that never subscribes and authorizes is closed after the timeout.
+    silent = await connect(proxy)
+    await silent.wait_closed(3)
+    assert not client.closed
