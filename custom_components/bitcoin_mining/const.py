@@ -96,11 +96,13 @@ COMMAND_CONCURRENCY: Final = 1000
 # Options: the local Stratum pool and internet failover.
 # backup: the site's pool last on every miner's list, the miners moved to it on an
 # outage; proxy: the site's pool first, relaying to the upstream pool, local jobs the
-# moment the upstream fails (the miners never see an outage).
+# moment the upstream fails (the miners never see an outage); proxy_shared: the same, all
+# miners on one upstream connection (the extranonce2 space split between them).
 CONF_LOCAL_POOL_MODE: Final = "local_pool_mode"
 POOL_MODE_BACKUP: Final = "backup"
 POOL_MODE_PROXY: Final = "proxy"
-LOCAL_POOL_MODES: Final = (POOL_MODE_BACKUP, POOL_MODE_PROXY)
+POOL_MODE_PROXY_SHARED: Final = "proxy_shared"
+LOCAL_POOL_MODES: Final = (POOL_MODE_BACKUP, POOL_MODE_PROXY, POOL_MODE_PROXY_SHARED)
 CONF_LOCAL_POOL_BIND: Final = "local_pool_bind"
 CONF_LOCAL_POOL_PORT: Final = "local_pool_port"
 # The address the miners reach Home Assistant at (blank: found from the route to a miner).

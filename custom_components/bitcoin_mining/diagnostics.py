@@ -81,7 +81,7 @@ def _failover(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
         "last_move": asdict(data.last_move) if data.last_move else None,
         "backup_missing": data.backup_missing,
         "settings": {
-            "local_pool_mode": "proxy" if failover.proxy_mode else "backup",
+            "local_pool_mode": failover.pool_mode,
             "outage_failures": failover.detector.failures,
             "outage_window_s": failover.detector.window_s,
             "failback_hold_s": failover.hold_s,

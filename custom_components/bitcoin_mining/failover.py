@@ -47,6 +47,7 @@ from .const import (
     LOGGER,
     POOL_MODE_BACKUP,
     POOL_MODE_PROXY,
+    POOL_MODE_PROXY_SHARED,
     SHARE_LOSS_WINDOW_S,
 )
 from .miningsite.exceptions import LocalPoolError, PoolPortInUseError
@@ -162,13 +163,15 @@ class FailoverController(DataUpdateCoordinator[FailoverData]):
         local = LocalPoolConfig(
             vardiff=VardiffConfig(min_difficulty=minimum, start_difficulty=start)
         )
-        self.proxy_mode = options.get(CONF_LOCAL_POOL_MODE, POOL_MODE_BACKUP) == POOL_MODE_PROXY
+        self.pool_mode: str = options.get(CONF_LOCAL_POOL_MODE, POOL_MODE_BACKUP)
+        self.proxy_mode = self.pool_mode in (POOL_MODE_PROXY, POOL_MODE_PROXY_SHARED)
         self.pool: LocalPool | StratumProxy = (
             StratumProxy(
                 ProxyConfig(
                     upstream_host=self.upstream[0],
                     upstream_port=self.upstream[1],
                     batch_size=self.batch,
+                    aggregate=self.pool_mode == POOL_MODE_PROXY_SHARED,
                     local=local,
                 )
             )

@@ -38,6 +38,7 @@ from custom_components.bitcoin_mining.const import (
     EVENT_UPLINK_OUTAGE,
     EVENT_UPLINK_RESTORED,
     POOL_MODE_PROXY,
+    POOL_MODE_PROXY_SHARED,
 )
 from custom_components.bitcoin_mining.diagnostics import async_get_config_entry_diagnostics
 from custom_components.bitcoin_mining.failover import FailoverController, local_pool_issue_id
@@ -198,14 +199,17 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+@pytest.mark.parametrize("mode", [POOL_MODE_PROXY, POOL_MODE_PROXY_SHARED])
 async def test_in_proxy_mode_the_miners_never_see_the_outage(
-    hass: HomeAssistant, failover_site: Site
+    hass: HomeAssistant, failover_site: Site, mode: str
 ) -> None:
     site = failover_site
+    # One upstream connection per miner, or one for all of them (aggregation).
+    upstream_connections = 1 if mode == POOL_MODE_PROXY_SHARED else 6
     upstream = upstream_of(site)
     before = {miner.mac: pools_by_priority(miner) for miner in site.miners}
     assert all(pools[0] == upstream for pools in before.values())
-    entry = entry_for(site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_MODE: POOL_MODE_PROXY}))
+    entry = entry_for(site, **(FAST_FAILOVER | {CONF_LOCAL_POOL_MODE: mode}))
     failover = await set_up(hass, entry)
     proxy = failover.data.pool_url
     assert proxy is not None
@@ -221,6 +225,13 @@ async def test_in_proxy_mode_the_miners_never_see_the_outage(
     await wait_until(
         lambda: failover.data.proxy is not None and failover.data.proxy.on_upstream == 6,
         "six relayed upstream",
+    )
+    assert failover.data.proxy is not None
+    assert failover.data.proxy.upstream_connections == upstream_connections
+    # The miners' own connections, from before they were moved onto the proxy, close.
+    await wait_until(
+        lambda: site.pool is not None and site.pool.connections == upstream_connections,
+        "the upstream pool sees the proxy's connections alone",
     )
     upstream_shares = site.pool.accepted_shares if site.pool else 0
     await wait_until(
@@ -262,6 +273,8 @@ async def test_in_proxy_mode_the_miners_never_see_the_outage(
         lambda: failover.data.proxy is not None and failover.data.proxy.on_upstream == 6,
         "six relayed upstream again",
     )
+    assert failover.data.proxy is not None
+    assert failover.data.proxy.upstream_connections == upstream_connections
     await wait_until(lambda: state(hass, f"{SENSOR}failover_state") == "normal", "normal")
     upstream_shares = site.pool.accepted_shares if site.pool else 0
     await wait_until(
@@ -277,7 +290,7 @@ async def test_in_proxy_mode_the_miners_never_see_the_outage(
     assert {m["side"] for m in relay["miners"]} == {"upstream"}
     workers = {pool.user for miner in site.miners for pool in miner.pools}
     assert not any(worker in str(diagnostics) for worker in workers)
-    assert diagnostics["failover"]["settings"]["local_pool_mode"] == "proxy"
+    assert diagnostics["failover"]["settings"]["local_pool_mode"] == mode
     assert await hass.config_entries.async_unload(entry.entry_id)
     # A proxy that stops closes the miners' connections, so that firmware goes on to the
     # miner's own pool (these miners' firmware waits an hour before it does).
@@ -478,10 +491,15 @@ async def test_a_full_pool_list_is_reported_and_not_asked_again(
     )
     entry = entry_for(site, **FAST_FAILOVER)
     failover = await set_up(hass, entry)
-    await wait_until(lambda: bool(failover.data.backup_missing), "the full list reported")
+    # The pass publishes once it is over: the sensor says so then, not when the data does.
+    await wait_until(
+        lambda: hass.states.get(f"{SENSOR}failover_state").attributes.get(
+            "miners_without_local_pool"
+        )
+        == 1,
+        "the full list reported",
+    )
     assert list(failover.data.backup_missing) == [full.mac]
-    attributes: dict[str, Any] = dict(hass.states.get(f"{SENSOR}failover_state").attributes)
-    assert attributes["miners_without_local_pool"] == 1
     assert len(pools_by_priority(full)) == 3
     warnings = caplog.text.count("did not follow")
     # Another poll: the same list is not asked again.

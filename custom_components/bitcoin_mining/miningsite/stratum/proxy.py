@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from ..exceptions import LocalPoolError
+from .aggregate import SharedUpstream
 from .config import DEFAULT_PORT
 from .jobs import EXTRANONCE1_SIZE, JobBook
 from .local_work import SlotJobs
@@ -34,7 +35,7 @@ from .proxy_config import (
 )
 from .server import DEAD_PEER_MS, Listener
 from .session import MinerSession
-from .upstream import UpstreamLink
+from .upstream import UpstreamLink, UpstreamRefusedError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class StratumProxy:
         self._next_extranonce = secrets.randbelow(2 ** (8 * EXTRANONCE1_SIZE))
         self._number = 0
         self._refused = 0
+        # Aggregation: every relayed miner on one upstream connection (None: one each).
+        self.shared = SharedUpstream(config, clock) if config.aggregate else None
 
     # --- what the caller uses ---------------------------------------------------------------
 
@@ -120,6 +123,8 @@ class StratumProxy:
             task.cancel()
         for session in list(self._sessions.values()):
             session.close("proxy stopped")
+        if self.shared is not None:
+            await self.shared.close()
         await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
         self._background, self._mover = [], None
         _LOGGER.info("Stratum proxy stopped")
@@ -161,12 +166,17 @@ class StratumProxy:
             )
         hashing = totals.upstream_seconds + totals.local_seconds
         on_upstream = sum(1 for s in self._sessions.values() if s.side == "upstream")
+        if self.shared is not None:
+            upstream_connections = int(self.shared.connected)
+        else:
+            upstream_connections = sum(1 for s in self._sessions.values() if s.upstream)
         return ProxyStats(
             upstream_healthy=self._healthy,
             connections=len(self._sessions),
             on_upstream=on_upstream,
             on_local=len(self._sessions) - on_upstream,
             connections_refused=self._refused,
+            upstream_connections=upstream_connections,
             totals=totals,
             work_lost_fraction=totals.local_seconds / hashing if hashing > 0 else 0.0,
             latency_p50_ms=self.latency.percentile_ms(0.5),
@@ -176,6 +186,19 @@ class StratumProxy:
         )
 
     # --- what sessions use ------------------------------------------------------------------
+
+    async def open_upstream(self, key: int) -> UpstreamLink:
+        """An upstream link for miner session `key`: its own connection, or its share of one.
+
+        OSError or TimeoutError when the upstream cannot be reached, UpstreamRefusedError
+        when it answers in a way miners cannot be relayed on.
+        """
+        if self.shared is not None:
+            return await self.shared.attach(key)
+        config = self.config
+        return await UpstreamLink.open(
+            config.upstream_host, config.upstream_port, config.connect_timeout, self.clock()
+        )
 
     def fell_back(self, reason: Fallback) -> None:
         """Count a fallback by its reason."""
@@ -289,13 +312,13 @@ class StratumProxy:
         """Relay a new miner on a connection of its own, or serve it locally if none opens."""
         if not self._healthy:
             return
-        config = self.config
         try:
-            link = await UpstreamLink.open(
-                config.upstream_host, config.upstream_port, config.connect_timeout, self.clock()
-            )
+            link = await self.open_upstream(session.number)
         except (OSError, TimeoutError) as err:
             session.fall_back(Fallback.CONNECT_FAILED, type(err).__name__)
+            return
+        except UpstreamRefusedError as err:
+            session.fall_back(err.reason, err.detail)
             return
         if session.closing or self._server is None or not self._healthy:
             link.close()

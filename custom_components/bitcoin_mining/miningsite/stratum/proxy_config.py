@@ -55,6 +55,9 @@ class ProxyConfig:
     # Hosts a client.reconnect may name besides upstream_host.
     reconnect_hosts: tuple[str, ...] = ()
     latency_samples: int = 10_000
+    # Every relayed miner on one upstream connection, the extranonce2 space split between
+    # them (for uplinks where a connection per miner costs too much).
+    aggregate: bool = False
     # Local jobs: job interval, jobs kept, write limits, handshake timeout, difficulty bounds.
     local: PoolConfig = field(default_factory=PoolConfig)
 
@@ -121,6 +124,8 @@ class ProxyStats:
     on_upstream: int
     on_local: int
     connections_refused: int
+    # Connections open to the upstream pool (one per relayed miner, or one when aggregating).
+    upstream_connections: int
     totals: MinerCounts
     # Hashing time on local jobs over all hashing time: the work outages cost.
     work_lost_fraction: float

@@ -27,7 +27,7 @@ from .protocol import (
     result_line,
 )
 from .proxy_config import Fallback
-from .upstream import Pending, UpstreamLink
+from .upstream import Pending, UpstreamLink, UpstreamRefusedError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ class MinerSession(LocalSide):
                 self._link_failed(link, Fallback.OVERSIZE_LINE, "a line over 64 KiB")
                 return
             except (asyncio.IncompleteReadError, ConnectionError) as err:
-                self._link_failed(link, Fallback.CONNECTION_LOST, type(err).__name__)
+                reason, detail = link.failure or (Fallback.CONNECTION_LOST, type(err).__name__)
+                self._link_failed(link, reason, detail)
                 return
             if link is not self.upstream:
                 return
@@ -358,15 +359,16 @@ class MinerSession(LocalSide):
         """Open a fresh upstream connection and replay the handshake; switch once it has a job."""
         if self.closing or self.side != "local" or self.moving:
             return
-        config = self.hub.config
         self.moving = True
         try:
-            link = await UpstreamLink.open(
-                config.upstream_host, config.upstream_port, config.connect_timeout, self._clock()
-            )
+            link = await self.hub.open_upstream(self.number)
         except (OSError, TimeoutError) as err:
             if self.moving and not self.closing:
                 self.fall_back(Fallback.CONNECT_FAILED, type(err).__name__)
+            return
+        except UpstreamRefusedError as err:
+            if self.moving and not self.closing:
+                self.fall_back(err.reason, err.detail)
             return
         if not self.moving or self.closing or not self.hub.upstream_healthy:
             link.close()

@@ -8,7 +8,17 @@ import json
 from typing import Any
 
 from .protocol import RequestId
-from .proxy_config import UPSTREAM_MAX_LINE
+from .proxy_config import UPSTREAM_MAX_LINE, Fallback
+
+
+class UpstreamRefusedError(Exception):
+    """The upstream answered, but not in a way the proxy can relay miners on."""
+
+    def __init__(self, reason: Fallback, detail: str) -> None:
+        """Why, for the miner's fallback record."""
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(slots=True)
@@ -38,6 +48,8 @@ class UpstreamLink:
         self.heard = now
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        # Why the connection ended, when the proxy knows better than "connection lost".
+        self.failure: tuple[Fallback, str] | None = None
         self._next_id = 0
 
     @classmethod
