@@ -29,6 +29,7 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
 from .balancer import LAST_ACTIONS, BalancerState, LoadBalancer
@@ -601,7 +602,9 @@ async def async_setup_entry(
     fleet = entry.runtime_data.fleet
     balancer = entry.runtime_data.balancer
     entities += [FleetSensor(fleet, d) for d in FLEET_SENSORS]
-    entities.append(MiningEnergySensor(fleet, MINING_ENERGY))
+    entities.append(EnergySensor(fleet, MINING_ENERGY))
+    if site.supply.entity_ids:
+        entities.append(EnergySensor(site, SUPPLY_ENERGY))
     entities += [BalancerSensor(balancer, d) for d in BALANCER_SENSORS]
     failover = entry.runtime_data.failover
     entities += [
@@ -652,21 +655,37 @@ class FleetSensor(SiteEntity[FleetCoordinator], SensorEntity):
         return self.entity_description.value_fn(self.coordinator.data)
 
 
-MINING_ENERGY = SensorEntityDescription(
+@dataclass(frozen=True, kw_only=True)
+class EnergySensorDescription[DataT](SensorEntityDescription):
+    """A kWh total integrated from a power figure at every poll (Energy dashboard)."""
+
+    device_class: SensorDeviceClass = SensorDeviceClass.ENERGY
+    native_unit_of_measurement: str = UnitOfEnergy.KILO_WATT_HOUR
+    state_class: SensorStateClass = SensorStateClass.TOTAL_INCREASING
+    suggested_display_precision: int = 2
+    # (seconds on a clock that only goes forward, W or None when unknown) of a poll.
+    sample_fn: Callable[[DataT], tuple[float, float | None]]
+
+
+MINING_ENERGY = EnergySensorDescription[FleetData](
     key="mining_energy",
     translation_key="mining_energy",
-    device_class=SensorDeviceClass.ENERGY,
-    native_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
-    state_class=SensorStateClass.TOTAL_INCREASING,
-    suggested_display_precision=2,
+    sample_fn=lambda data: (data.polled_at, data.power_w),
+)
+# The supply's energy: what the site took in (the Energy dashboard's grid consumption).
+SUPPLY_ENERGY = EnergySensorDescription[SiteData](
+    key="supply_energy",
+    translation_key="supply_energy",
+    sample_fn=lambda data: (dt_util.utcnow().timestamp(), data.supply.power_w),
 )
 
 
-class MiningEnergySensor(SiteEntity[FleetCoordinator], RestoreSensor):
-    """Energy the fleet used, integrated from its power at every poll (Energy dashboard)."""
+class EnergySensor[DataT](SiteEntity[DataUpdateCoordinator[DataT]], RestoreSensor):
+    """Energy integrated from a power figure at every poll, kept across restarts."""
 
+    entity_description: EnergySensorDescription[DataT]
     _total_kwh: float = 0.0
-    _last: tuple[float, float] | None = None  # (time, fleet W) of the previous poll
+    _last: tuple[float, float] | None = None  # (time, W) of the previous known sample
 
     async def async_added_to_hass(self) -> None:
         """Continue from the total before the restart."""
@@ -684,13 +703,16 @@ class MiningEnergySensor(SiteEntity[FleetCoordinator], RestoreSensor):
         super()._handle_coordinator_update()
 
     def _integrate(self) -> None:
-        data = self.coordinator.data
-        sample = (data.polled_at, data.power_w)
-        if self._last is not None and sample[0] > self._last[0]:
-            hours = (sample[0] - self._last[0]) / 3600
+        now, power_w = self.entity_description.sample_fn(self.coordinator.data)
+        if power_w is None:
+            # Unknown power: the gap is not guessed at; counting resumes from the next sample.
+            self._last = None
+            return
+        if self._last is not None and now > self._last[0]:
+            hours = (now - self._last[0]) / 3600
             # Trapezoid: the mean of the two powers over the interval.
-            self._total_kwh += (self._last[1] + sample[1]) / 2 / 1000 * hours
-        self._last = sample
+            self._total_kwh += (self._last[1] + power_w) / 2 / 1000 * hours
+        self._last = (now, power_w)
 
     @property
     def native_value(self) -> float:

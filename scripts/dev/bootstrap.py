@@ -11,6 +11,7 @@ import argparse
 import asyncio
 from pathlib import Path
 import sys
+from typing import Any
 
 import aiohttp
 
@@ -23,6 +24,7 @@ from simulator.stratum import TINY_DIFFICULTY
 MQTT_ANSWERS = {"broker": "127.0.0.1", "port": 1883, "set_client_cert": False, "set_ca_cert": "off"}
 SUPPLY_ENTITY = "sensor.simulated_supply_supply_power"
 MINING_ENERGY = "sensor.simulated_site_mining_energy"
+SUPPLY_ENERGY = "sensor.simulated_site_supply_energy"
 DEV_OPTIONS = {
     "fleet_interval": 5,
     "min_on_s": 30,
@@ -44,15 +46,23 @@ async def has_value(api: HomeAssistantApi, entity_id: str) -> bool:
     return True
 
 
-async def add_mining_energy(api: HomeAssistantApi) -> None:
-    """Put the site's mining energy in the Energy dashboard (as a device's consumption)."""
+async def add_site_energy(api: HomeAssistantApi) -> None:
+    """Put the site in the Energy dashboard: supply energy as the grid, mining as a device."""
     reply = await api.ws_command({"type": "energy/get_prefs"})
     # Until preferences are first saved, Home Assistant answers not_found.
-    devices = list((reply.get("result") or {}).get("device_consumption", []))
-    if any(device["stat_consumption"] == MINING_ENERGY for device in devices):
+    prefs = reply.get("result") or {}
+    devices = list(prefs.get("device_consumption", []))
+    sources = list(prefs.get("energy_sources", []))
+    changes: dict[str, Any] = {}
+    if not any(device["stat_consumption"] == MINING_ENERGY for device in devices):
+        mining = {"stat_consumption": MINING_ENERGY, "name": "Mining"}
+        changes["device_consumption"] = [*devices, mining]
+    if not any(source.get("type") == "grid" for source in sources):
+        grid = {"type": "grid", "stat_energy_from": SUPPLY_ENERGY, "cost_adjustment_day": 0}
+        changes["energy_sources"] = [*sources, grid]
+    if not changes:
         return
-    devices.append({"stat_consumption": MINING_ENERGY, "name": "Mining"})
-    saved = await api.ws_command({"type": "energy/save_prefs", "device_consumption": devices})
+    saved = await api.ws_command({"type": "energy/save_prefs", **changes})
     if not saved.get("success"):
         raise StepError(f"saving the Energy preferences failed: {saved.get('error')}")
 
@@ -104,7 +114,7 @@ async def main(args: argparse.Namespace) -> None:
         await poll_until(
             lambda: has_value(api, MINING_ENERGY), 60, f"{MINING_ENERGY} to have a value", 0.5
         )
-        await add_mining_energy(api)
+        await add_site_energy(api)
 
 
 if __name__ == "__main__":

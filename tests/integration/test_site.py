@@ -37,6 +37,7 @@ FREQUENCY = "sensor.test_site_grid_frequency"
 UNDER_FREQUENCY = "binary_sensor.test_site_grid_under_frequency"
 SUPPLY = "sensor.test_site_supply_power"
 AVAILABLE = "sensor.test_site_available_power"
+SUPPLY_ENERGY = "sensor.test_site_supply_energy"
 INTERNET = "binary_sensor.test_site_internet"
 POOL_LATENCY = "sensor.test_site_pool_latency"
 POOL_WORK_LATENCY = "sensor.test_site_pool_work_latency"
@@ -205,6 +206,37 @@ async def test_supply_and_available_power(
     await refresh_site(hass, loaded_entry)
     assert hass.states.get(SUPPLY).state == "12.0"
     assert hass.states.get(AVAILABLE).state == "0.0", "available power is never negative"
+
+
+async def test_supply_energy_counts_known_supply_and_never_guesses_a_gap(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, freezer: FrozenDateTimeFactory
+) -> None:
+    state = hass.states.get(SUPPLY_ENERGY)
+    assert state.attributes["state_class"] == "total_increasing"
+    assert state.attributes["unit_of_measurement"] == "kWh"
+    # A poll on the frozen clock first (setup polled before the clock was frozen).
+    await refresh_site(hass, loaded_entry)
+    start = float(hass.states.get(SUPPLY_ENERGY).state)
+
+    def counted() -> float:
+        return float(hass.states.get(SUPPLY_ENERGY).state) - start
+
+    # 300 kW for 36 s (a hundredth of an hour): 3 kWh.
+    freezer.tick(timedelta(seconds=36))
+    set_supply(hass, 300)
+    await refresh_site(hass, loaded_entry)
+    assert counted() == pytest.approx(3.0, abs=1e-3)
+    # Unknown supply for a while: that stretch is not counted, nor the one it ends.
+    set_supply(hass, "unavailable")
+    await refresh_site(hass, loaded_entry)
+    freezer.tick(timedelta(seconds=360))
+    set_supply(hass, 100)
+    await refresh_site(hass, loaded_entry)
+    assert counted() == pytest.approx(3.0, abs=1e-3)
+    freezer.tick(timedelta(seconds=36))
+    set_supply(hass, 100)
+    await refresh_site(hass, loaded_entry)
+    assert counted() == pytest.approx(4.0, abs=1e-3)
 
 
 @pytest.mark.parametrize(
