@@ -18,6 +18,9 @@ from .containers import ContainerServer
 from .miners import Fleet, SimMiner
 
 SOCKETS_PER_CONTAINER = PDU_COUNT * SOCKETS_PER_PDU
+# A container's per-socket draw is reused this long (a full read is ~60 requests; the
+# miners' draw moves by the second), and taken afresh after any change of its sockets.
+LOAD_CACHE_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +60,35 @@ class ContainerPower:
         self.fleet = fleet
         self.places = socket_map(len(fleet.miners), len(containers))
         self._miners: list[dict[tuple[int, int], SimMiner]] = [{} for _ in containers]
+        self._loads: list[tuple[float, dict[tuple[int, int], float]] | None] = [
+            None for _ in containers
+        ]
         for index, place in self.places.items():
             self._miners[place.container][(place.pdu, place.socket)] = fleet.miners[index]
         for number, container in enumerate(containers):
             container.socket_load = partial(self.socket_load, number)
             container.on_change = partial(self.follow, number)
             self.follow(number)
+            # The water settled for a modelled full load when the container started.
+            container.state.settle_water()
+            container.refresh()
 
     def socket_load(self, container: int) -> dict[tuple[int, int], float]:
         """What each mapped miner of a container draws now (W), by (pdu, socket)."""
-        return {key: miner.power_w for key, miner in self._miners[container].items()}
+        now = self.fleet.env.clock()
+        cached = self._loads[container]
+        if cached is not None and 0 <= now - cached[0] < LOAD_CACHE_S:
+            return cached[1]
+        load = {key: miner.power_w for key, miner in self._miners[container].items()}
+        self._loads[container] = (now, load)
+        return load
 
     def follow(self, container: int) -> None:
         """Each miner of a container powered as its socket is."""
         state = self.containers[container].state
         for (pdu, socket), miner in self._miners[container].items():
             self.fleet.set_powered(miner, state.socket_on(pdu, socket))
+        self._loads[container] = None
 
     def miners_of(self, container: int) -> list[int]:
         """The indexes of a container's miners."""

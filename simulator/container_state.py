@@ -213,6 +213,11 @@ class ContainerState:
         entry = self.unit_faults.get(unit)
         return entry[0] if entry else None
 
+    def settle_water(self) -> None:
+        """Fans and water start afresh where the load takes them (a new load source)."""
+        self._water_c = None
+        self.fan_running = False
+
     def override_inlet(self, temperature_c: float | None) -> None:
         """Pin T2 at a temperature; None: the physics takes it on from there."""
         self.inlet_override_c = temperature_c

@@ -9,7 +9,15 @@ import pytest
 from simulator import Site
 from simulator.container_site import SocketPlace, socket_map
 from simulator.miners import SimMiner
-from tests.simulator.container_client import FCDU, PDU1, Clock, Container, connect
+from tests.simulator.container_client import (
+    FCDU,
+    ILLEGAL_ADDRESS,
+    ILLEGAL_FUNCTION,
+    PDU1,
+    Clock,
+    Container,
+    connect,
+)
 from tests.simulator.test_miners_fleet import control
 from tests.simulator.test_miners_helpers import rpc, running_site, status, wait_for
 
@@ -172,3 +180,47 @@ async def test_the_container_load_is_the_miners_draw(loopback_network: None) -> 
         server.refresh()
         assert server.state.it_load_kw() < 0.1
         assert server.state.inlet_temp_c() < before
+
+
+async def test_the_water_starts_where_the_miners_load_takes_it(loopback_network: None) -> None:
+    slow = {**CONTAINERS, "container_water_tau_s": 60}
+    async with running_site("antminer", miners=4, **slow) as site:
+        server = site.containers[0]
+        server.refresh()
+        # Two miners in a 720 kW container: the fans stay off, the water near ambient (30 °C),
+        # not where a modelled full load took it when the container started.
+        assert server.state.fan_running is False
+        assert server.state.inlet_temp_c() == pytest.approx(server.state.target_inlet_c(), abs=0.05)
+        assert 30 < server.state.inlet_temp_c() < 30.5
+
+
+async def test_unit_faults_and_logins_through_the_control_api(loopback_network: None) -> None:
+    async with running_site("antminer", miners=2, **CONTAINERS) as site:
+        path = "/api/containers/0"
+        fault = {"unit_fault": {"unit": "pdu01", "fault": "illegal_address"}}
+        code, shown = await control(site, "POST", path, fault)
+        assert (code, shown["unit_faults"]) == (
+            200,
+            {"9": {"fault": "illegal_address", "value": None}},
+        )
+        container = await logged_in(site, 0)
+        try:
+            assert await container.read_error(PDU1, 46) == ILLEGAL_ADDRESS
+            bad = {"unit_fault": {"unit": "pdu13", "fault": "timeout"}}
+            code, text = await control(site, "POST", path, bad)
+            assert (code, "no unit 'pdu13'" in str(text)) == (400, True)
+            new = {"credentials": {"username": "ops", "password": "x"}}
+            code, shown = await control(site, "POST", path, new)
+            assert (code, shown["login"]["username"]) == (200, "ops")
+            assert (await container.write(FCDU, 601, 0)).exception_code == ILLEGAL_FUNCTION
+            code, shown = await control(site, "POST", path, {"clear_faults": True})
+            assert (code, shown["unit_faults"]) == (200, {})
+            assert await container.read(PDU1, 46, 1) == [1]
+            code, state = await control(site, "GET", "/api/state")
+            assert state["containers"][0]["login"] == {
+                "username": "ops",
+                "accepted": 1,
+                "refused": 0,
+            }
+        finally:
+            container.client.close()
