@@ -82,8 +82,10 @@ from .state import SiteState
 
 # Raised from a request handler, pymodbus sends no answer (the server ignores unknown units);
 # the exception was renamed in pymodbus 3.10.
-_NoAnswer: type[Exception] = (
-    getattr(modbus_exceptions, "NoSuchIdException", None) or modbus_exceptions.NoSuchSlaveException
+_NoAnswer: type[Exception] = next(
+    getattr(modbus_exceptions, name)
+    for name in ("NoSuchIdException", "NoSuchSlaveException")
+    if hasattr(modbus_exceptions, name)
 )
 
 # The upstream names of the unit ids (the fact sheet's).
