@@ -14,7 +14,8 @@ moment the proxy hears of the loss to the moment each miner reads its local job
 
 Run in a lane: bash -c "source scripts/lanes.sh; lane_exec latest python -m bench.stratum_proxy"
 Options: --connections 1000  --rate 1 (shares per miner per second)  --seconds 10
-         --batch-size 100  --batch-interval 0.5
+         --batch-size 100  --batch-interval 0.5  --aggregate (every miner on one upstream
+         connection)
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ HANDSHAKE = (
 )
 
 
-async def serve(kind: str, upstream_port: int, batch_size: int, batch_interval: float) -> None:
+async def serve(
+    kind: str, upstream_port: int, batch_size: int, batch_interval: float, aggregate: bool
+) -> None:
     """A child: the upstream pool or the proxy; obeys commands on stdin, one line back each."""
     loop = asyncio.get_running_loop()
     pool: StratumPool | None = None
@@ -63,6 +66,7 @@ async def serve(kind: str, upstream_port: int, batch_size: int, batch_interval: 
             max_connections=4096,
             batch_size=batch_size,
             batch_interval=batch_interval,
+            aggregate=aggregate,
             local=PoolConfig(handshake_timeout=120, job_interval=30, vardiff=vardiff),
         )
         proxy = StratumProxy(config)
@@ -302,7 +306,9 @@ async def measure(args: argparse.Namespace) -> None:
         str(args.batch_size),
         "--batch-interval",
         str(args.batch_interval),
+        *(["--aggregate"] if args.aggregate else []),
     )
+    print(f"  mode: {'one upstream connection for all' if args.aggregate else 'one each'}")
     try:
         count = args.connections
         direct = await open_miners(upstream.port, count)
@@ -342,7 +348,7 @@ async def measure(args: argparse.Namespace) -> None:
         )
         moved = await back_up(proxy, upstream, count)
         print(
-            f"  upstream_up(): all {count} back on fresh upstream connections after {moved:.2f} s"
+            f"  upstream_up(): all {count} back on the upstream after {moved:.2f} s"
             f" (batches of {args.batch_size}, {args.batch_interval:g} s apart)"
         )
         reset = await rejob_time(proxy, upstream, miners, "refuse")
@@ -367,9 +373,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batch-interval", type=float, default=0.5)
+    parser.add_argument("--aggregate", action="store_true", help="all on one connection")
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve, args.upstream_port, args.batch_size, args.batch_interval))
+        asyncio.run(
+            serve(
+                args.serve, args.upstream_port, args.batch_size, args.batch_interval, args.aggregate
+            )
+        )
         return
     print(f"Stratum proxy bench (pid {os.getpid()}, Python {sys.version.split()[0]})")
     asyncio.run(measure(args))
