@@ -31,7 +31,7 @@ from urllib.request import Request, urlopen
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".dev" / "ui-venv"
 SCREENSHOTS = REPO / ".dev" / "screenshots"
-PLAYWRIGHT = "playwright==1.65.2"
+PLAYWRIGHT = "playwright==1.65.2 PyYAML==6.0.3"
 SITE = "simulated_site"
 # The miner taken offline for the check: the last of the develop site's 160.
 OFFLINE_MINER = "127.0.1.160"
@@ -65,7 +65,7 @@ def ensure_environment() -> None:
     if not ready.is_file() or ready.read_text() != PLAYWRIGHT:
         print(f"check_ui: installing {PLAYWRIGHT} into {VENV}", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)  # noqa: S603
-        pip = [str(python), "-m", "pip", "install", "-q", PLAYWRIGHT]
+        pip = [str(python), "-m", "pip", "install", "-q", *PLAYWRIGHT.split()]
         subprocess.run(pip, check=True)  # noqa: S603 - our venv's pip
         ready.write_text(PLAYWRIGHT)
     os.execv(python, [str(python), __file__, *sys.argv[1:]])  # noqa: S606 - this script again
@@ -111,6 +111,50 @@ def wait(what: str, check: Callable[[], bool], seconds: float) -> None:
         if time.monotonic() > deadline:
             raise CheckError(f"{what} did not happen within {seconds:.0f} s")
         time.sleep(1)
+
+
+# A miner the operator removed from the site, still named by a dashboard made before.
+REMOVED_MINER = "switch.cgminer_127_0_9_9_mining"
+CHECK_DASHBOARD = "check-removed-miner"
+
+
+def check_removed_miner(page: Any, check_page: Callable[..., float]) -> None:
+    """The shipped miner cards plus a removed miner, on a throw-away dashboard: no warning."""
+    shipped = yaml_miner_cards()
+    first = shipped[0]
+    first["entities"] = [*first["entities"], {"entity": REMOVED_MINER, "name": "removed"}]
+    config = {"views": [{"title": "Miners", "path": "miners", "cards": shipped}]}
+    # The page's own connection (logged in) creates it: storage dashboards need no restart.
+    created = page.evaluate(
+        """async ([path, config]) => {
+            const hass = document.querySelector("home-assistant").hass;
+            const made = await hass.callWS({type: "lovelace/dashboards/create", url_path: path,
+                title: "Check", mode: "storage", show_in_sidebar: false});
+            await hass.callWS({type: "lovelace/config/save", url_path: path, config});
+            return made.id;
+        }""",
+        [CHECK_DASHBOARD, config],
+    )
+    try:
+        check_page(page, "dashboard-removed-miner", f"/{CHECK_DASHBOARD}/miners", "hui-glance-card")
+        if page.locator("hui-glance-card .entity", has_text="removed").count():
+            raise CheckError("dashboard-removed-miner: the removed miner still has a tile")
+        print("check_ui: a removed miner drops out of the grid, no warning card")
+    finally:
+        page.evaluate(
+            """async (id) => document.querySelector("home-assistant").hass.callWS(
+                {type: "lovelace/dashboards/delete", dashboard_id: id})""",
+            created,
+        )
+
+
+def yaml_miner_cards() -> list[dict[str, Any]]:
+    """The shipped dashboard's miner cards."""
+    import yaml  # type: ignore[import-untyped, unused-ignore]  # in .dev/ui-venv only
+
+    views = yaml.safe_load(DASHBOARD.read_text())["views"]
+    cards: list[dict[str, Any]] = next(v["cards"] for v in views if v["path"] == "miners")
+    return cards
 
 
 def run(args: argparse.Namespace) -> None:
@@ -193,6 +237,7 @@ def run(args: argparse.Namespace) -> None:
                 text = tile.inner_text()
                 raise CheckError(f"dashboard-miners: the offline miner's tile reads {text!r}")
             print(f"check_ui: {tiles} miner tiles in {took:.1f} s, the offline one unavailable")
+            check_removed_miner(page, check_page)
             check_page(
                 page,
                 "integration",

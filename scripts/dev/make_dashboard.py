@@ -106,21 +106,39 @@ def site_cards(site: str) -> list[dict[str, Any]]:
     ]
 
 
+# Every state a miner's switch has (on: mining, off: sleeping, unavailable: offline): the
+# filter only drops a miner that no longer exists, instead of a "not found" warning.
+MINER_STATES = ["on", "off", "unavailable", "unknown"]
+
+
 def miner_cards(entity_ids: list[str]) -> list[dict[str, Any]]:
-    """One compact glance card per model: a tile per miner, named by its address' last part."""
+    """One compact glance card per model: a tile per miner, named by its address' last part.
+
+    A miner removed from the site drops out of its card (an entity filter around each
+    glance card); an offline one stays, shown unavailable.
+    """
+    matches = [m for entity_id in entity_ids if (m := MINER_SWITCH.match(entity_id))]
+    # The last part of the address names a tile, or the last two when miners span networks
+    # (1000 miners: 127.0.1.1 and 127.0.2.1 would both be "1").
+    networks = {m["host"].rsplit("_", 1)[0] for m in matches}
+    parts = 1 if len(networks) <= 1 else 2
     by_model: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for entity_id in entity_ids:
-        if match := MINER_SWITCH.match(entity_id):
-            name = match["host"].rsplit("_", 1)[-1]
-            by_model[match["model"]].append({"entity": entity_id, "name": name})
+    for match in matches:
+        name = ".".join(match["host"].split("_")[-parts:])
+        by_model[match["model"]].append({"entity": match.string, "name": name})
     return [
         {
-            "type": "glance",
-            "title": model.replace("_", " ").title(),
-            "columns": 10,
-            "show_icon": False,
-            "state_color": True,
+            "type": "entity-filter",
+            "state_filter": MINER_STATES,
+            "show_empty": False,
             "entities": tiles,
+            "card": {
+                "type": "glance",
+                "title": model.replace("_", " ").title(),
+                "columns": 10,
+                "show_icon": False,
+                "state_color": True,
+            },
         }
         for model, tiles in by_model.items()
     ]
