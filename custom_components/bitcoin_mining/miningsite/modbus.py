@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import struct
 from typing import Any
 
@@ -24,6 +25,26 @@ UNIT_KEYWORD = (
 def unit_keyword(client: AsyncModbusTcpClient) -> str:
     """The keyword that carries the unit id in this pymodbus release."""
     return UNIT_KEYWORD
+
+
+class _ExceptionResponseFilter(logging.Filter):
+    """Drop pymodbus 3.8's "Exception response" errors.
+
+    That release logs an ERROR whenever it decodes an exception response, so a device
+    refusing one register would log every poll; the clients here report a refusal themselves,
+    once, with what was refused.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but those."""
+        return not str(record.msg).startswith("Exception response ")
+
+
+def quiet_exception_responses() -> None:
+    """Install the filter on pymodbus' logger (once)."""
+    logger = logging.getLogger("pymodbus.logging")
+    if not any(isinstance(f, _ExceptionResponseFilter) for f in logger.filters):
+        logger.addFilter(_ExceptionResponseFilter())
 
 
 class GarbledReplyError(DeviceProtocolError):

@@ -33,7 +33,7 @@ from ..exceptions import (
     ContainerKindError,
     ContainerValueError,
 )
-from ..modbus import UNIT_KEYWORD, GarbledReplyError, gate_replies
+from ..modbus import UNIT_KEYWORD, GarbledReplyError, gate_replies, quiet_exception_responses
 from . import decode, registers as r
 from .models import ContainerKind, ContainerReading, MeterReading, PduReading
 
@@ -129,7 +129,7 @@ class ContainerClient:
         self._password = password
         self._client: AsyncModbusTcpClient | None = None
         self._logged_in = False
-        self._login_error: str | None = None
+        self._login_refusal: str | None = None  # why the container refused the last login
         self._kind_checked = False
         self._lock = asyncio.Lock()
         self._fcdu_blocks = r.fcdu_blocks(fan_threshold_registers)
@@ -147,7 +147,7 @@ class ContainerClient:
         async with self._lock:
             unit_errors: dict[str, str] = {}
             await self._open(unit_errors)
-            regs, failures = await self._read_units(self._plan())
+            regs, failures = await self._read_units(self._plan(), unit_errors)
             if not regs:
                 self._raise_nothing_read(failures, unit_errors)
             kind = self._check_kind(regs.get(r.UNIT_FCDU), regs.get(r.UNIT_GTEMP), failures)
@@ -168,7 +168,7 @@ class ContainerClient:
         async with self._lock:
             await self._open({})
             regs, failures = await self._read_units(
-                ((r.UNIT_FCDU, self._fcdu_blocks), (r.UNIT_GTEMP, r.GTEMP_BLOCKS))
+                ((r.UNIT_FCDU, self._fcdu_blocks), (r.UNIT_GTEMP, r.GTEMP_BLOCKS)), {}
             )
             fcdu = regs.get(r.UNIT_FCDU)
             if fcdu is None:
@@ -234,9 +234,9 @@ class ContainerClient:
         )
 
     async def _read_units(
-        self, plan: tuple[tuple[int, tuple[r.Block, ...]], ...]
+        self, plan: tuple[tuple[int, tuple[r.Block, ...]], ...], unit_errors: dict[str, str]
     ) -> tuple[dict[int, dict[int, int]], dict[int, _UnitError]]:
-        """Each unit's registers, or why not."""
+        """Each unit's registers, or why not; a dropped connection is reopened (and logged into)."""
         regs: dict[int, dict[int, int]] = {}
         failures: dict[int, _UnitError] = {}
         silent = 0
@@ -246,6 +246,8 @@ class ContainerClient:
                 failures[unit] = stop
                 continue
             try:
+                if self._client is None:  # dropped under the last unit
+                    await self._open(unit_errors)
                 regs[unit] = await self._read_blocks(unit, blocks)
             except _UnitError as failure:
                 failures[unit] = failure
@@ -282,9 +284,9 @@ class ContainerClient:
     ) -> None:
         """No unit answered: say why in the one error that fits."""
         first = failures[r.UNIT_FCDU]
-        if "login" in unit_errors and self._login_refused:
+        if self._login_refusal is not None:
             raise ContainerAuthError(
-                f"{self}: the login was refused ({unit_errors['login']}) and no unit answers"
+                f"{self}: the login was refused ({self._login_refusal}) and no unit answers"
             )
         if all(isinstance(failure, _RefusedError) for failure in failures.values()):
             raise ContainerKindError(
@@ -455,23 +457,18 @@ class ContainerClient:
 
     # --- connection, login, requests ---
 
-    @property
-    def _login_refused(self) -> bool:
-        return self._login_error is not None
-
     async def _open(self, unit_errors: dict[str, str]) -> None:
         """Connect (ContainerConnectionError if nothing answers) and try to log in."""
         await self._connect()
         if self._logged_in:
             return
-        self._login_error = None
         try:
             await self._login()
+        except _RefusedError as failure:
+            self._login_refusal = str(failure)
+            unit_errors["login"] = f"refused: {failure}"
         except _UnitError as failure:
-            self._login_error = str(failure)
-            unit_errors["login"] = (
-                f"refused: {failure}" if isinstance(failure, _RefusedError) else str(failure)
-            )
+            unit_errors["login"] = str(failure)
 
     async def _open_for_write(self) -> None:
         """Connect and log in; a write needs the login (ContainerAuthError)."""
@@ -509,7 +506,7 @@ class ContainerClient:
         )
         await self._call("login", "write_registers", r.REG_LOGIN - 1, answer, unit=r.UNIT_FCDU)
         self._logged_in = True
-        self._login_error = None
+        self._login_refusal = None
 
     async def _connect(self) -> AsyncModbusTcpClient:
         """The open connection, connecting first when needed."""
@@ -523,6 +520,7 @@ class ContainerClient:
         )
         gate_replies(client)
         _fail_on_disconnect(client)
+        quiet_exception_responses()
         try:
             async with asyncio.timeout(self.timeout):
                 connected = await client.connect()
