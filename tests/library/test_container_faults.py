@@ -370,3 +370,23 @@ async def test_a_cancelled_read_leaves_the_client_usable(
     await client.close()
     reading = await client.read()
     assert reading.unit_errors == {}
+
+
+async def test_an_unconfigured_kind_needs_the_cdu(peer: ContainerPeer) -> None:
+    peer.faults[FCDU] = "illegal_address"
+    client = client_for(peer, kind=None)
+    try:
+        with pytest.raises(ContainerKindError, match="the CDU .unit 1. did not answer"):
+            await client.read()
+    finally:
+        await client.close()
+
+
+async def test_a_short_challenge_is_a_refused_login(
+    client: ContainerClient, peer: ContainerPeer
+) -> None:
+    peer.challenge_registers = 2
+    reading = await client.read()
+    assert reading.unit_errors == {"login": "refused: login challenge: 2 of 4 registers"}
+    with pytest.raises(ContainerAuthError, match="2 of 4 registers"):
+        await client.set_cooling(True)

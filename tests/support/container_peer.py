@@ -96,6 +96,7 @@ class ContainerPeer:
         self.refuse_writes: set[tuple[int, int]] = set()  # (unit, reg) answering ILLEGAL_VALUE
         self.refuse_next_writes = 0  # the next n writes (FC06) answer ILLEGAL_VALUE
         self.silent = False  # answer nothing at all
+        self.challenge_registers = len(CHALLENGE)  # how many the challenge read returns
         self.unit_latency: dict[int, float] = {}  # extra delay before a unit's replies
         self.socket_readback = True  # a socket write shows in regs 46..65
         self.requests: list[Request] = []
@@ -200,6 +201,8 @@ class ContainerPeer:
             if any(reg not in registers for reg in range(request.reg, request.reg + count)):
                 return bytes([function | 0x80, ILLEGAL_ADDRESS])
             values = [registers[reg] for reg in range(request.reg, request.reg + count)]
+            if (unit, request.reg) == (1, REG_CHALLENGE):
+                values = values[: self.challenge_registers]
             if fault == "empty":
                 values = []
             elif fault == "short":
