@@ -95,6 +95,7 @@ async def test_a_healthy_peer_reads_whole(client: ContainerClient, peer: Contain
         ("short", "of 80 registers"),
         ("close", "closed the connection"),
         ("garbled", "does not decode"),
+        ("bad_count", "byte count 164 in a reply of 160 data bytes"),
     ],
 )
 async def test_one_faulty_pdu_leaves_only_its_block_unknown(

@@ -207,7 +207,8 @@ class ContainerPeer:
                 values = []
             elif fault == "short":
                 values = values[: count // 2]
-            return bytes([3, 2 * len(values)]) + struct.pack(f">{len(values)}H", *values)
+            size = 2 * len(values) + (4 if fault == "bad_count" else 0)
+            return bytes([3, size]) + struct.pack(f">{len(values)}H", *values)
         if function == 16 and unit == 1 and request.reg == REG_LOGIN:
             return self._login(pdu, request.values)
         if function == 6 and self.refuse_next_writes > 0:

@@ -518,7 +518,7 @@ class ContainerClient:
         client = AsyncModbusTcpClient(
             self.host, port=self.port, timeout=self.timeout * 2, retries=0, reconnect_delay=0
         )
-        gate_replies(client)
+        gate_replies(client, fast_holding_registers=True)
         _fail_on_disconnect(client)
         quiet_exception_responses()
         try:
