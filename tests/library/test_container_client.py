@@ -308,6 +308,7 @@ def test_bad_client_settings() -> None:
         ({"timeout": 0}, "timeout"),
         ({"fan_threshold_registers": (613, 613, 615)}, "three different"),
         ({"fan_threshold_registers": (0, 1, 2)}, "1..65536"),
+        ({"fan_threshold_registers": (613.0, 614, 615)}, "1..65536"),
     ):
         with pytest.raises(ContainerValueError, match=message):
             ContainerClient(HOST, kind=None, username="u", password="p", **options)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from custom_components.bitcoin_mining.miningsite.containers import (
     ContainerClient,
     ContainerKind,
     ContainerStatus,
+    probe_container,
 )
 from custom_components.bitcoin_mining.miningsite.containers.client import MAX_SILENT_UNITS
 from custom_components.bitcoin_mining.miningsite.exceptions import (
@@ -391,3 +392,20 @@ async def test_a_short_challenge_is_a_refused_login(
     assert reading.unit_errors == {"login": "refused: login challenge: 2 of 4 registers"}
     with pytest.raises(ContainerAuthError, match="2 of 4 registers"):
         await client.set_cooling(True)
+
+
+async def test_probing_a_container_before_setup(peer: ContainerPeer) -> None:
+    options = {"username": peer.username, "timeout": TIMEOUT}
+    reading = await probe_container(HOST, peer.port, kind=None, password=peer.password, **options)  # type: ignore[arg-type]
+    assert reading.kind is ContainerKind.KEHUA
+    with pytest.raises(ContainerAuthError):
+        await probe_container(HOST, peer.port, kind=None, password="nope", **options)  # type: ignore[arg-type]
+    with pytest.raises(ContainerKindError, match="configured wonderint but is kehua"):
+        await probe_container(
+            HOST, peer.port, kind=ContainerKind.WONDERINT, password=peer.password, **options
+        )  # type: ignore[arg-type]
+    with pytest.raises(ContainerConnectionError):
+        await probe_container(HOST, free_port(HOST), kind=None, password=peer.password, **options)  # type: ignore[arg-type]
+    # Every probe closed its connection.
+    await asyncio.sleep(0)
+    assert peer.connections == 3

@@ -116,13 +116,14 @@ class ContainerClient:
             raise ContainerValueError(f"timeout must be positive, not {timeout}")
         if len(fan_threshold_registers) != 3 or len(set(fan_threshold_registers)) != 3:
             raise ContainerValueError("the fan thresholds need three different registers")
-        if not all(1 <= reg <= 65536 for reg in fan_threshold_registers):
+        if not all(type(reg) is int and 1 <= reg <= 65536 for reg in fan_threshold_registers):
             raise ContainerValueError("a fan threshold register must be 1..65536")
+        speed, start, stop = fan_threshold_registers  # a list from stored JSON will do too
         self.host = host
         self.port = port
         self.kind = kind
         self.timeout = timeout
-        self.fan_threshold_registers = fan_threshold_registers
+        self.fan_threshold_registers = (speed, start, stop)
         # Monotonic time of the last request the container answered (offline detection).
         self.last_success: float | None = None
         self._username = username
@@ -132,7 +133,7 @@ class ContainerClient:
         self._login_refusal: str | None = None  # why the container refused the last login
         self._kind_checked = False
         self._lock = asyncio.Lock()
-        self._fcdu_blocks = r.fcdu_blocks(fan_threshold_registers)
+        self._fcdu_blocks = r.fcdu_blocks(self.fan_threshold_registers)
         # unit_errors keys already logged: each cause is logged once, and once when it ends.
         self._reported: set[str] = set()
 
@@ -595,6 +596,38 @@ class ContainerClient:
             if not missing:
                 return
         raise ContainerCommandError(f"{self}: {what} not confirmed: {', '.join(missing)}")
+
+
+async def probe_container(
+    host: str,
+    port: int = DEFAULT_PORT,
+    *,
+    kind: ContainerKind | None,
+    username: str,
+    password: str,
+    timeout: float = 3.0,
+    fan_threshold_registers: tuple[int, int, int] = DEFAULT_FAN_THRESHOLD_REGISTERS,
+) -> ContainerReading:
+    """Log in and read a container once, before it is set up; each failure its own error.
+
+    ContainerConnectionError: nothing answers. ContainerAuthError: the login is refused.
+    ContainerKindError: not the kind given, a kind that cannot be told (kind None), or no
+    MicroBT container at all. ContainerValueError: settings the client cannot take.
+    """
+    client = ContainerClient(
+        host,
+        port,
+        kind=kind,
+        username=username,
+        password=password,
+        timeout=timeout,
+        fan_threshold_registers=fan_threshold_registers,
+    )
+    try:
+        await client.login()
+        return await client.read()
+    finally:
+        await client.close()
 
 
 def _socket_targets(pdu: int | None, socket: int | None) -> dict[int, tuple[int, ...]]:
