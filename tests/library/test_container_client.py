@@ -19,10 +19,8 @@ from custom_components.bitcoin_mining.miningsite.exceptions import (
     ContainerKindError,
     ContainerValueError,
 )
-from simulator.container_maps import CHALLENGE
 from simulator.container_state import ContainerState
 from simulator.containers import ContainerServer
-from tests.support.container_peer import expected_login
 from tests.support.modbus_meter import free_port
 
 HOST = "127.0.0.1"
@@ -47,9 +45,12 @@ async def start(
     server_fan_reg: int = 613,
     fan_registers: tuple[int, int, int] = (613, 614, 615),
 ) -> Running:
+    state = state or ContainerState()
+    # The controller checks the login against its own credentials.
+    state.set_credentials(USER, PASSWORD)
     server = ContainerServer(
         kind,
-        state or ContainerState(),
+        state,
         HOST,
         free_port(HOST),
         fan_threshold_reg=server_fan_reg,
@@ -140,9 +141,9 @@ async def test_raw_errors_make_the_status_error(container: Running) -> None:
 async def test_the_login_answers_the_challenge(container: Running) -> None:
     await container.client.read()
     await container.client.read()
-    # Once per connection, with SHA-256(challenge ‖ MD5(user) ‖ MD5(password)).
-    assert container.state.logins == 1
-    assert container.state.last_login == expected_login(USER, PASSWORD, CHALLENGE)
+    # Once per connection, with SHA-256(challenge ‖ MD5(user) ‖ MD5(password)) of that
+    # connection's challenge: the controller checks it.
+    assert (container.state.logins, container.state.logins_refused) == (1, 0)
     await container.client.close()
     await container.client.login()
     assert container.state.logins == 2
