@@ -25,19 +25,9 @@ from custom_components.bitcoin_mining.miningsite.stratum import (
 )
 from devtools.steps import poll_until
 from devtools.stratum import StratumClient
-
-# One hash in 256 meets it: a share costs the test client about a millisecond.
-TINY = 2.0**-24
-STILL = VardiffConfig(
-    start_difficulty=TINY,
-    min_difficulty=TINY,
-    max_difficulty=2.0**-16,
-    retarget_shares=100_000,
-    retarget_seconds=3600,
-)
+from tests.library.conftest import STILL, TINY, Connect
 
 type MakePool = Callable[..., Awaitable[LocalPool]]
-type Connect = Callable[..., Awaitable[StratumClient]]
 
 
 @pytest.fixture
