@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import contextlib
 from functools import partial
 import json
 import time
@@ -304,6 +305,27 @@ class NarrowPool:
         writer.close()
 
 
+@contextlib.asynccontextmanager
+async def aggregating_in_front_of(
+    pool: NarrowPool, **overrides: Any
+) -> AsyncIterator[tuple[StratumProxy, StratumClient, dict[str, Any]]]:
+    """An aggregating proxy in front of `pool`, a miner on it, the miner's configure reply."""
+    config = ProxyConfig(
+        "127.0.0.1", pool.port, aggregate=True, local=PoolConfig(vardiff=STILL), **overrides
+    )
+    proxy = StratumProxy(config)
+    await proxy.start("127.0.0.1", 0)
+    assert proxy.port is not None
+    client = await StratumClient.connect("127.0.0.1", proxy.port)
+    try:
+        mask = {"version-rolling.mask": "1fffe000"}
+        reply = await client.call("mining.configure", [["version-rolling"], mask])
+        yield proxy, client, reply
+    finally:
+        await client.close()
+        await proxy.stop()
+
+
 @pytest.fixture
 async def narrow(
     request: pytest.FixtureRequest, loopback_network: None
@@ -328,24 +350,9 @@ async def narrow(
 async def test_an_upstream_that_cannot_be_shared_leaves_miners_on_local_jobs(
     narrow: NarrowPool, reason: Fallback, loopback_network: None
 ) -> None:
-    proxy = StratumProxy(
-        ProxyConfig(
-            "127.0.0.1",
-            narrow.port,
-            aggregate=True,
-            max_connections=256,
-            reply_timeout=0.3,
-            retry_delay=30,
-            local=PoolConfig(vardiff=STILL),
-        )
-    )
-    await proxy.start("127.0.0.1", 0)
-    assert proxy.port is not None
-    client = await StratumClient.connect("127.0.0.1", proxy.port)
-    try:
-        reply = await client.call(
-            "mining.configure", [["version-rolling"], {"version-rolling.mask": "1fffe000"}]
-        )
+    async with aggregating_in_front_of(
+        narrow, max_connections=256, reply_timeout=0.3, retry_delay=30
+    ) as (proxy, client, reply):
         await client.handshake("site.m1", "pw")
         assert on_local_job(client)
         assert (await share(client, client.jobs[-1]))["result"] is True
@@ -353,31 +360,16 @@ async def test_an_upstream_that_cannot_be_shared_leaves_miners_on_local_jobs(
         assert stats.fallbacks == {reason: 1}
         assert stats.upstream_connections == 0
         assert reply["result"]["version-rolling"] is True  # the local pool's own answer
-    finally:
-        await client.close()
-        await proxy.stop()
 
 
 @pytest.mark.parametrize("narrow", [8], indirect=True)
 async def test_a_mask_the_upstream_grants_badly_means_no_version_rolling(
     narrow: NarrowPool, loopback_network: None
 ) -> None:
-    proxy = StratumProxy(
-        ProxyConfig("127.0.0.1", narrow.port, aggregate=True, local=PoolConfig(vardiff=STILL))
-    )
-    await proxy.start("127.0.0.1", 0)
-    assert proxy.port is not None
-    client = await StratumClient.connect("127.0.0.1", proxy.port)
-    try:
-        reply = await client.call(
-            "mining.configure", [["version-rolling"], {"version-rolling.mask": "1fffe000"}]
-        )
-        assert reply["result"] == {"version-rolling": False}
-        reply = await client.call("mining.subscribe", ["cgminer"])
+    async with aggregating_in_front_of(narrow) as (proxy, client, configured):
+        assert configured["result"] == {"version-rolling": False}
+        subscribed = await client.call("mining.subscribe", ["cgminer"])
         # Two prefix bytes (2048 connections) after the upstream's extranonce1.
-        assert reply["result"][1:] == ["00000001" + reply["result"][1][8:], 6]
-        assert len(reply["result"][1]) == 12
+        first, size = subscribed["result"][1:]
+        assert (first[:8], len(first), size) == ("00000001", 12, 6)
         assert proxy.stats().upstream_connections == 1
-    finally:
-        await client.close()
-        await proxy.stop()
