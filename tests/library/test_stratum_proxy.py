@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
 import time
@@ -15,6 +16,7 @@ from custom_components.bitcoin_mining.miningsite.stratum import (
     ProxyConfig,
     StratumProxy,
 )
+from custom_components.bitcoin_mining.miningsite.stratum.proxy import OVERLOAD_TICKS
 from devtools.steps import poll_until
 from devtools.stratum import StratumClient, StratumJob
 from simulator.pool import StratumPool
@@ -358,12 +360,35 @@ async def test_connections_over_the_cap_are_refused(
     assert proxy.stats().connections_refused == 1
 
 
+async def test_an_overloaded_proxy_hands_the_miners_to_their_own_pools(
+    make_proxy: MakeProxy, connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = await make_proxy(overload_lag=0.2, overload_cooldown=30)
+    clients = [await miner(connect, proxy, f"site.m{i}") for i in range(2)]
+    # An event loop blocked again and again (what an overloaded Home Assistant does): each
+    # block makes one of the proxy's checks late.
+    for _ in range(OVERLOAD_TICKS):
+        time.sleep(0.5)  # noqa: ASYNC251 - blocking the loop is the point
+        await asyncio.sleep(0.01)
+    for client in clients:
+        await client.wait_closed(5)
+    stats = proxy.stats()
+    assert (stats.overloads, stats.connections) == (1, 0)
+    assert "Stratum proxy overloaded" in caplog.text
+    # During the cool-down a miner that comes back is refused (its firmware stays on its
+    # own pool), instead of loading the proxy again.
+    again = await connect(proxy)
+    await again.wait_closed(5)
+    assert proxy.stats().connections_refused == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"upstream_port": 0}, "host and a port"),
         ({"reply_timeout": 0}, "reply_timeout"),
         ({"batch_size": 0}, "batch_size"),
+        ({"overload_lag": -1}, "overload_lag"),
     ],
 )
 def test_bad_proxy_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:

@@ -15,6 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 import contextlib
 import logging
+import math
 import secrets
 import socket
 import time
@@ -41,6 +42,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # How often upstream connections are checked for unanswered requests and silence.
 WATCH_INTERVAL = 0.25
+# Checks in a row that came overload_lag late or more: the proxy is overloaded.
+OVERLOAD_TICKS = 3
 
 
 class StratumProxy:
@@ -72,6 +75,8 @@ class StratumProxy:
         self._next_extranonce = secrets.randbelow(2 ** (8 * EXTRANONCE1_SIZE))
         self._number = 0
         self._refused = 0
+        self.overloads = 0
+        self._refuse_until = -math.inf
         # Aggregation: every relayed miner on one upstream connection (None: one each).
         self.shared = SharedUpstream(config, clock) if config.aggregate else None
 
@@ -176,6 +181,7 @@ class StratumProxy:
             on_upstream=on_upstream,
             on_local=len(self._sessions) - on_upstream,
             connections_refused=self._refused,
+            overloads=self.overloads,
             upstream_connections=upstream_connections,
             totals=totals,
             work_lost_fraction=totals.local_seconds / hashing if hashing > 0 else 0.0,
@@ -265,8 +271,16 @@ class StratumProxy:
                     session.send_local_job(job, clean=False)
 
     async def _watch(self) -> None:
+        late_ticks = 0
         while True:
+            asked = time.monotonic()
             await asyncio.sleep(WATCH_INTERVAL)
+            # How late the event loop woke us: a loop this busy cannot serve the miners.
+            late = time.monotonic() - asked - WATCH_INTERVAL
+            late_ticks = late_ticks + 1 if late >= self.config.overload_lag else 0
+            if late_ticks >= OVERLOAD_TICKS:
+                late_ticks = 0
+                self._overloaded(late)
             now = self.clock()
             for session in list(self._sessions.values()):
                 try:
@@ -277,7 +291,11 @@ class StratumProxy:
                     )
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._server is None or len(self._sessions) >= self.config.max_connections:
+        if (
+            self._server is None
+            or len(self._sessions) >= self.config.max_connections
+            or self.clock() < self._refuse_until
+        ):
             # Refused at once: the miner's firmware goes to its second pool (the upstream).
             self._refused += 1
             writer.transport.abort()
@@ -324,6 +342,20 @@ class StratumProxy:
             link.close()
             return
         session.relay_on(link)
+
+    def _overloaded(self, late: float) -> None:
+        """Hand the miners to their own pools: close every connection, refuse new ones a while."""
+        self.overloads += 1
+        self._refuse_until = self.clock() + self.config.overload_cooldown
+        _LOGGER.warning(
+            "Stratum proxy overloaded (its checks ran %.1f s late): %d miner connections closed,"
+            " so their firmware goes on to its own pool; new ones refused for %.0f s",
+            late,
+            len(self._sessions),
+            self.config.overload_cooldown,
+        )
+        for session in list(self._sessions.values()):
+            session.close("proxy overloaded")
 
     def _handshake_expired(self, session: MinerSession) -> None:
         session.handshake_timer = None

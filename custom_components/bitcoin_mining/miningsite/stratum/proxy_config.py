@@ -58,6 +58,11 @@ class ProxyConfig:
     # Every relayed miner on one upstream connection, the extranonce2 space split between
     # them (for uplinks where a connection per miner costs too much).
     aggregate: bool = False
+    # The proxy's own event loop this late (seconds) on three checks in a row: it cannot
+    # serve, so it closes every miner connection (firmware goes on to the miner's own pool)
+    # and refuses new ones for overload_cooldown.
+    overload_lag: float = 2.0
+    overload_cooldown: float = 60.0
     # Local jobs: job interval, jobs kept, write limits, handshake timeout, difficulty bounds.
     local: PoolConfig = field(default_factory=PoolConfig)
 
@@ -72,6 +77,8 @@ class ProxyConfig:
             "retry_delay",
             "retry_max",
             "batch_interval",
+            "overload_lag",
+            "overload_cooldown",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -124,6 +131,8 @@ class ProxyStats:
     on_upstream: int
     on_local: int
     connections_refused: int
+    # Times the proxy was too overloaded to serve and handed the miners to their own pools.
+    overloads: int
     # Connections open to the upstream pool (one per relayed miner, or one when aggregating).
     upstream_connections: int
     totals: MinerCounts
