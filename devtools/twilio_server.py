@@ -292,7 +292,7 @@ async def _serve(args: argparse.Namespace) -> None:
         await server.stop()
 
 
-def main() -> None:
+def command_line() -> None:
     """Command line: python -m devtools.twilio_server --port N --log FILE."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -305,4 +305,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    command_line()
