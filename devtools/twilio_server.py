@@ -43,7 +43,8 @@ class Failure:
     """One planned failure: a status with its body (or a non-JSON body), after a delay."""
 
     status: int = 500
-    retry_after: float | None = None
+    # Seconds, or any text (a date, garbage) to see how a client copes.
+    retry_after: float | str | None = None
     non_json: bool = False
     delay_s: float = 0.0
 
@@ -83,6 +84,8 @@ class TwilioStandIn:
     # API key SID -> (secret, the account it belongs to)
     api_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     log_path: Path | None = None
+    # "active", or "suspended" / "closed" as Twilio reports such accounts.
+    account_status: str = "active"
     failures: deque[Failure] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     messages: list[SentMessage] = field(default_factory=list)
@@ -176,7 +179,7 @@ class TwilioStandIn:
             "friendly_name": "Stand-in account",
             "owner_account_sid": sid,
             "sid": sid,
-            "status": "active",
+            "status": self.account_status,
             "subresource_uris": {"messages": f"{uri}/Messages.json"},
             "type": "Full",
             "uri": f"{uri}.json",
@@ -266,7 +269,8 @@ def _failure_response(failure: Failure) -> web.Response:
     code, message = messages.get(failure.status, (20500, "Internal Server Error"))
     response = _error(failure.status, code, message)
     if failure.retry_after is not None:
-        response.headers["Retry-After"] = f"{failure.retry_after:g}"
+        after = failure.retry_after
+        response.headers["Retry-After"] = after if isinstance(after, str) else f"{after:g}"
     return response
 
 

@@ -146,6 +146,7 @@ def meter_unique_id(host: str, port: int, unit_id: int) -> str:
     """A site's unique id: its grid meter, so one meter cannot serve two sites."""
     return f"{host.strip().lower()}:{int(port)}:{int(unit_id)}"
 
+
 # Twilio SMS: a config subentry of the site (type "twilio"), one notify entity each.
 SUBENTRY_TWILIO: Final = "twilio"
 CONF_ACCOUNT_SID: Final = "account_sid"

@@ -121,8 +121,20 @@ async def test_flow_checks_the_account_and_creates_a_sender(
         ({"recipients": " "}, {"recipients": "invalid_recipients"}),
         ({"api_url": "http://192.0.2.1:8080"}, {"api_url": "invalid_api_url"}),
         ({"api_url": "ftp://127.0.0.1"}, {"api_url": "invalid_api_url"}),
+        ({"api_url": "https://"}, {"api_url": "invalid_api_url"}),
+        ({"api_url": "", "sender": "+1"}, {"sender": "invalid_sender"}),
     ],
-    ids=["account", "api-key", "sender", "recipient", "no-recipient", "http-remote", "scheme"],
+    ids=[
+        "account",
+        "api-key",
+        "sender",
+        "recipient",
+        "no-recipient",
+        "http-remote",
+        "scheme",
+        "no-host",
+        "default-url",
+    ],
 )
 async def test_flow_refuses_bad_fields_before_asking_twilio(
     hass: HomeAssistant,
@@ -194,6 +206,40 @@ async def test_flow_refuses_a_wrong_token_and_takes_an_api_key(
     [subentry] = loaded_entry.subentries.values()
     assert subentry.data["api_key_sid"] == API_KEY
     assert twilio.received[-1].auth_user == API_KEY
+
+
+async def test_without_an_address_the_sender_uses_twilio(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    twilio: TwilioStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No API address given: Twilio's own (here: the stand-in put in its place)."""
+    monkeypatch.setattr("custom_components.bitcoin_mining.twilio_flow.TWILIO_API_URL", twilio.url)
+    entity_id = await add_sender(hass, loaded_entry, twilio, api_url="")
+    [subentry] = loaded_entry.subentries.values()
+    assert "api_url" not in subentry.data
+    await send(hass, entity_id, "default address")
+    assert len(twilio.messages) == 2
+
+
+async def test_two_senders_are_two_entities(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, twilio: TwilioStandIn
+) -> None:
+    first = await add_sender(hass, loaded_entry, twilio)
+    result = await start(hass, loaded_entry)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], answers(twilio, sender="+15005550007", recipients=PHONES[1])
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    await send(hass, "notify.sms_from_15005550007", "second")
+    await send(hass, first, "first")
+    assert [(m.from_, m.to) for m in twilio.messages] == [
+        ("+15005550007", PHONES[1]),
+        (SENDER, PHONES[0]),
+        (SENDER, PHONES[1]),
+    ]
 
 
 async def test_same_sender_twice_is_refused(

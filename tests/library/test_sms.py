@@ -261,3 +261,21 @@ def test_retry_policy_waits() -> None:
     assert policy.delay(1, 3.0) == 3.0
     assert policy.delay(1, 60.0) == 5.0
     assert policy.delay(1, -1.0) == 0.0
+
+
+async def test_a_retry_after_that_is_not_seconds_falls_back_to_backoff(
+    twilio: TwilioStandIn, session: aiohttp.ClientSession
+) -> None:
+    sleeps = Sleeps()
+    twilio.fail(Failure(status=429, retry_after="Wed, 21 Oct 2026 07:28:00 GMT"))
+    sms = TwilioSms(settings(twilio, recipients=PHONES[:1]), session, FAST, sleep=sleeps)
+    await sms.send("x")
+    assert sleeps.waits == [0.01]
+
+
+async def test_a_suspended_account_is_refused(
+    twilio: TwilioStandIn, session: aiohttp.ClientSession
+) -> None:
+    twilio.account_status = "suspended"
+    with pytest.raises(SmsAuthError, match="suspended"):
+        await TwilioSms(settings(twilio), session, FAST).check()
