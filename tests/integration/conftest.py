@@ -49,6 +49,7 @@ from simulator import Site, SiteConfig
 from simulator.miners import MinerEnv, SimMiner
 from simulator.pool import UpstreamPool
 from tests.support.modbus_meter import MeterServer, free_port
+from tests.support.twilio_server import TwilioStandIn
 
 # Log lines Home Assistant writes when an integration uses an API on its way out.
 DEPRECATION_MARKERS = ("is deprecated", "report_usage", "will stop working", "which is deprecated")
@@ -123,6 +124,13 @@ async def silent_port(loopback_network: None) -> AsyncIterator[int]:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def twilio(loopback_network: None) -> AsyncIterator[TwilioStandIn]:
+    """The local Twilio stand-in (the client is pointed at its URL)."""
+    async with TwilioStandIn() as server:
+        yield server
 
 
 @pytest.fixture

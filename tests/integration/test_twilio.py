@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import logging
 from typing import Any
 
@@ -28,12 +27,6 @@ from tests.support.twilio_server import (
 SENDER = "+15005550006"
 PHONES = ["+41791234567", "+14155550100"]
 API_KEY = "SK" + "b" * 32
-
-
-@pytest.fixture
-async def twilio(loopback_network: None) -> AsyncIterator[TwilioStandIn]:
-    async with TwilioStandIn() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
