@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.notify import NotifyEntity, NotifyEntityFeature
+from homeassistant.components.notify import NotifyEntity
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
@@ -13,6 +13,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .compat import NotifyEntityFeature
 from .const import DOMAIN, LOGGER, SMS_FAILURES_FOR_ISSUE, SUBENTRY_TWILIO
 from .miningsite.sms import SmsAuthError, SmsError, SmsValueError, TwilioSms, sms_text
 from .models import BitcoinMiningConfigEntry

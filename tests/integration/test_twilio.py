@@ -10,6 +10,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -385,3 +386,53 @@ async def test_a_removed_sender_loses_its_entity(
     await hass.async_block_till_done()
     assert er.async_get(hass).async_get(entity_id) is None
     assert hass.states.get(entity_id) is None
+
+
+async def test_develop_adds_its_sender_through_the_rest_api(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    twilio: TwilioStandIn,
+    hass_client: Any,
+    hass_access_token: str,
+) -> None:
+    """scripts/develop's bootstrap adds the dev site's sender as an operator would (REST)."""
+    from devtools.homeassistant import HomeAssistantApi
+    from scripts.dev.bootstrap import TWILIO_ANSWERS
+
+    assert await async_setup_component(hass, "websocket_api", {})
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    api = HomeAssistantApi(client.session, str(client.make_url("")).rstrip("/"), hass_access_token)
+    [entry_id] = await api.entry_ids(DOMAIN)
+    assert await api.subentry_types(entry_id) == []
+    result = await api.add_subentry(
+        entry_id, SUBENTRY_TWILIO, TWILIO_ANSWERS | {"api_url": twilio.url}
+    )
+    assert result["title"] == "SMS from +15005550006"
+    assert await api.subentry_types(entry_id) == [SUBENTRY_TWILIO]
+    await hass.async_block_till_done()
+    await send(hass, "notify.sms_from_15005550006", "from the dev site")
+    assert [(m.to, m.body) for m in twilio.messages] == [("+15005550010", "from the dev site")]
+
+
+async def test_the_stand_in_logs_each_sms_it_accepts(twilio: TwilioStandIn, tmp_path: Any) -> None:
+    """scripts/develop's log of what the stand-in received: one JSON line per SMS."""
+    import json
+
+    import aiohttp
+
+    twilio.log_path = tmp_path / "sms.jsonl"
+    async with aiohttp.ClientSession() as session:
+        from custom_components.bitcoin_mining.miningsite.sms import TwilioSettings, TwilioSms
+
+        settings = TwilioSettings(
+            account_sid=DEFAULT_ACCOUNT_SID,
+            username=DEFAULT_ACCOUNT_SID,
+            secret=DEFAULT_AUTH_TOKEN,
+            sender=SENDER,
+            recipients=tuple(PHONES),
+            api_url=twilio.url,
+        )
+        await TwilioSms(settings, session).send("logged")
+    lines = [json.loads(line) for line in twilio.log_path.read_text().splitlines()]
+    assert [(line["to"], line["body"]) for line in lines] == [(p, "logged") for p in PHONES]
