@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.notify import NotifyEntity
-from homeassistant.config_entries import ConfigSubentry
+from homeassistant.config_entries import (
+    SIGNAL_CONFIG_ENTRY_CHANGED,
+    ConfigEntry,
+    ConfigEntryChange,
+    ConfigSubentry,
+)
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .compat import NotifyEntityFeature
@@ -50,11 +56,16 @@ async def async_setup_entry(
             known.add(subentry_id)
             async_add_entities([TwilioSmsEntity(entry, subentry)], config_subentry_id=subentry_id)
 
-    async def subentries_changed(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> None:
-        add_new()
+    @callback
+    def entry_changed(change: ConfigEntryChange, changed: ConfigEntry) -> None:
+        # Not an update listener: Home Assistant refuses those beside OptionsFlowWithReload.
+        if change is ConfigEntryChange.UPDATED and changed.entry_id == entry.entry_id:
+            add_new()
 
     add_new()
-    entry.async_on_unload(entry.add_update_listener(subentries_changed))
+    entry.async_on_unload(
+        async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, entry_changed)
+    )
 
 
 class TwilioSmsEntity(NotifyEntity):
