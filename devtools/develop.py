@@ -13,6 +13,10 @@ from .simulation import SimulatorControl
 HOME_ASSISTANT_URL = "http://127.0.0.1:8123"
 CONTROL_URL = "http://127.0.0.1:18780"
 TOKEN_FILE = ".dev/token"  # noqa: S105 - where the token is, not the token
+# The local Twilio stand-in (devtools/twilio_server.py): the dev site's SMS entity sends there,
+# and it appends every SMS it accepts to SMS_LOG.
+TWILIO_URL = "http://127.0.0.1:18790"
+SMS_LOG = ".dev/sms.jsonl"
 
 
 def session_parser(description: str | None) -> argparse.ArgumentParser:

@@ -171,6 +171,33 @@ class HomeAssistantApi:
         """Domains that already have a config entry."""
         return {entry["domain"] for entry in await self.get("/api/config/config_entries/entry")}
 
+    async def entry_ids(self, domain: str) -> list[str]:
+        """The config entries of one domain."""
+        entries = await self.get("/api/config/config_entries/entry")
+        return [str(entry["entry_id"]) for entry in entries if entry["domain"] == domain]
+
+    async def subentry_types(self, entry_id: str) -> list[str]:
+        """The types of a config entry's subentries (one item per subentry)."""
+        reply = await self.ws_command(
+            {"type": "config_entries/subentries/list", "entry_id": entry_id}
+        )
+        return [str(subentry["subentry_type"]) for subentry in reply.get("result") or []]
+
+    async def add_subentry(
+        self, entry_id: str, subentry_type: str, answers: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Add a subentry through its flow; an abort or a form with errors is a StepError."""
+        base = "/api/config/config_entries/subentries/flow"
+        result = await self.post(base, {"handler": [entry_id, subentry_type]})
+        for _ in range(10):
+            if result.get("type") == "create_entry":
+                return dict(result)
+            if result.get("type") != "form" or result.get("errors"):
+                raise StepError(f"{subentry_type} of {entry_id} refused: {result}")
+            body = _answers_for(result["data_schema"], answers)
+            result = await self.post(f"{base}/{result['flow_id']}", body)
+        raise StepError(f"{subentry_type} of {entry_id}: the flow did not finish in 10 steps")
+
     async def entry_state(self, entry_id: str) -> str | None:
         """A config entry's state ("loaded", "setup_retry", ...); None: no such entry."""
         for entry in await self.get("/api/config/config_entries/entry"):

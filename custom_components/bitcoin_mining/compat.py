@@ -25,6 +25,7 @@ __all__ = [
     "HAS_PLATFORM_ENTITY_SERVICE",
     "HAS_VIA_DEVICE_ID",
     "BinarySensorDeviceClass",
+    "NotifyEntityFeature",
     "OptionsFlowWithReload",
     "async_get_device_by_identifier",
     "async_register_entity_service_from_platform",
@@ -57,6 +58,19 @@ if TYPE_CHECKING:
         from homeassistant.components.binary_sensor import BinarySensorDeviceClass
 else:
     from homeassistant.components.binary_sensor import BinarySensorDeviceClass
+
+# Later releases define NotifyEntityFeature in notify.const (the package no longer exports
+# it for strict typing); 2025.4 defines it in the package itself.
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 14):
+        from homeassistant.components.notify.const import NotifyEntityFeature
+    else:
+        from homeassistant.components.notify import NotifyEntityFeature
+else:
+    try:
+        from homeassistant.components.notify.const import NotifyEntityFeature
+    except ImportError:  # 2025.4
+        from homeassistant.components.notify import NotifyEntityFeature
 
 # 2025.8 added OptionsFlowWithReload (the entry reloads when options change);
 # before it, the integration reloads from an update listener instead.

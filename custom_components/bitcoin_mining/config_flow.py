@@ -11,6 +11,7 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -33,6 +34,7 @@ from .const import (
     LOGGER,
     MINER_TIMEOUT_S,
     PRESET_CUSTOM,
+    SUBENTRY_TWILIO,
     meter_unique_id,
 )
 from .miningsite.addresses import MinerAddress
@@ -53,6 +55,7 @@ from .miningsite.meter import (
 from .miningsite.miners.base import Credentials
 from .miningsite.miners.probe import ProbeOutcome, probe_miners
 from .miningsite.stratum import check_listen
+from .twilio_flow import TwilioSubentryFlow
 
 MINER_ERRORS = {
     ProbeOutcome.REFUSED_LOGIN: "invalid_auth",
@@ -120,6 +123,14 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_options_flow(config_entry: ConfigEntry) -> BitcoinMiningOptionsFlow:
         """Options: cadence, thresholds, budget, miners, allocation."""
         return BitcoinMiningOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Parts added to a site later: Twilio SMS senders."""
+        return {SUBENTRY_TWILIO: TwilioSubentryFlow}
 
     def _form(
         self, step_id: str, schema: vol.Schema, values: Mapping[str, Any] | None, **extra: Any

@@ -147,3 +147,15 @@ def default_under_frequency(nominal_hz: float) -> float:
 def meter_unique_id(host: str, port: int, unit_id: int) -> str:
     """A site's unique id: its grid meter, so one meter cannot serve two sites."""
     return f"{host.strip().lower()}:{int(port)}:{int(unit_id)}"
+
+
+# Twilio SMS: a config subentry of the site (type "twilio"), one notify entity each.
+SUBENTRY_TWILIO: Final = "twilio"
+CONF_ACCOUNT_SID: Final = "account_sid"
+CONF_API_KEY_SID: Final = "api_key_sid"
+CONF_AUTH_SECRET: Final = "auth_secret"  # noqa: S105 - a field name
+CONF_SENDER: Final = "sender"
+CONF_RECIPIENTS: Final = "recipients"
+CONF_API_URL: Final = "api_url"
+# Consecutive failed sends (after their retries) before a repair issue says Twilio fails.
+SMS_FAILURES_FOR_ISSUE: Final = 3

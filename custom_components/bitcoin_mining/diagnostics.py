@@ -9,13 +9,25 @@ from typing import Any
 from homeassistant.components.diagnostics import REDACTED, async_redact_data
 from homeassistant.core import HomeAssistant
 
-from .const import CONF_METER_HOST, CONF_POOL_HOST, CONF_PROBE_HOST
+from .const import (
+    CONF_ACCOUNT_SID,
+    CONF_API_KEY_SID,
+    CONF_AUTH_SECRET,
+    CONF_METER_HOST,
+    CONF_POOL_HOST,
+    CONF_PROBE_HOST,
+    CONF_RECIPIENTS,
+    CONF_SENDER,
+    SUBENTRY_TWILIO,
+)
 from .miningsite.stratum import ProxyStats
 from .models import BitcoinMiningConfigEntry
 
 # Secrets are always redacted; hosts only when they are not on a private network.
 SECRETS = {"password", "miner_password", "username", "miner_username", "token", "worker", "user"}
 HOST_KEYS = (CONF_METER_HOST, CONF_POOL_HOST, CONF_PROBE_HOST)
+# A Twilio sender: its secret, its account and every phone number are redacted.
+SMS_SECRETS = {CONF_AUTH_SECRET, CONF_ACCOUNT_SID, CONF_API_KEY_SID, CONF_SENDER, CONF_RECIPIENTS}
 
 
 def _redact_public_host(value: Any) -> Any:
@@ -57,7 +69,21 @@ async def async_get_config_entry_diagnostics(
         "fleet": _fleet(entry),
         "balancer": _balancer(entry),
         "failover": _failover(entry),
+        "sms": _sms(entry),
     }
+
+
+def _sms(entry: BitcoinMiningConfigEntry) -> list[dict[str, Any]]:
+    """The Twilio senders: how many recipients, which API address; every secret redacted."""
+    return [
+        {
+            # The title names the sender's number: left out.
+            "recipient_count": len(subentry.data.get(CONF_RECIPIENTS, ())),
+            "data": async_redact_data(dict(subentry.data), SMS_SECRETS),
+        }
+        for subentry in entry.subentries.values()
+        if subentry.subentry_type == SUBENTRY_TWILIO
+    ]
 
 
 def _failover(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:

@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 
-from devtools.develop import CONTROL_URL, HOME_ASSISTANT_URL, TOKEN_FILE
+from devtools.develop import CONTROL_URL, HOME_ASSISTANT_URL, TOKEN_FILE, TWILIO_URL
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
 from devtools.simulation import SimulatorControl, miner_list
 from devtools.steps import StepError, poll_until
+from devtools.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from simulator.stratum import TINY_DIFFICULTY
 
 MQTT_ANSWERS = {"broker": "127.0.0.1", "port": 1883, "set_client_cert": False, "set_ca_cert": "off"}
@@ -34,6 +35,15 @@ DEV_OPTIONS = {
     # The simulated miners hash in Python: the local pool must take their tiny shares.
     "local_pool_min_difficulty": TINY_DIFFICULTY,
     "failback_hold_s": 30,
+}
+
+# The dev site's Twilio SMS sender, pointed at the local stand-in (which logs each SMS).
+TWILIO_ANSWERS = {
+    "account_sid": DEFAULT_ACCOUNT_SID,
+    "auth_secret": DEFAULT_AUTH_TOKEN,
+    "sender": "+15005550006",
+    "recipients": "+15005550010",
+    "api_url": TWILIO_URL,
 }
 
 
@@ -111,6 +121,9 @@ async def main(args: argparse.Namespace) -> None:
             result = await api.run_flow("bitcoin_mining", answers)
             # Shorter timings than a real site's, so a demo dip restores in about a minute.
             await api.set_options(result["result"]["entry_id"], DEV_OPTIONS)
+        for entry_id in await api.entry_ids("bitcoin_mining"):
+            if "twilio" not in await api.subentry_types(entry_id):
+                await api.add_subentry(entry_id, "twilio", TWILIO_ANSWERS)
         await poll_until(
             lambda: has_value(api, MINING_ENERGY), 60, f"{MINING_ENERGY} to have a value", 0.5
         )

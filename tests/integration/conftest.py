@@ -49,6 +49,7 @@ from simulator import Site, SiteConfig
 from simulator.miners import MinerEnv, SimMiner
 from simulator.pool import UpstreamPool
 from tests.support.modbus_meter import MeterServer, free_port
+from tests.support.twilio_server import TwilioStandIn
 
 # Log lines Home Assistant writes when an integration uses an API on its way out.
 DEPRECATION_MARKERS = ("is deprecated", "report_usage", "will stop working", "which is deprecated")
@@ -123,6 +124,13 @@ async def silent_port(loopback_network: None) -> AsyncIterator[int]:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def twilio(loopback_network: None) -> AsyncIterator[TwilioStandIn]:
+    """The local Twilio stand-in (the client is pointed at its URL)."""
+    async with TwilioStandIn() as server:
+        yield server
 
 
 @pytest.fixture
@@ -284,6 +292,7 @@ PINNED_LOCAL_POOL = ("127.0.5.4", PINNED_POOL_PORT)
 # temperatures, shares, uptime), so every reply is the same on every run.
 PINNED_MINER_CLOCK_S = 1_000_000.0
 PINNED_MINER_LOGIN = ("operator", "snapshot-miner-secret")
+PINNED_TWILIO_SID = "AC" + "5" * 32
 # Held while a pinned site runs: two test runs on one machine (another lane, another
 # checkout) would otherwise bind the same addresses. Abstract unix sockets (Linux) belong to
 # the network namespace, which chroots share; the kernel frees the name when the process dies.
@@ -387,6 +396,23 @@ def pinned_entry(site: Site, **options: object) -> MockConfigEntry:
             CONF_LOCAL_POOL_PORT: PINNED_LOCAL_POOL[1],
             **options,
         },
+        # A Twilio SMS sender (never used by the snapshots: no message is sent), so its
+        # entity, its device and its redacted diagnostics are in them.
+        subentries_data=[
+            {
+                "subentry_id": "pinned_twilio",
+                "subentry_type": "twilio",
+                "title": "SMS from +15005550006",
+                "unique_id": f"{PINNED_TWILIO_SID}_+15005550006",
+                "data": {
+                    "account_sid": PINNED_TWILIO_SID,
+                    "auth_secret": "snapshot-twilio-secret",
+                    "sender": "+15005550006",
+                    "recipients": ["+41791234567", "+14155550100"],
+                    "api_url": "http://127.0.0.1:9",
+                },
+            }
+        ],
     )
 
 

@@ -167,8 +167,8 @@ BREACHES: list[tuple[str, Callable[[Path], None], str]] = [
     ),
     (
         "dependency-transparency",
-        _edit('"pymodbus>=3.8.0,<4"', '"pymodbus>=3.8.0,<4", "twilio>=9.0,<10"', MANIFEST),
-        "the manifest requires 'twilio>=9.0,<10', which no module imports",
+        _edit('"pymodbus>=3.8.0,<4"', '"pymodbus>=3.8.0,<4", "pyserial>=3.5"', MANIFEST),
+        "the manifest requires 'pyserial>=3.5', which no module imports",
     ),
     (
         "dependency-transparency",
