@@ -96,6 +96,7 @@ class Ledger:
     told_at: dict[str, float] = field(default_factory=dict)
     acknowledged: set[str] = field(default_factory=set)
     events: dict[tuple[object, ...], float] = field(default_factory=dict)
+    subjects: dict[str, set[Subject]] = field(default_factory=dict)
 
     def take(self, now: float, notes: list[Notification], engine: AlertEngine) -> None:
         seen: set[tuple[str, str]] = set()
@@ -110,6 +111,11 @@ class Ledger:
                 self.open.add(alert.id)
             else:
                 assert alert.id in self.open, f"{note.type} of an alert that is not open"
+            joined = set(alert.subjects) - self.subjects.get(alert.id, set())
+            if note.type != "started" and joined:
+                # Grouping: subjects join only an alert that started within the window.
+                assert now - alert.started_at <= SETTINGS.group_window_s
+            self.subjects[alert.id] = set(alert.subjects)
             if note.type == "ended":
                 self.open.discard(alert.id)
                 self.gone.add(alert.id)
