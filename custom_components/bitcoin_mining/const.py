@@ -145,3 +145,20 @@ def default_under_frequency(nominal_hz: float) -> float:
 def meter_unique_id(host: str, port: int, unit_id: int) -> str:
     """A site's unique id: its grid meter, so one meter cannot serve two sites."""
     return f"{host.strip().lower()}:{int(port)}:{int(unit_id)}"
+
+
+# Options: alerts (the options flow's third step): how often a critical alert is told
+# again until acknowledged, and which notify targets hear of which severity.
+CONF_ALERT_REPEAT_S: Final = "alert_repeat_s"
+DEFAULT_ALERT_REPEAT_S: Final = 300.0
+ALERT_SEVERITIES: Final = ("critical", "high", "medium", "warning")
+CONF_ALERT_TARGETS_CRITICAL: Final = "alert_targets_critical"
+CONF_ALERT_TARGETS_HIGH: Final = "alert_targets_high"
+CONF_ALERT_TARGETS_MEDIUM: Final = "alert_targets_medium"
+CONF_ALERT_TARGETS_WARNING: Final = "alert_targets_warning"
+CONF_ALERT_TARGETS: Final = {
+    "critical": CONF_ALERT_TARGETS_CRITICAL,
+    "high": CONF_ALERT_TARGETS_HIGH,
+    "medium": CONF_ALERT_TARGETS_MEDIUM,
+    "warning": CONF_ALERT_TARGETS_WARNING,
+}

@@ -31,6 +31,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
+from .alert_entities import ActiveAlertsSensor
 from .balancer import LAST_ACTIONS, BalancerState, LoadBalancer
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import (
@@ -609,6 +610,7 @@ async def async_setup_entry(
         for d in FAILOVER_SENSORS
         if failover.proxy_mode or not d.proxy_only
     ]
+    entities.append(ActiveAlertsSensor(entry, "active_alerts"))
     async_add_entities(entities)
 
     async_add_miner_entities(

@@ -42,6 +42,8 @@ def test_forty_miners_offline_at_once_are_one_alert_naming_them() -> None:
     assert (note.type, len(note.alert.subjects)) == ("updated", 20)
     (note,) = engine.update(6.0, [], SiteContext())
     assert (note.type, note.alert.ended_at) == ("ended", 6.0)
+    # The end names the miners that were still in it.
+    assert [s.id for s in note.alert.subjects] == ids[:20]
     assert engine.active() == ()
 
 

@@ -105,6 +105,8 @@ class Ledger:
             # One notification of a type per alert per step.
             assert (note.type, alert.id) not in seen
             seen.add((note.type, alert.id))
+            # Every notification names what it is about (an end names what recovered).
+            assert alert.subjects
             if note.type == "started":
                 assert alert.id not in self.open, "started twice"
                 assert alert.id not in self.gone, "started again after it ended"

@@ -151,6 +151,8 @@ class AlertEngine:
         effective, folded = self._effective(context)
 
         changed: set[str] = set()
+        # What each alert held before this step: an alert that ends names what it was about.
+        held = {r.alert_id: dict(r.members) for r in self._records.values()}
         # Subjects whose condition cleared (or got inhibited) leave their alert.
         for record in self._records.values():
             for subject in list(record.members):
@@ -159,11 +161,11 @@ class AlertEngine:
                 if current is None:
                     del record.members[subject]
                     changed.add(record.alert_id)
-                else:
-                    before = record.members[subject].effective_severity
+                elif current.effective_severity != record.members[subject].effective_severity:
+                    # Otherwise the alert keeps what it said at the start (a live figure in
+                    # the message would make every step an update).
                     record.members[subject] = current
-                    if current.effective_severity != before:
-                        changed.add(record.alert_id)
+                    changed.add(record.alert_id)
         # New conditions join a young alert of their kind, or start one.
         started: list[_Record] = []
         for condition in effective.values():
@@ -178,6 +180,7 @@ class AlertEngine:
         ended = [r for r in self._records.values() if not r.members]
         for record in ended:
             del self._records[record.alert_id]
+            record.members = held[record.alert_id]
         # Pool conditions in an outage: listed on the outage alert, never their own.
         for record in self._records.values():
             if record.kind is AlertKind.UPLINK_OUTAGE:
@@ -293,6 +296,6 @@ def _message(kind: AlertKind, members: list[Condition]) -> str:
         return members[0].message
     if not members:
         return KIND_RULES[kind].title
-    named = ", ".join(c.subject.id for c in members[:NAMED_IN_MESSAGE])
+    named = ", ".join(c.label or c.subject.id for c in members[:NAMED_IN_MESSAGE])
     more = f" and {len(members) - NAMED_IN_MESSAGE} more" if len(members) > NAMED_IN_MESSAGE else ""
     return f"{KIND_RULES[kind].title}: {len(members)} {members[0].subject.type}s ({named}{more})"

@@ -109,6 +109,8 @@ class Condition:
     message: str
     severity: Severity | None = None  # None: the kind's default
     detail: str = ""
+    # How a grouped alert's message names the subject (a miner's model and address).
+    label: str = ""
 
     @property
     def key(self) -> tuple[AlertKind, Subject, str]:
