@@ -75,12 +75,14 @@ from custom_components.bitcoin_mining.const import (
     PRESET_SEL735,
 )
 from custom_components.bitcoin_mining.coordinator import implausible_issue_id
+from custom_components.bitcoin_mining.miningsite.alerts import Severity
 from custom_components.bitcoin_mining.miningsite.stratum import StratumProxy
 from simulator import Site
 from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import MeterServer, float32_high_first, free_port
 
 from .conftest import SUPPLY_ENTITY, device_of, entry_for, set_supply, site_data
+from .notify_support import async_add_notify_entity, register_notify_service
 
 EN = json.loads((REPO_ROOT / "custom_components/bitcoin_mining/translations/en.json").read_text())
 TRANSLATIONS, ISSUES = EN["config"], EN["issues"]
@@ -919,3 +921,47 @@ async def test_the_failover_step_refuses_a_taken_port_and_a_foreign_address(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert loaded_entry.runtime_data.failover.pool.port == own
+
+
+async def test_the_alerts_step_routes_severities_to_targets_that_exist(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    register_notify_service(hass, "mobile_app_pixel")
+    await async_add_notify_entity(hass, "sms")
+    result = await failover_step(hass, loaded_entry)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], failover_form(loaded_entry)
+    )
+    assert result["step_id"] == "alerts"
+    # The phone's service and the notify entity are offered (Home Assistant's own are not).
+    schema = result["data_schema"].schema
+    field = next(key for key in schema if key == CONF_ALERT_TARGETS_CRITICAL)
+    assert schema[field].config["options"] == ["notify.mobile_app_pixel", "notify.sms"]
+    routes = {
+        CONF_ALERT_REPEAT_S: 60,
+        CONF_ALERT_TARGETS_CRITICAL: ["notify.mobile_app_pixel", " notify.sms ", "notify.sms"],
+        CONF_ALERT_TARGETS_HIGH: ["notify.mobile_app_pixel"],
+    }
+    for bad in ("notify.mobile_app_gone", "notify.send_message", "light.kitchen", "notify."):
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], routes | {CONF_ALERT_TARGETS_WARNING: ["notify.sms", bad]}
+        )
+        assert result["errors"] == {CONF_ALERT_TARGETS_WARNING: "unknown_notify_target"}
+        assert result["description_placeholders"] == {"target": bad}
+    with pytest.raises(InvalidData, match=CONF_ALERT_REPEAT_S):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], routes | {CONF_ALERT_REPEAT_S: -1}
+        )
+    assert CONF_ALERT_TARGETS_CRITICAL not in loaded_entry.options
+    result = await hass.config_entries.options.async_configure(result["flow_id"], routes)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    options = loaded_entry.options
+    assert options[CONF_ALERT_REPEAT_S] == 60.0
+    # Trimmed, each once, in the order given.
+    assert options[CONF_ALERT_TARGETS_CRITICAL] == ["notify.mobile_app_pixel", "notify.sms"]
+    assert options[CONF_ALERT_TARGETS_HIGH] == ["notify.mobile_app_pixel"]
+    assert options[CONF_ALERT_TARGETS_MEDIUM] == []
+    alerts = loaded_entry.runtime_data.alerts
+    assert alerts.repeat_s == 60.0
+    assert alerts.routes[Severity.CRITICAL] == ("notify.mobile_app_pixel", "notify.sms")
