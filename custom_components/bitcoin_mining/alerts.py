@@ -16,7 +16,7 @@ description=...)` raises (or, with `active=False`, clears) a `container_alarm` a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import secrets
@@ -358,43 +358,7 @@ class AlertsController:
         data: FleetData | None = self.fleet.data  # None until the first poll
         if data is None:
             return []
-        found: list[Condition] = []
-        for mac, view in data.miners.items():
-            subject = Subject("miner", mac)
-            label = f"{view.identity.model} at {view.address}"
-            status = view.status
-            if self._offline_polls.get(mac, 0) >= MINER_OFFLINE_POLLS:
-                found.append(
-                    Condition(
-                        AlertKind.MINER_OFFLINE,
-                        subject,
-                        f"{label} does not answer ({view.error})",
-                        label=label,
-                    )
-                )
-            if status is None:
-                continue
-            hottest = max((status.temperature_c or 0.0, *status.board_temperatures_c))
-            if hottest >= MINER_OVER_TEMPERATURE_C:
-                found.append(
-                    Condition(
-                        AlertKind.MINER_OVER_TEMPERATURE,
-                        subject,
-                        f"{label} at {hottest:.0f} °C",
-                        label=label,
-                    )
-                )
-            if self._slow_polls.get(mac, 0) >= HASHRATE_LOW_POLLS:
-                found.append(
-                    Condition(
-                        AlertKind.MINER_HASHRATE_LOW,
-                        subject,
-                        f"{label} hashes {status.hashrate_ths or 0:.1f} TH/s, "
-                        f"far below its {_nameplate(view) or 0:.0f} TH/s",
-                        label=label,
-                    )
-                )
-        return found
+        return miner_conditions(data, self._offline_polls, self._slow_polls)
 
     @callback
     def _fleet_updated(self) -> None:
@@ -405,7 +369,7 @@ class AlertsController:
             for mac, view in data.miners.items():
                 offline = view.status is None
                 self._offline_polls[mac] = self._offline_polls.get(mac, 0) + 1 if offline else 0
-                slow = _far_below_nameplate(view)
+                slow = far_below_nameplate(view)
                 self._slow_polls[mac] = self._slow_polls.get(mac, 0) + 1 if slow else 0
         self._request_step()
 
@@ -416,7 +380,10 @@ class AlertsController:
         plan = state.last_plan
         if plan is not None and (plan.frequency_stage is not None or plan.curtailed):
             if state.mode == "auto":
+                # A stop that failed stopped nothing: that miner still raises its alerts.
+                failed = {f.mac for f in state.failures if f.action == "stop"}
                 self._stopped.update(action.asic_id for action in plan.stops)
+                self._stopped -= failed
         else:
             self._stopped.clear()
         if state.last_run_at != self._seen_run:
@@ -600,6 +567,49 @@ class AlertsController:
         }
 
 
+def miner_conditions(
+    data: FleetData, offline_polls: Mapping[str, int], slow_polls: Mapping[str, int]
+) -> list[Condition]:
+    """What is wrong with the miners: offline, too hot, hashing far below their model."""
+    found: list[Condition] = []
+    for mac, view in data.miners.items():
+        subject = Subject("miner", mac)
+        label = f"{view.identity.model} at {view.address}"
+        status = view.status
+        if offline_polls.get(mac, 0) >= MINER_OFFLINE_POLLS:
+            found.append(
+                Condition(
+                    AlertKind.MINER_OFFLINE,
+                    subject,
+                    f"{label} does not answer ({view.error})",
+                    label=label,
+                )
+            )
+        if status is None:
+            continue
+        hottest = max((status.temperature_c or 0.0, *status.board_temperatures_c))
+        if hottest >= MINER_OVER_TEMPERATURE_C:
+            found.append(
+                Condition(
+                    AlertKind.MINER_OVER_TEMPERATURE,
+                    subject,
+                    f"{label} at {hottest:.0f} °C",
+                    label=label,
+                )
+            )
+        if slow_polls.get(mac, 0) >= HASHRATE_LOW_POLLS:
+            found.append(
+                Condition(
+                    AlertKind.MINER_HASHRATE_LOW,
+                    subject,
+                    f"{label} hashes {status.hashrate_ths or 0:.1f} TH/s, "
+                    f"far below its {_nameplate(view) or 0:.0f} TH/s",
+                    label=label,
+                )
+            )
+    return found
+
+
 def _nameplate(view: MinerView) -> float | None:
     status = view.status
     if status is not None and status.nominal_hashrate_ths:
@@ -608,7 +618,7 @@ def _nameplate(view: MinerView) -> float | None:
     return spec.hashrate_ths if spec else None
 
 
-def _far_below_nameplate(view: MinerView) -> bool:
+def far_below_nameplate(view: MinerView) -> bool:
     """Hashing, warmed up, and far below what its model gives."""
     status = view.status
     if status is None or not status.mining or status.hashrate_ths is None:

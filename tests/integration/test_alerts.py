@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -18,6 +19,8 @@ from custom_components.bitcoin_mining.alerts import (
     ACTION_ACKNOWLEDGE,
     EVENT_MOBILE_APP_ACTION,
     critical_issue_id,
+    far_below_nameplate,
+    miner_conditions,
 )
 from custom_components.bitcoin_mining.compat import vol
 from custom_components.bitcoin_mining.const import (
@@ -28,6 +31,8 @@ from custom_components.bitcoin_mining.const import (
     CONF_GRID_INTERVAL,
     DOMAIN,
 )
+from custom_components.bitcoin_mining.fleet import FleetData, MinerView
+from custom_components.bitcoin_mining.miningsite.miners.base import MinerIdentity, MinerStatus
 from simulator import Site, SiteConfig
 from tests.support.modbus_meter import MeterServer
 
@@ -400,4 +405,94 @@ async def test_container_alarms_come_in_through_the_hook(
     await hass.async_block_till_done()
     assert alerts_of(hass) == []
     assert ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(entry.entry_id)) is None
+    await unload(hass, entry)
+
+
+def view(mac: str, status: MinerStatus | None, model: str = "Whatsminer M50S") -> MinerView:
+    identity = MinerIdentity("whatsminer", model, "1.0", mac)
+    return MinerView(f"10.0.0.{mac[-1]}", identity, status, None if status else "refused")
+
+
+def test_miners_too_hot_or_far_below_their_model_are_conditions() -> None:
+    warm = MinerStatus(mining=True, hashrate_ths=120.0, temperature_c=70.0, uptime_s=3600)
+    views = {
+        "m1": view("m1", warm),
+        # A hot board counts, not only the chips' figure.
+        "m2": view("m2", replace(warm, board_temperatures_c=(71.0, 91.5))),
+        # M50S: 126 TH/s nameplate; under half of it once warmed up.
+        "m3": view("m3", replace(warm, hashrate_ths=50.0)),
+        # Warming up (10 min), asleep, or of a model nobody knows: not slow.
+        "m4": view("m4", replace(warm, hashrate_ths=50.0, uptime_s=30)),
+        "m5": view("m5", replace(warm, mining=False, hashrate_ths=0.0)),
+        "m6": view("m6", replace(warm, hashrate_ths=1.0), model="Mystery X1"),
+        # Its own nominal figure wins over the table's (126 TH/s would make 50 slow).
+        "m7": view("m7", replace(warm, hashrate_ths=50.0, nominal_hashrate_ths=90.0)),
+        "m8": view("m8", None),
+    }
+    assert [mac for mac, v in views.items() if far_below_nameplate(v)] == ["m3"]
+    data = FleetData(miners=views, unidentified=(), polled_at=0.0)
+    found = miner_conditions(data, {"m8": 2, "m1": 1}, {"m3": 3, "m7": 2})
+    assert [(c.kind.value, c.subject.id) for c in found] == [
+        ("miner_over_temperature", "m2"),
+        ("miner_hashrate_low", "m3"),
+        ("miner_offline", "m8"),
+    ]
+    assert found[0].message == "Whatsminer M50S at 10.0.0.2 at 92 °C"
+    assert (
+        found[1].message == "Whatsminer M50S at 10.0.0.3 hashes 50.0 TH/s, far below its 126 TH/s"
+    )
+    assert found[2].message == "Whatsminer M50S at 10.0.0.8 does not answer (refused)"
+
+
+async def test_supply_unknown_and_an_uplink_outage_are_alerts(
+    hass: HomeAssistant, meter_server: MeterServer, closed_port: int
+) -> None:
+    phone = register_notify_service(hass, "mobile_app_pixel")
+    entry = site_on_meter(meter_server, closed_port)
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title="Test site",
+        unique_id="test_site",
+        data=entry.data,
+        options={**entry.options, CONF_ALERT_TARGETS_HIGH: ["notify.mobile_app_pixel"]},
+    )
+    await set_up(hass, entry)
+    failover = entry.runtime_data.failover
+    failover.probe_interval_s = 0.2
+    failover.probe_timeout_s = 0.5
+    # Nothing listens where the pool should be: an outage once three handshakes failed.
+    await wait_until(lambda: any(a["kind"] == "uplink_outage" for a in alerts_of(hass)), "outage")
+    set_supply(hass, "unavailable")
+    await wait_until(lambda: len(alerts_of(hass)) == 2, "supply unknown")
+    kinds = {a["kind"]: a for a in alerts_of(hass)}
+    assert kinds["supply_unknown"]["message"].startswith("Supply power unknown (")
+    assert kinds["uplink_outage"]["message"].startswith("Internet outage since ")
+    await wait_until(lambda: len(phone.calls) == 2, "the pushes")
+    set_supply(hass, 300)
+    await wait_until(lambda: len(alerts_of(hass)) == 1, "supply back")
+    await unload(hass, entry)
+
+
+async def test_commands_the_miners_did_not_carry_out_are_one_alert(
+    hass: HomeAssistant, forty_two: Site
+) -> None:
+    entry = await set_up(hass, entry_for(forty_two, **{CONF_FLEET_INTERVAL: 3600}))
+    assert forty_two.fleet is not None
+    failover = entry.runtime_data.failover
+    await wait_until(lambda: failover.data.last_move is not None, "the backup pool pass", 30)
+    for miner in forty_two.miners[:3]:
+        await forty_two.fleet.set_fault(miner, "garbage", True)
+    with pytest.raises(HomeAssistantError):
+        await hass.services.async_call(
+            DOMAIN, "curtail", {"duration": {"minutes": 10}}, blocking=True
+        )
+    await hass.async_block_till_done()
+    (alert,) = alerts_of(hass)
+    assert (alert["kind"], alert["severity"], alert["subject_count"]) == (
+        "command_failed",
+        "medium",
+        3,
+    )
+    assert alert["message"].startswith("Command not carried out: 3 miners (")
+    await forty_two.fleet.clear_faults()
     await unload(hass, entry)

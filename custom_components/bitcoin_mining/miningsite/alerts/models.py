@@ -83,14 +83,10 @@ KIND_RULES: dict[AlertKind, KindRule] = {
     AlertKind.COMMAND_FAILED: KindRule(Severity.MEDIUM, True, "Command not carried out"),
     AlertKind.CONTAINER_ALARM: KindRule(Severity.HIGH, True, "Container alarm"),
 }
-# Raised about miners: silent for the miners the balancer stopped during a shed or curtailment.
+# Raised about miners: silent for the miners the balancer stopped during a shed or
+# curtailment. Not a command that failed: a stop that did not happen is news then.
 MINER_KINDS = frozenset(
-    {
-        AlertKind.MINER_OFFLINE,
-        AlertKind.MINER_OVER_TEMPERATURE,
-        AlertKind.MINER_HASHRATE_LOW,
-        AlertKind.COMMAND_FAILED,
-    }
+    {AlertKind.MINER_OFFLINE, AlertKind.MINER_OVER_TEMPERATURE, AlertKind.MINER_HASHRATE_LOW}
 )
 # About the upstream pool: folded into an uplink outage while there is one.
 POOL_KINDS = frozenset({AlertKind.SHARE_LOSS_HIGH})
