@@ -169,6 +169,7 @@ class AlertsController:
         self._step_pending = False
         # What the critical repair issue shows ("" while there is none).
         self._critical_issue = ""
+        self._closed = False
         self._sending: set[asyncio.Task[None]] = set()
         self.last_failed_delivery: Delivery | None = None
 
@@ -200,6 +201,7 @@ class AlertsController:
     @callback
     def _detach(self) -> None:
         """The site unloads: its alerts go with it (a reload raises what still holds)."""
+        self._closed = True
         ir.async_delete_issue(self.hass, DOMAIN, critical_issue_id(self.entry.entry_id))
         for task in self._sending:
             task.cancel()
@@ -414,6 +416,9 @@ class AlertsController:
 
     @callback
     def _handle(self, notifications: list[Notification]) -> None:
+        if self._closed:
+            # A step queued before the unload: the site and its entities are gone.
+            return
         for note in notifications:
             self._tell(note)
             if note.type in ROUTED and not note.silenced:

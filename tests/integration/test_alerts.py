@@ -406,6 +406,10 @@ async def test_container_alarms_come_in_through_the_hook(
     assert alerts_of(hass) == []
     assert ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(entry.entry_id)) is None
     await unload(hass, entry)
+    # A hook called after the unload raises nothing any more.
+    alerts.container_alarm("0", "smoke", active=True, severity="critical")
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(entry.entry_id)) is None
 
 
 def view(mac: str, status: MinerStatus | None, model: str = "Whatsminer M50S") -> MinerView:
