@@ -14,6 +14,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
 
+from .alert_services import async_setup_alert_services
+from .alerts import AlertsController, critical_issue_id
 from .balancer import LoadBalancer
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
 from .const import (
@@ -55,6 +57,7 @@ from .supply import SupplySensors
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
+    Platform.EVENT,
     Platform.NOTIFY,
     Platform.NUMBER,
     Platform.SELECT,
@@ -67,6 +70,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Set up the integration (its actions live here, not per entry)."""
     async_setup_services(hass)
+    async_setup_alert_services(hass)
     return True
 
 
@@ -151,6 +155,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     site = SiteCoordinator(hass, entry, supply, tuple(probes), fleet.measured_power_w)
     balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
     failover = FailoverController(hass, entry, fleet, store)
+    alerts = AlertsController(hass, entry, grid, site, fleet, balancer, failover)
 
     # A meter that is down at start leaves its entities unavailable but does not
     # hold the site back: supply limits and the fleet must keep working. Miners
@@ -169,6 +174,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         balancer=balancer,
         failover=failover,
         site_device_id=site_device.id,
+        alerts=alerts,
     )
     entry.async_on_unload(store.async_save)
     grid.start()
@@ -183,6 +189,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     _remove_stale_devices(hass, entry, {i.mac for i in store.identities.values()})
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     balancer.attach()
+    alerts.attach()
     if not HAS_OPTIONS_FLOW_WITH_RELOAD:
         entry.async_on_unload(entry.add_update_listener(_async_reload_on_options_change))
     # Sessions, tokens and web configurations ready before the site says it is loaded:
@@ -218,6 +225,7 @@ async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntr
     """Delete the site's stored cycle counts (and its repair issues) with the site itself."""
     ir.async_delete_issue(hass, DOMAIN, implausible_issue_id(entry.entry_id))
     ir.async_delete_issue(hass, DOMAIN, local_pool_issue_id(entry.entry_id))
+    ir.async_delete_issue(hass, DOMAIN, critical_issue_id(entry.entry_id))
     await SiteStore(hass, entry.entry_id).async_remove()
 
 

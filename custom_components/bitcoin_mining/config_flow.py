@@ -55,6 +55,7 @@ from .miningsite.meter import (
 from .miningsite.miners.base import Credentials
 from .miningsite.miners.probe import ProbeOutcome, probe_miners
 from .miningsite.stratum import check_listen
+from .notify_targets import notify_targets
 from .twilio_flow import TwilioSubentryFlow
 
 MINER_ERRORS = {
@@ -349,12 +350,32 @@ class BitcoinMiningOptionsFlow(OptionsFlowWithReload):
                 self.config_entry, user_input
             )
             if not errors:
-                options = self._options | forms.failover_options(user_input)
-                return self.async_create_entry(data=options)
+                self._options |= forms.failover_options(user_input)
+                return await self.async_step_alerts()
         return self.async_show_form(
             step_id="failover",
             data_schema=self.add_suggested_values_to_schema(
                 forms.FAILOVER_SCHEMA, user_input or self.config_entry.options
             ),
             errors=errors,
+        )
+
+    async def async_step_alerts(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Which notify targets hear of which severity; how often critical alerts repeat."""
+        errors: dict[str, str] = {}
+        target = ""
+        if user_input is not None:
+            errors, target = forms.check_alert_targets(self.hass, user_input)
+            if not errors:
+                return self.async_create_entry(
+                    data=self._options | forms.alerts_options(user_input)
+                )
+        return self.async_show_form(
+            step_id="alerts",
+            data_schema=self.add_suggested_values_to_schema(
+                forms.alerts_schema(notify_targets(self.hass)),
+                user_input or self.config_entry.options,
+            ),
+            errors=errors,
+            description_placeholders={"target": target},
         )

@@ -11,8 +11,11 @@ from homeassistant.helpers import selector
 
 from .compat import vol
 from .const import (
+    ALERT_SEVERITIES,
     CONF_ADDRESS,
     CONF_ADDRESS_BASE,
+    CONF_ALERT_REPEAT_S,
+    CONF_ALERT_TARGETS,
     CONF_BYTE_ORDER,
     CONF_DATA_TYPE,
     CONF_FAILBACK_BATCH,
@@ -53,6 +56,7 @@ from .const import (
     CONF_SUPPLY_VOLTAGE_ENTITY,
     CONF_UNDER_FREQUENCY,
     CONF_WORD_ORDER,
+    DEFAULT_ALERT_REPEAT_S,
     DEFAULT_FAILBACK_BATCH,
     DEFAULT_FAILBACK_HOLD_S,
     DEFAULT_FLEET_INTERVAL,
@@ -82,6 +86,7 @@ from .const import (
 from .miningsite.addresses import AddressListError, MinerAddress, parse_fleet
 from .miningsite.meter import ByteOrder, DataType, RegisterType, WordOrder
 from .miningsite.miners.base import FAMILIES, Credentials
+from .notify_targets import target_exists
 
 
 def _select(options: list[str], translation_key: str) -> selector.SelectSelector:
@@ -266,6 +271,47 @@ def failover_checks(user_input: Mapping[str, Any]) -> dict[str, str]:
     if float(user_input[CONF_OUTAGE_WINDOW_S]) < 2 * (failures - 1):
         return {CONF_OUTAGE_WINDOW_S: "window_too_short"}
     return {}
+
+
+def alerts_schema(targets: list[str]) -> vol.Schema:
+    """The alerts step: the repeat interval, and the notify targets of each severity."""
+    pick = selector.SelectSelector(
+        selector.SelectSelectorConfig(
+            options=targets,
+            multiple=True,
+            custom_value=True,
+            mode=selector.SelectSelectorMode.DROPDOWN,
+        )
+    )
+    fields: dict[Any, Any] = {
+        vol.Required(CONF_ALERT_REPEAT_S, default=DEFAULT_ALERT_REPEAT_S): _box(0, 86400, 1, "s")
+    }
+    for severity in ALERT_SEVERITIES:
+        fields[vol.Optional(CONF_ALERT_TARGETS[severity], default=[])] = pick
+    return vol.Schema(fields)
+
+
+def alerts_options(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """The alerts step as stored: the targets trimmed, each once, in the order given."""
+    options: dict[str, Any] = {CONF_ALERT_REPEAT_S: float(user_input[CONF_ALERT_REPEAT_S])}
+    for severity in ALERT_SEVERITIES:
+        key = CONF_ALERT_TARGETS[severity]
+        targets = [str(t).strip() for t in user_input.get(key) or ()]
+        options[key] = list(dict.fromkeys(t for t in targets if t))
+    return options
+
+
+def check_alert_targets(
+    hass: HomeAssistant, user_input: Mapping[str, Any]
+) -> tuple[dict[str, str], str]:
+    """Every target named must exist now: the field of the first that does not, and its name."""
+    for key, targets in alerts_options(user_input).items():
+        if key == CONF_ALERT_REPEAT_S:
+            continue
+        for target in targets:
+            if not target_exists(hass, target):
+                return {key: "unknown_notify_target"}, target
+    return {}, ""
 
 
 def register_form_values(stored: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -159,3 +159,19 @@ CONF_RECIPIENTS: Final = "recipients"
 CONF_API_URL: Final = "api_url"
 # Consecutive failed sends (after their retries) before a repair issue says Twilio fails.
 SMS_FAILURES_FOR_ISSUE: Final = 3
+
+# Options: alerts (the options flow's third step): how often a critical alert is told
+# again until acknowledged, and which notify targets hear of which severity.
+CONF_ALERT_REPEAT_S: Final = "alert_repeat_s"
+DEFAULT_ALERT_REPEAT_S: Final = 300.0
+ALERT_SEVERITIES: Final = ("critical", "high", "medium", "warning")
+CONF_ALERT_TARGETS_CRITICAL: Final = "alert_targets_critical"
+CONF_ALERT_TARGETS_HIGH: Final = "alert_targets_high"
+CONF_ALERT_TARGETS_MEDIUM: Final = "alert_targets_medium"
+CONF_ALERT_TARGETS_WARNING: Final = "alert_targets_warning"
+CONF_ALERT_TARGETS: Final = {
+    "critical": CONF_ALERT_TARGETS_CRITICAL,
+    "high": CONF_ALERT_TARGETS_HIGH,
+    "medium": CONF_ALERT_TARGETS_MEDIUM,
+    "warning": CONF_ALERT_TARGETS_WARNING,
+}

@@ -70,6 +70,17 @@ async def async_get_config_entry_diagnostics(
         "balancer": _balancer(entry),
         "failover": _failover(entry),
         "sms": _sms(entry),
+        "alerts": _alerts(entry),
+    }
+
+
+def _alerts(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
+    """The open alerts (the first few), the silences, and where each severity goes."""
+    alerts = entry.runtime_data.alerts
+    return {
+        **alerts.attributes(),
+        "repeat_s": alerts.repeat_s,
+        "routes": {severity.value: list(targets) for severity, targets in alerts.routes.items()},
     }
 
 

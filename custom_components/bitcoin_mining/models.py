@@ -9,6 +9,7 @@ from homeassistant.config_entries import ConfigEntry
 
 if TYPE_CHECKING:
     # Annotations only: the coordinators themselves import this module for the alias.
+    from .alerts import AlertsController
     from .balancer import LoadBalancer
     from .coordinator import GridCoordinator, SiteCoordinator
     from .failover import FailoverController
@@ -26,6 +27,8 @@ class BitcoinMiningData:
     failover: FailoverController
     # The site device's registry id: the parent of every ASIC's device.
     site_device_id: str
+    # The site's alerts (engine, routing; the hook for container alarms).
+    alerts: AlertsController
 
 
 type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

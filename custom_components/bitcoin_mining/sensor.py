@@ -32,6 +32,7 @@ from homeassistant.helpers.typing import StateType
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
+from .alert_entities import ActiveAlertsSensor
 from .balancer import LAST_ACTIONS, BalancerState, LoadBalancer
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
 from .coordinator import (
@@ -612,6 +613,7 @@ async def async_setup_entry(
         for d in FAILOVER_SENSORS
         if failover.proxy_mode or not d.proxy_only
     ]
+    entities.append(ActiveAlertsSensor(entry, "active_alerts"))
     async_add_entities(entities)
 
     async_add_miner_entities(

@@ -82,6 +82,10 @@ def _site(hass: HomeAssistant, call: ServiceCall) -> BitcoinMiningConfigEntry:
     return loaded[0]
 
 
+# The alert actions (alert_services.py) find their site the same way.
+site_of_call = _site
+
+
 def _is_mining_switch(entity: er.RegistryEntry | None) -> bool:
     """Whether a registry entry is the Mining switch of one of our ASICs."""
     return (

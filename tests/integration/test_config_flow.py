@@ -18,6 +18,11 @@ from custom_components.bitcoin_mining import config_flow
 from custom_components.bitcoin_mining.const import (
     CONF_ADDRESS,
     CONF_ADDRESS_BASE,
+    CONF_ALERT_REPEAT_S,
+    CONF_ALERT_TARGETS_CRITICAL,
+    CONF_ALERT_TARGETS_HIGH,
+    CONF_ALERT_TARGETS_MEDIUM,
+    CONF_ALERT_TARGETS_WARNING,
     CONF_BYTE_ORDER,
     CONF_DATA_TYPE,
     CONF_FAILBACK_BATCH,
@@ -60,6 +65,7 @@ from custom_components.bitcoin_mining.const import (
     CONF_SUPPLY_VOLTAGE_ENTITY,
     CONF_UNDER_FREQUENCY,
     CONF_WORD_ORDER,
+    DEFAULT_ALERT_REPEAT_S,
     DEFAULT_GRID_INTERVAL,
     DOMAIN,
     IMPLAUSIBLE_READINGS_FOR_REPAIR,
@@ -69,12 +75,14 @@ from custom_components.bitcoin_mining.const import (
     PRESET_SEL735,
 )
 from custom_components.bitcoin_mining.coordinator import implausible_issue_id
+from custom_components.bitcoin_mining.miningsite.alerts import Severity
 from custom_components.bitcoin_mining.miningsite.stratum import StratumProxy
 from simulator import Site
 from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import MeterServer, float32_high_first, free_port
 
 from .conftest import SUPPLY_ENTITY, device_of, entry_for, set_supply, site_data
+from .notify_support import async_add_notify_entity, register_notify_service
 
 EN = json.loads((REPO_ROOT / "custom_components/bitcoin_mining/translations/en.json").read_text())
 TRANSLATIONS, ISSUES = EN["config"], EN["issues"]
@@ -453,6 +461,10 @@ async def test_options_flow_saves_and_reloads(
         CONF_LOCAL_POOL_MIN_DIFFICULTY: "0.5",
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], failover)
+    assert result["step_id"] == "alerts"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_ALERT_REPEAT_S: 120}
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert loaded_entry.options == {
@@ -469,6 +481,12 @@ async def test_options_flow_saves_and_reloads(
         CONF_FAILBACK_HOLD_S: 90.0,
         CONF_FAILBACK_BATCH: 16,
         CONF_LOCAL_POOL_MIN_DIFFICULTY: 0.5,
+        # No targets chosen: alerts are raised and shown, and sent nowhere.
+        CONF_ALERT_REPEAT_S: 120.0,
+        CONF_ALERT_TARGETS_CRITICAL: [],
+        CONF_ALERT_TARGETS_HIGH: [],
+        CONF_ALERT_TARGETS_MEDIUM: [],
+        CONF_ALERT_TARGETS_WARNING: [],
     }
     # The reloaded pool listens where the options say, as a proxy in front of the pool.
     assert loaded_entry.runtime_data.failover.pool.port == port
@@ -511,6 +529,7 @@ async def test_the_meter_is_read_every_second_by_default_and_down_to_a_tenth(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], failover_form(loaded_entry)
     )
+    result = await alerts_step_done(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert loaded_entry.runtime_data.grid.interval == MIN_GRID_INTERVAL
@@ -796,6 +815,7 @@ async def test_options_refuse_a_bad_miner_list_and_keep_the_old_one(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], failover_form(loaded_entry)
     )
+    result = await alerts_step_done(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert loaded_entry.options[CONF_MINERS] == "10.0.0.1-5 braiins"
 
@@ -812,6 +832,14 @@ async def test_reauth_of_a_site_without_miners_saves_the_login(
     await hass.async_block_till_done()
     if entry.state is ConfigEntryState.LOADED:
         assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def alerts_step_done(hass: HomeAssistant, result: dict[str, Any]) -> dict[str, Any]:
+    """The options flow's last page (alerts) taken with its defaults."""
+    assert result["step_id"] == "alerts"
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_ALERT_REPEAT_S: DEFAULT_ALERT_REPEAT_S}
+    )
 
 
 def failover_form(entry: MockConfigEntry) -> dict[str, Any]:
@@ -889,6 +917,51 @@ async def test_the_failover_step_refuses_a_taken_port_and_a_foreign_address(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], values | {CONF_LOCAL_POOL_PORT: own}
     )
+    result = await alerts_step_done(hass, result)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert loaded_entry.runtime_data.failover.pool.port == own
+
+
+async def test_the_alerts_step_routes_severities_to_targets_that_exist(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry
+) -> None:
+    register_notify_service(hass, "mobile_app_pixel")
+    await async_add_notify_entity(hass, "sms")
+    result = await failover_step(hass, loaded_entry)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], failover_form(loaded_entry)
+    )
+    assert result["step_id"] == "alerts"
+    # The phone's service and the notify entity are offered (Home Assistant's own are not).
+    schema = result["data_schema"].schema
+    field = next(key for key in schema if key == CONF_ALERT_TARGETS_CRITICAL)
+    assert schema[field].config["options"] == ["notify.mobile_app_pixel", "notify.sms"]
+    routes = {
+        CONF_ALERT_REPEAT_S: 60,
+        CONF_ALERT_TARGETS_CRITICAL: ["notify.mobile_app_pixel", " notify.sms ", "notify.sms"],
+        CONF_ALERT_TARGETS_HIGH: ["notify.mobile_app_pixel"],
+    }
+    for bad in ("notify.mobile_app_gone", "notify.send_message", "light.kitchen", "notify."):
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], routes | {CONF_ALERT_TARGETS_WARNING: ["notify.sms", bad]}
+        )
+        assert result["errors"] == {CONF_ALERT_TARGETS_WARNING: "unknown_notify_target"}
+        assert result["description_placeholders"] == {"target": bad}
+    with pytest.raises(InvalidData, match=CONF_ALERT_REPEAT_S):
+        await hass.config_entries.options.async_configure(
+            result["flow_id"], routes | {CONF_ALERT_REPEAT_S: -1}
+        )
+    assert CONF_ALERT_TARGETS_CRITICAL not in loaded_entry.options
+    result = await hass.config_entries.options.async_configure(result["flow_id"], routes)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    options = loaded_entry.options
+    assert options[CONF_ALERT_REPEAT_S] == 60.0
+    # Trimmed, each once, in the order given.
+    assert options[CONF_ALERT_TARGETS_CRITICAL] == ["notify.mobile_app_pixel", "notify.sms"]
+    assert options[CONF_ALERT_TARGETS_HIGH] == ["notify.mobile_app_pixel"]
+    assert options[CONF_ALERT_TARGETS_MEDIUM] == []
+    alerts = loaded_entry.runtime_data.alerts
+    assert alerts.repeat_s == 60.0
+    assert alerts.routes[Severity.CRITICAL] == ("notify.mobile_app_pixel", "notify.sms")
