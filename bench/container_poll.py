@@ -6,12 +6,16 @@ subprocess (its CPU is not counted), each reply held back for the latency. One
 read is 40 requests per container (CDU 5, ambient, environment, 4 meters x 2, diagnostics,
 12 PDUs x 2), one after another on the container's one connection; the containers are read
 in parallel, so 40 x the latency is the floor of the wall time. CPU is this process's
-time.process_time over the read: pymodbus (its request machinery and register decoding),
-our decoding, and the kernel's loopback TCP work ("in the kernel" says about how much).
+time.process_time over the read: the containers' Modbus TCP connection (transport.py),
+the event loop, our decoding, and the kernel's loopback TCP work ("in the kernel" says about
+how much). --floor also measures the same 400 requests from a bare asyncio Protocol (one
+future per request, nothing decoded): what the event loop and the sockets cost on this
+machine whatever the client does, one wakeup per reply.
 
 Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python -m bench.container_poll"
 Options: --containers 10  --latency-ms 20  --polls 5
          --profile [FILE]: cProfile the measured reads (slower; prints the top functions)
+         --floor: also the bare-protocol floor of the same requests
 """
 
 from __future__ import annotations
@@ -104,7 +108,46 @@ async def serve(count: int, latency_ms: float) -> None:
 # --- the client's side (measured) ---
 
 
-async def measure(count: int, latency_ms: float, polls: int, profile: str | None) -> None:
+async def bare_floor(ports: list[int], polls: int) -> list[float]:
+    """CPU of the read plan's 40 requests per container from a bare Protocol, per poll."""
+    client = ContainerClient(HOST, kind=None, username="", password="")
+    plan = [
+        (unit, first - 1, count)
+        for unit, blocks in client._plan()  # noqa: SLF001 - the client's own read plan
+        for first, count in blocks
+    ]
+
+    class Bare(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.replies.put_nowait(data)
+
+        async def read(self) -> None:
+            for tid, (unit, address, count) in enumerate(plan):
+                self.transport.write(struct.pack(">HHHBBHH", tid, 0, 6, unit, 3, address, count))
+                await self.replies.get()
+
+    loop = asyncio.get_running_loop()
+    peers = [(await loop.create_connection(Bare, HOST, port))[1] for port in ports]
+    cpus = []
+    for _ in range(polls):
+        cpu = time.process_time()
+        await asyncio.gather(*(peer.read() for peer in peers))
+        cpus.append(time.process_time() - cpu)
+    for peer in peers:
+        peer.transport.close()
+    return cpus
+
+
+async def measure(
+    count: int, latency_ms: float, polls: int, profile: str | None, floor: bool
+) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -161,6 +204,12 @@ async def measure(count: int, latency_ms: float, polls: int, profile: str | None
             f"  floor: {requests // count} requests in turn per container x {latency_ms:g} ms ="
             f" {requests // count * latency_ms:.0f} ms wall"
         )
+        if floor:
+            floors = await bare_floor(ports, polls)
+            print(
+                f"  bare-protocol floor of the same requests: CPU median"
+                f" {statistics.median(floors) * 1000:.1f} ms  max {max(floors) * 1000:.1f} ms"
+            )
         if profiler is not None and profile is not None:
             profiler.dump_stats(profile)
             print(f"  profile of the {polls} reads (saved to {profile}):")
@@ -179,12 +228,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--polls", type=int, default=5)
     parser.add_argument("--profile", nargs="?", const="/tmp/container_poll.pstats", default=None)
+    parser.add_argument("--floor", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.containers, args.latency_ms))
     else:
-        asyncio.run(measure(args.containers, args.latency_ms, args.polls, args.profile))
+        asyncio.run(measure(args.containers, args.latency_ms, args.polls, args.profile, args.floor))
 
 
 if __name__ == "__main__":

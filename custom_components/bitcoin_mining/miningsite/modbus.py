@@ -10,7 +10,6 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
-from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 
 from .exceptions import DeviceProtocolError
 
@@ -56,7 +55,7 @@ class GarbledReplyError(DeviceProtocolError):
 _MBAP = struct.Struct(">HHH")
 
 
-def gate_replies(client: AsyncModbusTcpClient, *, fast_holding_registers: bool = False) -> None:
+def gate_replies(client: AsyncModbusTcpClient) -> None:
     """Let a reply reach pymodbus only when it answers the request in flight.
 
     pymodbus 3.8 hands every decoded reply to the current request's future: a reply to a
@@ -65,10 +64,6 @@ def gate_replies(client: AsyncModbusTcpClient, *, fast_holding_registers: bool =
     connection; one that lands during the next request answers it with the wrong
     registers; an undecodable one raises there too. pymodbus >= 3.10 filters the first
     two itself, so the gate changes nothing there.
-
-    With fast_holding_registers, a well-formed FC03 reply is decoded here in one unpack
-    rather than by pymodbus' framer (one struct call per register, a third of a container
-    poll's CPU); any other reply still goes through pymodbus.
     """
     manager: Any = client.ctx
     deliver = manager.callback_data
@@ -89,9 +84,6 @@ def gate_replies(client: AsyncModbusTcpClient, *, fast_holding_registers: bool =
             if future.done() or tid != manager.next_tid:
                 used = end  # a stray reply: the request it answers is over
                 continue
-            if fast_holding_registers and _holding_reply(data, used, length, future, tid):
-                used = end
-                continue
             try:
                 deliver(data[used:end], addr)
             except (ModbusException, ValueError, IndexError, struct.error) as err:
@@ -101,27 +93,3 @@ def gate_replies(client: AsyncModbusTcpClient, *, fast_holding_registers: bool =
         return used
 
     manager.callback_data = callback_data
-
-
-# After the MBAP header: unit id, function code, byte count.
-_FC03_HEAD = struct.Struct(">BBB")
-
-
-def _holding_reply(
-    data: bytes, start: int, length: int, future: asyncio.Future[Any], tid: int
-) -> bool:
-    """Answer the request with the FC03 reply at data[start:] (or its error); False if none."""
-    if length < _FC03_HEAD.size or data[start + _MBAP.size + 1] != 3:
-        return False
-    unit, _function, size = _FC03_HEAD.unpack_from(data, start + _MBAP.size)
-    if size % 2 or length != _FC03_HEAD.size + size:
-        future.set_exception(
-            GarbledReplyError(f"byte count {size} in a reply of {length - 3} data bytes")
-        )
-        return True
-    first = start + _MBAP.size + _FC03_HEAD.size
-    registers = list(struct.unpack_from(f">{size // 2}H", data, first))
-    future.set_result(
-        ReadHoldingRegistersResponse(registers=registers, dev_id=unit, transaction_id=tid)
-    )
-    return True

@@ -21,10 +21,7 @@ import hashlib
 import logging
 import math
 import time
-from typing import Any
-
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from typing import TypeVar
 
 from ..exceptions import (
     ContainerAuthError,
@@ -33,9 +30,11 @@ from ..exceptions import (
     ContainerKindError,
     ContainerValueError,
 )
-from ..modbus import UNIT_KEYWORD, GarbledReplyError, gate_replies, quiet_exception_responses
 from . import decode, registers as r
 from .models import ContainerKind, ContainerReading, MeterReading, PduReading
+from .transport import ExceptionReplyError, MalformedReplyError, ModbusTcpConnection
+
+_T = TypeVar("_T")
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,6 +52,10 @@ _EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target did not respond",
 }
+
+
+# What a request can fail with (TimeoutError is an OSError, listed for the reader).
+_TRANSPORT_ERRORS = (TimeoutError, ExceptionReplyError, MalformedReplyError, OSError)
 
 
 class _UnitError(Exception):
@@ -128,7 +131,7 @@ class ContainerClient:
         self.last_success: float | None = None
         self._username = username
         self._password = password
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusTcpConnection | None = None
         self._logged_in = False
         self._login_refusal: str | None = None  # why the container refused the last login
         self._kind_checked = False
@@ -266,14 +269,15 @@ class ContainerClient:
         """One unit's registers {reg N: raw}; the first block that fails fails the unit."""
         values: dict[int, int] = {}
         for first, count in blocks:
-            response = await self._call(
-                f"unit {unit} regs {first}..{first + count - 1}",
-                "read_holding_registers",
-                first - 1,
-                unit=unit,
-                count=count,
-            )
-            got = list(response.registers)
+            # _call inlined: 400 requests a poll of 10 containers, the hottest path there is.
+            client = self._client
+            if client is None or not client.connected:
+                client = await self._connect()
+            try:
+                got = await client.read_holding_registers(unit, first - 1, count, self.timeout)
+            except _TRANSPORT_ERRORS as err:
+                raise self._failure(f"unit {unit} regs {first}..{first + count - 1}", err) from None
+            self.last_success = time.monotonic()
             if len(got) < count:
                 what = "an empty reply" if not got else f"{len(got)} of {count} registers"
                 raise _NoAnswerError(f"regs {first}..{first + count - 1}: {what}")
@@ -451,6 +455,9 @@ class ContainerClient:
 
     async def close(self) -> None:
         """Drop the connection (the next call reconnects and logs in)."""
+        self._drop()
+
+    def _drop(self) -> None:
         client, self._client = self._client, None
         self._logged_in = False
         if client is not None:
@@ -488,14 +495,13 @@ class ContainerClient:
     async def _login(self) -> None:
         """Answer the container's challenge (reg 301..304) at reg 305..320."""
         self._logged_in = False
-        response = await self._call(
+        client = await self._connect()
+        challenge = await self._call(
             "login challenge",
-            "read_holding_registers",
-            r.REG_CHALLENGE - 1,
-            unit=r.UNIT_FCDU,
-            count=r.CHALLENGE_REGISTERS,
+            client.read_holding_registers(
+                r.UNIT_FCDU, r.REG_CHALLENGE - 1, r.CHALLENGE_REGISTERS, self.timeout
+            ),
         )
-        challenge = list(response.registers)
         if len(challenge) < r.CHALLENGE_REGISTERS:
             raise _RefusedError(
                 f"login challenge: {len(challenge)} of {r.CHALLENGE_REGISTERS} registers"
@@ -505,79 +511,64 @@ class ContainerClient:
             self._username,
             self._password,
         )
-        await self._call("login", "write_registers", r.REG_LOGIN - 1, answer, unit=r.UNIT_FCDU)
+        client = await self._connect()
+        await self._call(
+            "login", client.write_registers(r.UNIT_FCDU, r.REG_LOGIN - 1, answer, self.timeout)
+        )
         self._logged_in = True
         self._login_refusal = None
 
-    async def _connect(self) -> AsyncModbusTcpClient:
+    async def _connect(self) -> ModbusTcpConnection:
         """The open connection, connecting first when needed."""
         if self._client is not None and self._client.connected:
             return self._client
         await self.close()
-        # No pymodbus retries or reconnects, and its own timeout longer than ours: the
-        # timeouts here are asyncio's, the same in every pymodbus release.
-        client = AsyncModbusTcpClient(
-            self.host, port=self.port, timeout=self.timeout * 2, retries=0, reconnect_delay=0
-        )
-        gate_replies(client, fast_holding_registers=True)
-        _fail_on_disconnect(client)
-        quiet_exception_responses()
         try:
             async with asyncio.timeout(self.timeout):
-                connected = await client.connect()
+                client = await ModbusTcpConnection.open(self.host, self.port)
         except TimeoutError:
-            client.close()
             raise ContainerConnectionError(
                 f"{self}: no connection within {self.timeout:g} s"
             ) from None
-        except BaseException:
-            client.close()
-            raise
-        if not connected:
-            client.close()
-            raise ContainerConnectionError(f"{self}: cannot connect")
+        except OSError as err:
+            _LOGGER.debug("%s: cannot connect: %s", self, err)
+            raise ContainerConnectionError(f"{self}: cannot connect") from None
         self._client = client
         return client
 
-    async def _call(self, what: str, method: str, *args: Any, unit: int, **kwargs: Any) -> Any:
-        """One request (a pymodbus client method) in time; a failure says what and why."""
-        client = await self._connect()
-        kwargs[UNIT_KEYWORD] = unit
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+    async def _call(self, what: str, request: Awaitable[_T]) -> _T:
+        """One request (timed by the connection); a failure says what and why."""
         try:
-            async with asyncio.timeout_at(deadline):
-                response = await getattr(client, method)(*args, **kwargs)
-        except TimeoutError:
-            raise _NoAnswerError(f"{what}: no answer within {self.timeout:g} s") from None
-        except GarbledReplyError as err:
-            await self.close()
-            raise _DroppedError(f"{what}: a reply that does not decode ({err})") from None
-        except (ModbusException, OSError) as err:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # pymodbus >= 3.10 turns a cancellation into an exception: it was ours to get.
-                raise asyncio.CancelledError from err
-            if loop.time() >= deadline:  # ... and our own timeout's cancellation, too
-                raise _NoAnswerError(f"{what}: no answer within {self.timeout:g} s") from None
-            await self.close()
-            raise _DroppedError(f"{what}: {err}") from None
-        if response.isError():
-            code = int(getattr(response, "exception_code", 0))
-            raise _RefusedError(f"{what}: {_EXCEPTION_NAMES.get(code, 'exception')} ({code})")
+            result = await request
+        except _TRANSPORT_ERRORS as err:
+            raise self._failure(what, err) from None
         self.last_success = time.monotonic()
-        return response
+        return result
+
+    def _failure(self, what: str, err: Exception) -> _UnitError:
+        """What a failed request means; a connection that failed under it is dropped."""
+        if isinstance(err, TimeoutError):
+            return _NoAnswerError(f"{what}: no answer within {self.timeout:g} s")
+        if isinstance(err, ExceptionReplyError):
+            name = _EXCEPTION_NAMES.get(err.code, "exception")
+            return _RefusedError(f"{what}: {name} ({err.code})")
+        self._drop()
+        if isinstance(err, MalformedReplyError):
+            return _DroppedError(f"{what}: a reply that does not decode ({err})")
+        return _DroppedError(f"{what}: {err}")
 
     async def _write(self, unit: int, reg: int, value: int, what: str) -> None:
         """FC06; a failure logs in again and retries once, then raises ContainerCommandError."""
         try:
-            await self._call(what, "write_register", reg - 1, value, unit=unit)
+            client = await self._connect()
+            await self._call(what, client.write_register(unit, reg - 1, value, self.timeout))
         except _UnitError as first:
             _LOGGER.debug("%s: writing %s failed (%s): logging in again", self, what, first)
             await self._connect()
             await self._login_or_raise()
             try:
-                await self._call(what, "write_register", reg - 1, value, unit=unit)
+                client = await self._connect()
+                await self._call(what, client.write_register(unit, reg - 1, value, self.timeout))
             except _UnitError as failure:
                 raise ContainerCommandError(f"{self}: writing {what} failed: {failure}") from None
 
@@ -640,17 +631,3 @@ def _socket_targets(pdu: int | None, socket: int | None) -> dict[int, tuple[int,
     pdus = range(1, r.PDU_COUNT + 1) if pdu is None else (pdu,)
     sockets = tuple(range(1, r.SOCKETS_PER_PDU + 1)) if socket is None else (socket,)
     return dict.fromkeys(pdus, sockets)
-
-
-def _fail_on_disconnect(client: AsyncModbusTcpClient) -> None:
-    """A connection that closes fails the request in flight at once, not at its timeout."""
-    manager: Any = client.ctx
-    disconnected = manager.callback_disconnected
-
-    def callback_disconnected(exc: Exception | None) -> None:
-        future: asyncio.Future[Any] | None = getattr(manager, "response_future", None)
-        if future is not None and not future.done():
-            future.set_exception(ConnectionResetError("the container closed the connection"))
-        disconnected(exc)
-
-    manager.callback_disconnected = callback_disconnected

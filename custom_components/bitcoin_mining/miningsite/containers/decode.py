@@ -45,7 +45,8 @@ class _Unit:
         return self.regs[reg] == 1
 
     def flags(self, first: int, count: int) -> tuple[bool, ...]:
-        return tuple(self.regs[reg] == 1 for reg in range(first, first + count))
+        regs = self.regs
+        return tuple([regs[reg] == 1 for reg in range(first, first + count)])
 
     def value(
         self,
@@ -214,19 +215,22 @@ def container_status(cdu: CduReading, raw_errors: frozenset[str]) -> ContainerSt
     return ContainerStatus.RUNNING if cdu.pump_running else ContainerStatus.STOPPED
 
 
+_SOCKET_STATES = {r.SOCKET_ON: True, r.SOCKET_OFF: False}
+_SOCKET_STATE_REGS = tuple(r.socket_state_reg(socket) for socket in range(1, r.SOCKETS_PER_PDU + 1))
+
+
 def decode_pdu(pdu: int, regs: Registers) -> tuple[PduReading, Issues]:
     """PDU 1..12 (units 9-20); voltages are unsigned (upstream's int16 wraps above 327.67 V)."""
     unit = _Unit(r.unit_name(r.pdu_unit(pdu)), regs)
-    sockets: list[bool | None] = []
-    for socket in range(1, r.SOCKETS_PER_PDU + 1):
-        state = regs[r.socket_state_reg(socket)]
-        if state in (r.SOCKET_ON, r.SOCKET_OFF):
-            sockets.append(state == r.SOCKET_ON)
-        else:
-            sockets.append(None)
-            unit.issues[f"{unit.name}.socket_{socket}"] = (
-                f"state {state} is neither 1 (on) nor 2 (off): unknown"
-            )
+    # 240 sockets a container, 10 containers a poll: one lookup each.
+    states = [regs[reg] for reg in _SOCKET_STATE_REGS]
+    sockets = [_SOCKET_STATES.get(state) for state in states]
+    if None in sockets:
+        for socket, state in enumerate(states, 1):
+            if state not in _SOCKET_STATES:
+                unit.issues[f"{unit.name}.socket_{socket}"] = (
+                    f"state {state} is neither 1 (on) nor 2 (off): unknown"
+                )
     voltage = r.REG_PDU_VOLTAGE_AB
     current = r.REG_PDU_CURRENT_A
     reading = PduReading(
