@@ -37,6 +37,12 @@ DEV_OPTIONS = {
     "failback_hold_s": 30,
 }
 
+SMS_ENTITY = "notify.sms_from_15005550006"
+ALERT_OPTIONS = {
+    "alert_repeat_s": 60,
+    "alert_targets_critical": [SMS_ENTITY],
+    "alert_targets_high": [SMS_ENTITY],
+}
 # The dev site's Twilio SMS sender, pointed at the local stand-in (which logs each SMS).
 TWILIO_ANSWERS = {
     "account_sid": DEFAULT_ACCOUNT_SID,
@@ -52,6 +58,15 @@ async def has_value(api: HomeAssistantApi, entity_id: str) -> bool:
     try:
         float((await api.state(entity_id))["state"])
     except (StepError, ValueError):
+        return False
+    return True
+
+
+async def has_state(api: HomeAssistantApi, entity_id: str) -> bool:
+    """Whether the entity exists (any state)."""
+    try:
+        await api.state(entity_id)
+    except StepError:
         return False
     return True
 
@@ -124,6 +139,12 @@ async def main(args: argparse.Namespace) -> None:
         for entry_id in await api.entry_ids("bitcoin_mining"):
             if "twilio" not in await api.subentry_types(entry_id):
                 await api.add_subentry(entry_id, "twilio", TWILIO_ANSWERS)
+                await poll_until(
+                    lambda: has_state(api, SMS_ENTITY), 60, f"{SMS_ENTITY} to exist", 0.5
+                )
+                # Critical and high alerts go by SMS to the stand-in, told again every minute
+                # until acknowledged (a real site's default is 5 minutes).
+                await api.set_options(entry_id, ALERT_OPTIONS)
         await poll_until(
             lambda: has_value(api, MINING_ENERGY), 60, f"{MINING_ENERGY} to have a value", 0.5
         )

@@ -397,7 +397,7 @@ async def test_develop_adds_its_sender_through_the_rest_api(
 ) -> None:
     """scripts/develop's bootstrap adds the dev site's sender as an operator would (REST)."""
     from devtools.homeassistant import HomeAssistantApi
-    from scripts.dev.bootstrap import TWILIO_ANSWERS
+    from scripts.dev.bootstrap import ALERT_OPTIONS, SMS_ENTITY, TWILIO_ANSWERS
 
     assert await async_setup_component(hass, "websocket_api", {})
     assert await async_setup_component(hass, "config", {})
@@ -411,8 +411,16 @@ async def test_develop_adds_its_sender_through_the_rest_api(
     assert result["title"] == "SMS from +15005550006"
     assert await api.subentry_types(entry_id) == [SUBENTRY_TWILIO]
     await hass.async_block_till_done()
-    await send(hass, "notify.sms_from_15005550006", "from the dev site")
+    await send(hass, SMS_ENTITY, "from the dev site")
     assert [(m.to, m.body) for m in twilio.messages] == [("+15005550010", "from the dev site")]
+    # Then its critical and high alerts are routed to that sender (the options flow).
+    await api.set_options(entry_id, ALERT_OPTIONS)
+    await hass.async_block_till_done()
+    [entry] = hass.config_entries.async_entries(DOMAIN)
+    routes = {s.value: list(t) for s, t in entry.runtime_data.alerts.routes.items()}
+    assert routes["critical"] == routes["high"] == [SMS_ENTITY]
+    assert routes["warning"] == []
+    assert entry.runtime_data.alerts.repeat_s == ALERT_OPTIONS["alert_repeat_s"]
 
 
 async def test_the_stand_in_logs_each_sms_it_accepts(twilio: TwilioStandIn, tmp_path: Any) -> None:
