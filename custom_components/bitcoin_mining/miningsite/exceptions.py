@@ -87,3 +87,27 @@ class PoolNotListedError(MiningSiteError):
         self.key = key
         self.url = url
         super().__init__(f"{key} does not list pool {url}")
+
+
+class ContainerError(MiningSiteError):
+    """A MicroBT container could not be read or did not do what was asked."""
+
+
+class ContainerConnectionError(ContainerError, DeviceConnectionError):
+    """Nothing answers at the container's address, or no unit answered in time."""
+
+
+class ContainerAuthError(ContainerError, DeviceAuthError):
+    """The container refused the login."""
+
+
+class ContainerKindError(ContainerError, DeviceProtocolError):
+    """The container answers but is not the configured kind, or its kind cannot be told."""
+
+
+class ContainerCommandError(ContainerError, CommandNotConfirmedError):
+    """A write to the container was refused or did not read back."""
+
+
+class ContainerValueError(ContainerError, ValueError):
+    """A container command got an argument the container cannot take (no such socket)."""
