@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from homeassistant.config_entries import (
+    SIGNAL_CONFIG_ENTRY_CHANGED,
+    ConfigEntry,
+    ConfigEntryChange,
+)
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import (
     config_validation as cv,
@@ -11,6 +18,7 @@ from homeassistant.helpers import (
     issue_registry as ir,
 )
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
 
@@ -40,6 +48,12 @@ from .const import (
     WARM_UP_WAIT_S,
     meter_unique_id,
 )
+from .container import (
+    ContainerCoordinator,
+    container_identifier,
+    container_subentries,
+    critical_issue_id,
+)
 from .coordinator import GridCoordinator, SiteCoordinator, implausible_issue_id
 from .entity import site_device_info, site_identifier
 from .failover import FailoverController, local_pool_issue_id
@@ -55,6 +69,7 @@ from .supply import SupplySensors
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
+    Platform.EVENT,
     Platform.NUMBER,
     Platform.SELECT,
     Platform.SENSOR,
@@ -161,6 +176,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     site_device = registry.async_get_or_create(
         config_entry_id=entry.entry_id, **site_device_info(entry)
     )
+    containers = await _async_setup_containers(hass, entry)
     entry.runtime_data = BitcoinMiningData(
         grid=grid,
         site=site,
@@ -168,6 +184,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         balancer=balancer,
         failover=failover,
         site_device_id=site_device.id,
+        containers=containers,
     )
     entry.async_on_unload(store.async_save)
     grid.start()
@@ -184,10 +201,44 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     balancer.attach()
     if not HAS_OPTIONS_FLOW_WITH_RELOAD:
         entry.async_on_unload(entry.add_update_listener(_async_reload_on_options_change))
+    else:
+        # No update listener (a reconfigure's reload refuses one): a container added,
+        # changed or removed reloads the site from the entry's change signal instead.
+        entry.async_on_unload(_reload_on_container_change(hass, entry))
     # Sessions, tokens and web configurations ready before the site says it is loaded:
     # the first under-frequency shed after a start is then as quick as any other.
     await fleet.async_writes_prepared(WARM_UP_WAIT_S)
     return True
+
+
+async def _async_setup_containers(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry
+) -> dict[str, ContainerCoordinator]:
+    """A coordinator per container; one that does not answer does not hold the site back."""
+    containers: dict[str, ContainerCoordinator] = {}
+    for subentry_id, subentry in container_subentries(entry).items():
+        coordinator = ContainerCoordinator(hass, entry, subentry)
+        entry.async_on_unload(coordinator.async_shutdown)
+        await coordinator.async_refresh()
+        containers[subentry_id] = coordinator
+    return containers
+
+
+def _reload_on_container_change(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry
+) -> Callable[[], None]:
+    """Reload the site when its container subentries differ from those it was set up with."""
+    loaded = {sub_id: sub.data for sub_id, sub in container_subentries(entry).items()}
+
+    @callback
+    def changed(change: ConfigEntryChange, changed_entry: ConfigEntry) -> None:
+        if change is not ConfigEntryChange.UPDATED or changed_entry.entry_id != entry.entry_id:
+            return
+        now = {sub_id: sub.data for sub_id, sub in container_subentries(entry).items()}
+        if now != loaded:
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+
+    return async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, changed)
 
 
 async def _async_reload_on_options_change(
@@ -203,6 +254,7 @@ def _remove_stale_devices(
     """Remove the devices of miners that are no longer part of the site."""
     registry = dr.async_get(hass)
     keep = {(DOMAIN, site_identifier(entry))} | {(DOMAIN, mac) for mac in macs}
+    keep |= {(DOMAIN, container_identifier(sub_id)) for sub_id in container_subentries(entry)}
     for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
         if not device.identifiers & keep:
             registry.async_remove_device(device.id)
@@ -217,6 +269,8 @@ async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntr
     """Delete the site's stored cycle counts (and its repair issues) with the site itself."""
     ir.async_delete_issue(hass, DOMAIN, implausible_issue_id(entry.entry_id))
     ir.async_delete_issue(hass, DOMAIN, local_pool_issue_id(entry.entry_id))
+    for subentry_id in container_subentries(entry):
+        ir.async_delete_issue(hass, DOMAIN, critical_issue_id(subentry_id))
     await SiteStore(hass, entry.entry_id).async_remove()
 
 

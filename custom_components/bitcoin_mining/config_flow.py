@@ -11,6 +11,7 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -33,8 +34,10 @@ from .const import (
     LOGGER,
     MINER_TIMEOUT_S,
     PRESET_CUSTOM,
+    SUBENTRY_CONTAINER,
     meter_unique_id,
 )
+from .container_flow import ContainerSubentryFlow
 from .miningsite.addresses import MinerAddress
 from .miningsite.exceptions import (
     DeviceConnectionError,
@@ -120,6 +123,14 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_options_flow(config_entry: ConfigEntry) -> BitcoinMiningOptionsFlow:
         """Options: cadence, thresholds, budget, miners, allocation."""
         return BitcoinMiningOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """A site's MicroBT containers are its subentries."""
+        return {SUBENTRY_CONTAINER: ContainerSubentryFlow}
 
     def _form(
         self, step_id: str, schema: vol.Schema, values: Mapping[str, Any] | None, **extra: Any

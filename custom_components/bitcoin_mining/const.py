@@ -145,3 +145,21 @@ def default_under_frequency(nominal_hz: float) -> float:
 def meter_unique_id(host: str, port: int, unit_id: int) -> str:
     """A site's unique id: its grid meter, so one meter cannot serve two sites."""
     return f"{host.strip().lower()}:{int(port)}:{int(unit_id)}"
+
+
+# MicroBT containers: one config subentry each (data: connection, login, the miners in it).
+SUBENTRY_CONTAINER: Final = "container"
+CONF_CONTAINER_NAME: Final = "name"
+CONF_CONTAINER_KIND: Final = "kind"
+CONF_CONTAINER_HOST: Final = "host"
+CONF_CONTAINER_PORT: Final = "port"
+CONF_CONTAINER_USERNAME: Final = "username"
+CONF_CONTAINER_PASSWORD: Final = "password"  # noqa: S105 - a config key, not a secret
+CONF_CONTAINER_MINERS: Final = "miners"
+# The n-th miner of the container is on PDU n // 20 + 1, socket n % 20 + 1 (the sockets
+# enabled by default are those that feed a listed miner).
+CONF_CONTAINER_SOCKETS_IN_ORDER: Final = "sockets_in_order"
+KIND_DETECT: Final = "detect"
+DEFAULT_CONTAINER_PORT: Final = 502
+CONTAINER_TIMEOUT_S: Final = 3.0
+DEFAULT_CONTAINER_INTERVAL: Final = 10.0

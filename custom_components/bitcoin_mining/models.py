@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
@@ -10,6 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 if TYPE_CHECKING:
     # Annotations only: the coordinators themselves import this module for the alias.
     from .balancer import LoadBalancer
+    from .container import ContainerCoordinator
     from .coordinator import GridCoordinator, SiteCoordinator
     from .failover import FailoverController
     from .fleet import FleetCoordinator
@@ -26,6 +27,8 @@ class BitcoinMiningData:
     failover: FailoverController
     # The site device's registry id: the parent of every ASIC's device.
     site_device_id: str
+    # The site's MicroBT containers by config subentry id.
+    containers: dict[str, ContainerCoordinator] = field(default_factory=dict)
 
 
 type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 
+from .models import ContainerReading
+
 
 class Severity(IntEnum):
     """How bad an alarm is; a container's severity is its worst active alarm's."""
@@ -52,6 +54,41 @@ PRESSURE_LOW = "{}_pressure_low"
 PRESSURE_HIGH = "{}_pressure_high"
 # The loop pressures checked against the range, by the names AlarmInputs uses.
 PRESSURES: tuple[str, ...] = ("unit_inlet", "unit_outlet", "pump_inlet", "pump_outlet")
+
+# The CDU's system-error bitmap (bits 0-24; bit 22 repeats bit 21's name upstream, and is
+# presumably the return side) and its general faults (regs 96-100), in register order.
+RAW_ERRORS: tuple[str, ...] = (
+    "low_inlet_pressure_circ_pump",
+    "low_outlet_pressure_circ_pump",
+    "high_outlet_pressure_circ_pump",
+    "circulating_pump_fault",
+    "circ_pump_inverter_fault",
+    "high_pressure_diff_filter",
+    "small_inlet_outlet_pressure_diff",
+    "large_inlet_outlet_pressure_diff",
+    "high_inlet_temp_unit",
+    "high_outlet_temp_unit",
+    "small_temp_dew_point_diff_inlet_unit",
+    "circ_pump_inlet_pressure_sensor_fault",
+    "circ_pump_outlet_pressure_sensor_fault",
+    "unit_inlet_temp_sensor_fault",
+    "unit_outlet_temp_sensor_fault",
+    "unit_inlet_pressure_sensor_fault",
+    "unit_outlet_pressure_sensor_fault",
+    "filter_front_pressure_sensor_fault",
+    "filter_rear_pressure_sensor_fault",
+    "bypass_valve_fault",
+    "fan_fault",
+    "temp_sensor_chilled_water_supply_fault",
+    "temp_sensor_chilled_water_return_fault",
+    "pressure_sensor_chilled_water_supply_fault",
+    "circ_pump_high_inlet_pressure",
+    "outdoor_ambient_temp_sensor_fault",
+    "indoor_temp_humidity_sensor_fault",
+    "makeup_water_pump_fault",
+    "power_fault",
+    "water_immersion_alarm",
+)
 
 _CRITICAL = (
     "circulating_pump_fault",
@@ -279,3 +316,35 @@ def evaluate(
         raised.append(alarm)
     cleared = tuple(previous.active[n] for n in sorted(previous.active) if n not in wanted)
     return AlarmState(MappingProxyType(active)), tuple(raised), cleared
+
+
+def alarm_inputs(reading: ContainerReading | None) -> AlarmInputs:
+    """What a container's read tells the alarms (None: the container did not answer at all)."""
+    if reading is None:
+        return AlarmInputs(raw_errors=None)
+    cdu, env = reading.cdu, reading.environment
+    pdus = [pdu for pdu in reading.pdus if pdu is not None]
+    smoke = water = None
+    if env is not None:
+        # A PDU's own detectors count as much as the container's.
+        smoke = env.smoke or any(any(pdu.smoke_alarms) for pdu in pdus)
+        water = env.water_ingress or any(any(pdu.water_ingress_alarms) for pdu in pdus)
+    if cdu is None:
+        return AlarmInputs(raw_errors=None, smoke=smoke, water_ingress=water)
+    raw = set(reading.raw_errors)
+    if cdu.pump_fault:
+        # Kehua's pump status register says error (200) without a bit in the bitmap.
+        raw.add("circulating_pump_fault")
+    return AlarmInputs(
+        raw_errors=frozenset(raw),
+        smoke=smoke,
+        water_ingress=water,
+        inlet_temp_c=cdu.inlet_temp_c,
+        pressures_bar={
+            "unit_inlet": cdu.inlet_pressure_bar,
+            "unit_outlet": cdu.outlet_pressure_bar,
+            "pump_inlet": cdu.pump_inlet_pressure_bar,
+            "pump_outlet": cdu.pump_outlet_pressure_bar,
+        },
+        running=cdu.pump_running,
+    )
