@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-import inspect
 import math
 import struct
 import time
@@ -21,6 +20,11 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from .exceptions import DeviceConnectionError, DeviceProtocolError, DeviceTimeoutError
+from .modbus import (
+    GarbledReplyError as _GarbledReplyError,
+    gate_replies as _gate_replies,
+    unit_keyword as _unit_keyword,
+)
 
 # Grid frequency outside this band is a decoding error, not a grid event.
 PLAUSIBLE_FREQUENCY_HZ = (40.0, 70.0)
@@ -212,60 +216,6 @@ def validate_frequency(hz: float, nominal_hz: float) -> float:
             f"{hz} Hz does not decode to a plausible frequency on a {nominal_hz:g} Hz grid"
         )
     return hz
-
-
-def _unit_keyword(client: AsyncModbusTcpClient) -> str:
-    """Pymodbus 3.10 renamed the unit id keyword from `slave` to `device_id`."""
-    parameters = inspect.signature(client.read_holding_registers).parameters
-    return "device_id" if "device_id" in parameters else "slave"
-
-
-class _GarbledReplyError(DeviceProtocolError):
-    """Bytes from the meter that are not a Modbus TCP reply."""
-
-
-# Modbus TCP application header: transaction id, protocol id (0), length of what follows.
-_MBAP = struct.Struct(">HHH")
-
-
-def _gate_replies(client: AsyncModbusTcpClient) -> None:
-    """Let a reply reach pymodbus only when it answers the request in flight.
-
-    pymodbus 3.8 hands every decoded reply to the current request's future: a reply to a
-    request that already ended (timed out, cancelled, or answered twice) raises
-    InvalidStateError inside data_received, so asyncio logs "Fatal error" and drops the
-    connection; one that lands during the next request answers it with the wrong
-    registers; an undecodable one raises there too. pymodbus >= 3.10 filters the first
-    two itself, so the gate changes nothing there.
-    """
-    manager: Any = client.ctx
-    deliver = manager.callback_data
-
-    def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
-        used = 0
-        while len(data) - used >= _MBAP.size:
-            tid, protocol, length = _MBAP.unpack_from(data, used)
-            future: asyncio.Future[Any] = manager.response_future
-            if protocol != 0:
-                # Not Modbus TCP: nothing after it can be framed, so drop it all.
-                if not future.done():
-                    future.set_exception(_GarbledReplyError(f"protocol id {protocol}"))
-                return len(data)
-            end = used + _MBAP.size + length
-            if end > len(data):
-                break  # the rest of the frame is still on its way
-            if future.done() or tid != manager.next_tid:
-                used = end  # a stray reply: the request it answers is over
-                continue
-            try:
-                deliver(data[used:end], addr)
-            except (ModbusException, ValueError, IndexError, struct.error) as err:
-                if not future.done():
-                    future.set_exception(_GarbledReplyError(str(err) or type(err).__name__))
-            used = end
-        return used
-
-    manager.callback_data = callback_data
 
 
 class GridMeter:

@@ -1,15 +1,102 @@
-"""The MicroBT container client: one Modbus TCP connection, the unit id per request."""
+"""The MicroBT container client: one Modbus TCP connection, the unit id per request.
+
+Reads: every unit's blocks in turn (FC03). A unit that times out, refuses a block (illegal
+address or function), answers short or empty leaves only its own block None, with the
+reason in `unit_errors`; only when no unit answers does read() raise. Three units in a row
+timing out with nothing read yet mean the container is not answering: the read stops there
+rather than wait out every unit. A timed-out unit is not retried within the read (the next
+read is its retry), so one silent unit costs one timeout per poll, not three.
+
+Login (challenge, then SHA-256(challenge ‖ MD5(user) ‖ MD5(password)) written to reg 305) on
+every new connection. Reads do not need it: a refused login is noted in `unit_errors["login"]`
+and the read goes on; writes do (ContainerAuthError). A failed write logs in again and is
+retried once, as upstream; every write is then confirmed by reading back.
+"""
 
 from __future__ import annotations
 
-from .models import ContainerKind, ContainerReading
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+import hashlib
+import logging
+import math
+import time
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from ..exceptions import (
+    ContainerAuthError,
+    ContainerCommandError,
+    ContainerConnectionError,
+    ContainerKindError,
+    ContainerValueError,
+)
+from ..modbus import UNIT_KEYWORD, GarbledReplyError, gate_replies
+from . import decode, registers as r
+from .models import ContainerKind, ContainerReading, MeterReading, PduReading
+
+_LOGGER = logging.getLogger(__name__)
 
 DEFAULT_PORT = 502
-DEFAULT_FAN_THRESHOLD_REGISTERS = (613, 614, 615)
+DEFAULT_FAN_THRESHOLD_REGISTERS = r.DEFAULT_FAN_THRESHOLD_REGISTERS
+# Units timing out in a row, with nothing read yet, after which the container is offline.
+MAX_SILENT_UNITS = 3
+# Modbus exception codes, for the reasons we give.
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target did not respond",
+}
+
+
+class _UnitError(Exception):
+    """One request that did not give what was asked (the unit becomes unknown)."""
+
+
+class _NoAnswerError(_UnitError):
+    """No answer in time."""
+
+
+class _RefusedError(_UnitError):
+    """A Modbus exception response."""
+
+
+class _DroppedError(_UnitError):
+    """The connection failed under the request."""
+
+
+def _login_response(challenge: bytes, username: str, password: str) -> list[int]:
+    """The 16 registers of the login: SHA-256(challenge ‖ MD5(user) ‖ MD5(password))."""
+    digest = hashlib.sha256(
+        challenge
+        + hashlib.md5(username.encode(), usedforsecurity=False).digest()
+        + hashlib.md5(password.encode(), usedforsecurity=False).digest()
+    ).digest()
+    return [int.from_bytes(digest[i : i + 2], "big") for i in range(0, len(digest), 2)]
+
+
+def _check_number(name: str, value: float, bounds: tuple[float, float]) -> int:
+    """A threshold as its register (x100, two's complement); ContainerValueError if out of range."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ContainerValueError(f"{name} must be a number, not {value!r}")
+    if not low <= value <= high:
+        raise ContainerValueError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+    return round(value * 100) & 0xFFFF
 
 
 class ContainerClient:
     """Reads and switches one container; every write is confirmed by reading it back."""
+
+    # Read-back of a write: attempts and the pause between them (a relay takes a moment).
+    readback_attempts = 3
+    readback_interval_s = 0.5
 
     def __init__(
         self,
@@ -23,29 +110,290 @@ class ContainerClient:
         fan_threshold_registers: tuple[int, int, int] = DEFAULT_FAN_THRESHOLD_REGISTERS,
     ) -> None:
         """Describe the container (kind None: detected on the first read); nothing connects yet."""
+        if not 1 <= port <= 65535:
+            raise ContainerValueError(f"port must be 1..65535, not {port}")
+        if not timeout > 0:
+            raise ContainerValueError(f"timeout must be positive, not {timeout}")
+        if len(fan_threshold_registers) != 3 or len(set(fan_threshold_registers)) != 3:
+            raise ContainerValueError("the fan thresholds need three different registers")
+        if not all(1 <= reg <= 65536 for reg in fan_threshold_registers):
+            raise ContainerValueError("a fan threshold register must be 1..65536")
         self.host = host
         self.port = port
         self.kind = kind
         self.timeout = timeout
         self.fan_threshold_registers = fan_threshold_registers
+        # Monotonic time of the last request the container answered (offline detection).
+        self.last_success: float | None = None
         self._username = username
         self._password = password
+        self._client: AsyncModbusTcpClient | None = None
+        self._logged_in = False
+        self._login_error: str | None = None
+        self._kind_checked = False
+        self._lock = asyncio.Lock()
+        self._fcdu_blocks = r.fcdu_blocks(fan_threshold_registers)
+        # unit_errors keys already logged: each cause is logged once, and once when it ends.
+        self._reported: set[str] = set()
+
+    def __repr__(self) -> str:
+        """Where the container is (never the login)."""
+        return f"ContainerClient({self.host}:{self.port}, kind={self.kind})"
+
+    # --- reads ---
 
     async def read(self) -> ContainerReading:
         """One full read: a failing unit leaves its block None; all failing raise."""
-        raise NotImplementedError
+        async with self._lock:
+            unit_errors: dict[str, str] = {}
+            await self._open(unit_errors)
+            regs, failures = await self._read_units(self._plan())
+            if not regs:
+                self._raise_nothing_read(failures, unit_errors)
+            kind = self._check_kind(regs.get(r.UNIT_FCDU), regs.get(r.UNIT_GTEMP), failures)
+            for unit, failure in failures.items():
+                unit_errors[r.unit_name(unit)] = str(failure)
+            reading = self._decode(kind, regs, unit_errors)
+            self._report(unit_errors)
+            return reading
 
     async def detect_kind(self) -> ContainerKind:
-        """Tell Kehua from Wonderint by their registers (ContainerKindError if they do not tell)."""
-        raise NotImplementedError
+        """Tell Kehua from Wonderint by their registers (ContainerKindError if they do not tell).
+
+        The rule is decode.detect's: Kehua's pump status in reg 208 (100/200), its cooling
+        system status in reg 212, or an ambient raw value only ÷100 makes sense of; a
+        Wonderint's outlet water temperature in reg 211. Evidence for both, or for neither,
+        cannot tell.
+        """
+        async with self._lock:
+            await self._open({})
+            regs, failures = await self._read_units(
+                ((r.UNIT_FCDU, self._fcdu_blocks), (r.UNIT_GTEMP, r.GTEMP_BLOCKS))
+            )
+            fcdu = regs.get(r.UNIT_FCDU)
+            if fcdu is None:
+                failure = failures[r.UNIT_FCDU]
+                if isinstance(failure, _RefusedError):
+                    raise ContainerKindError(
+                        f"{self}: the CDU (unit 1) refuses its registers ({failure}):"
+                        " not a MicroBT container"
+                    )
+                raise ContainerConnectionError(f"{self}: the CDU (unit 1): {failure}")
+            kind = self._detected(fcdu, regs.get(r.UNIT_GTEMP))
+            if self.kind is None:
+                self.kind = kind
+            return kind
+
+    def _detected(self, fcdu: Mapping[int, int], gtemp: Mapping[int, int] | None) -> ContainerKind:
+        kind = decode.detect(fcdu, gtemp)
+        if kind is None:
+            evidence = decode.kind_evidence(fcdu, gtemp)
+            signs = "; ".join(sign for signs in evidence.values() for sign in signs)
+            raise ContainerKindError(
+                f"{self}: cannot tell Kehua from Wonderint"
+                + (f" (contradictory: {signs})" if signs else " (no register tells them apart)")
+            )
+        return kind
+
+    def _check_kind(
+        self,
+        fcdu: Mapping[int, int] | None,
+        gtemp: Mapping[int, int] | None,
+        failures: Mapping[int, _UnitError],
+    ) -> ContainerKind:
+        """The kind to decode with: detected when not configured, checked once when it is."""
+        if self.kind is None:
+            if fcdu is None:
+                raise ContainerKindError(
+                    f"{self}: cannot tell Kehua from Wonderint: the CDU (unit 1) did not"
+                    f" answer ({failures[r.UNIT_FCDU]})"
+                )
+            self.kind = self._detected(fcdu, gtemp)
+            self._kind_checked = True
+        elif not self._kind_checked and fcdu is not None:
+            # Checked on the first read only: a wrong kind is a configuration error, and a
+            # register that later misleads the rule must not take a running container down.
+            shown = decode.detect(fcdu, gtemp)
+            if shown is not None and shown is not self.kind:
+                evidence = "; ".join(decode.kind_evidence(fcdu, gtemp)[shown])
+                raise ContainerKindError(
+                    f"{self} is configured {self.kind} but is {shown}: {evidence}"
+                )
+            self._kind_checked = True
+        return self.kind
+
+    def _plan(self) -> tuple[tuple[int, tuple[r.Block, ...]], ...]:
+        """Every unit and its blocks, the CDU first (it tells the kind)."""
+        return (
+            (r.UNIT_FCDU, self._fcdu_blocks),
+            (r.UNIT_GTEMP, r.GTEMP_BLOCKS),
+            (r.UNIT_HENV, r.HENV_BLOCKS),
+            *((r.meter_unit(index), r.METER_BLOCKS) for index in range(r.METER_COUNT)),
+            (r.UNIT_DIAG, r.DIAG_BLOCKS),
+            *((r.pdu_unit(pdu), r.PDU_BLOCKS) for pdu in range(1, r.PDU_COUNT + 1)),
+        )
+
+    async def _read_units(
+        self, plan: tuple[tuple[int, tuple[r.Block, ...]], ...]
+    ) -> tuple[dict[int, dict[int, int]], dict[int, _UnitError]]:
+        """Each unit's registers, or why not."""
+        regs: dict[int, dict[int, int]] = {}
+        failures: dict[int, _UnitError] = {}
+        silent = 0
+        stop: _UnitError | None = None
+        for unit, blocks in plan:
+            if stop is not None:
+                failures[unit] = stop
+                continue
+            try:
+                regs[unit] = await self._read_blocks(unit, blocks)
+            except _UnitError as failure:
+                failures[unit] = failure
+                silent = silent + 1 if isinstance(failure, _NoAnswerError) else 0
+                if silent >= MAX_SILENT_UNITS and not regs:
+                    stop = _NoAnswerError(f"not read: {silent} units in a row did not answer")
+            except ContainerConnectionError as err:
+                # Dropped, and the container no longer takes connections: nothing more to read.
+                failures[unit] = stop = _DroppedError(f"not read: {err}")
+            else:
+                silent = 0
+        return regs, failures
+
+    async def _read_blocks(self, unit: int, blocks: tuple[r.Block, ...]) -> dict[int, int]:
+        """One unit's registers {reg N: raw}; the first block that fails fails the unit."""
+        values: dict[int, int] = {}
+        for first, count in blocks:
+            response = await self._call(
+                f"unit {unit} regs {first}..{first + count - 1}",
+                "read_holding_registers",
+                first - 1,
+                unit=unit,
+                count=count,
+            )
+            got = list(response.registers)
+            if len(got) < count:
+                what = "an empty reply" if not got else f"{len(got)} of {count} registers"
+                raise _NoAnswerError(f"regs {first}..{first + count - 1}: {what}")
+            values.update(zip(range(first, first + count), got, strict=False))
+        return values
+
+    def _raise_nothing_read(
+        self, failures: Mapping[int, _UnitError], unit_errors: Mapping[str, str]
+    ) -> None:
+        """No unit answered: say why in the one error that fits."""
+        first = failures[r.UNIT_FCDU]
+        if "login" in unit_errors and self._login_refused:
+            raise ContainerAuthError(
+                f"{self}: the login was refused ({unit_errors['login']}) and no unit answers"
+            )
+        if all(isinstance(failure, _RefusedError) for failure in failures.values()):
+            raise ContainerKindError(
+                f"{self} answers but refuses every unit ({first}): not a MicroBT container"
+            )
+        raise ContainerConnectionError(f"{self}: no unit answers ({first})")
+
+    def _decode(
+        self,
+        kind: ContainerKind,
+        regs: Mapping[int, Mapping[int, int]],
+        unit_errors: dict[str, str],
+    ) -> ContainerReading:
+        cdu = status = None
+        raw_errors: frozenset[str] = frozenset()
+        if (fcdu := regs.get(r.UNIT_FCDU)) is not None:
+            cdu, issues = decode.decode_cdu(kind, fcdu, self.fan_threshold_registers)
+            unit_errors.update(issues)
+            raw_errors = decode.system_errors(fcdu) | decode.general_faults(fcdu)
+            status = decode.container_status(cdu, raw_errors)
+        ambient = None
+        if (gtemp := regs.get(r.UNIT_GTEMP)) is not None:
+            ambient, issues = decode.decode_ambient(kind, gtemp)
+            unit_errors.update(issues)
+        henv = regs.get(r.UNIT_HENV)
+        meters: list[MeterReading | None] = []
+        for index in range(r.METER_COUNT):
+            meter = None
+            if (values := regs.get(r.meter_unit(index))) is not None:
+                meter, issues = decode.decode_meter(index, values)
+                unit_errors.update(issues)
+            meters.append(meter)
+        pdus: list[PduReading | None] = []
+        for pdu in range(1, r.PDU_COUNT + 1):
+            reading = None
+            if (values := regs.get(r.pdu_unit(pdu))) is not None:
+                reading, issues = decode.decode_pdu(pdu, values)
+                unit_errors.update(issues)
+            pdus.append(reading)
+        powers = [meter.power_kw if meter else None for meter in meters]
+        diag = regs.get(r.UNIT_DIAG)
+        return ContainerReading(
+            kind=kind,
+            status=status,
+            power_w=None if None in powers else sum(p or 0.0 for p in powers) * 1000,
+            meters=tuple(meters),
+            ambient=ambient,
+            environment=None if henv is None else decode.decode_environment(henv),
+            cdu=cdu,
+            pdus=tuple(pdus),
+            diagnostics=None if diag is None else decode.decode_diagnostics(diag),
+            raw_errors=raw_errors,
+            unit_errors=unit_errors,
+        )
+
+    def _report(self, unit_errors: Mapping[str, str]) -> None:
+        """Log each cause once when it starts and once when it ends."""
+        for key in unit_errors.keys() - self._reported:
+            _LOGGER.warning(
+                "Container %s:%s: %s unknown: %s", self.host, self.port, key, unit_errors[key]
+            )
+        for key in self._reported - unit_errors.keys():
+            _LOGGER.info("Container %s:%s: %s is known again", self.host, self.port, key)
+        self._reported = set(unit_errors)
+
+    # --- writes ---
 
     async def set_socket(self, pdu: int | None, socket: int | None, on: bool) -> None:
         """Switch a socket, a PDU's sockets (socket None) or all (both None); read back."""
-        raise NotImplementedError
+        targets = _socket_targets(pdu, socket)
+        value = r.SOCKET_ON if on else r.SOCKET_OFF
+        async with self._lock:
+            await self._open_for_write()
+            for number, sockets in targets.items():
+                for each in sockets:
+                    await self._write(
+                        r.pdu_unit(number),
+                        r.socket_switch_reg(each),
+                        value,
+                        f"PDU {number} socket {each}",
+                    )
+
+            async def wrong() -> list[str]:
+                missing = []
+                for number, sockets in targets.items():
+                    states = await self._read_back(
+                        r.pdu_unit(number), r.socket_state_reg(1), r.SOCKETS_PER_PDU
+                    )
+                    missing += [
+                        f"PDU {number} socket {each} reads {states[each - 1]}"
+                        for each in sockets
+                        if states[each - 1] != value
+                    ]
+                return missing
+
+            await self._confirm(wrong, f"switching {'on' if on else 'off'} ({value})")
 
     async def set_cooling(self, on: bool) -> None:
-        """Switch the cooling system (reg 601); read back."""
-        raise NotImplementedError
+        """Switch the cooling system, i.e. the container (reg 601: 1 on, 0 off); read back."""
+        value = int(on)
+        async with self._lock:
+            await self._open_for_write()
+            await self._write(r.UNIT_FCDU, r.REG_MAIN_CONTROL, value, "the cooling system")
+
+            async def wrong() -> list[str]:
+                (state,) = await self._read_back(r.UNIT_FCDU, r.REG_MAIN_CONTROL, 1)
+                return [] if state == value else [f"reg 601 reads {state}"]
+
+            await self._confirm(wrong, f"switching the cooling system {'on' if on else 'off'}")
 
     async def set_fan_thresholds(
         self,
@@ -54,9 +402,224 @@ class ContainerClient:
         start_temp: float | None = None,
         stop_temp: float | None = None,
     ) -> None:
-        """Write the cooling-fan thresholds given (None: left alone); read back."""
-        raise NotImplementedError
+        """Write the cooling-fan thresholds given (None: left alone); read back.
+
+        Unlike upstream (which skips any falsy value), 0 is written when asked for: None is
+        what leaves a threshold alone. Speed 0..100 %, temperatures -20..100 °C, the stop
+        temperature below the start temperature when both are given.
+        """
+        wanted = {
+            reg: (name, _check_number(name, value, bounds))
+            for reg, name, value, bounds in zip(
+                self.fan_threshold_registers,
+                ("running_speed", "start_temp", "stop_temp"),
+                (running_speed, start_temp, stop_temp),
+                (r.PERCENT, r.FAN_TEMP_C, r.FAN_TEMP_C),
+                strict=True,
+            )
+            if value is not None
+        }
+        if not wanted:
+            raise ContainerValueError("give at least one fan threshold to set")
+        if start_temp is not None and stop_temp is not None and stop_temp >= start_temp:
+            raise ContainerValueError(
+                f"the stop temperature ({stop_temp:g} °C) must be below the start"
+                f" temperature ({start_temp:g} °C)"
+            )
+        async with self._lock:
+            await self._open_for_write()
+            for reg, (name, raw) in wanted.items():
+                await self._write(r.UNIT_FCDU, reg, raw, f"fan {name} (reg {reg})")
+
+            async def wrong() -> list[str]:
+                missing = []
+                for reg, (name, raw) in wanted.items():
+                    (state,) = await self._read_back(r.UNIT_FCDU, reg, 1)
+                    if state != raw:
+                        missing.append(f"fan {name} reg {reg} reads {decode.int16(state) / 100:g}")
+                return missing
+
+            await self._confirm(wrong, "setting the fan thresholds")
+
+    async def login(self) -> None:
+        """Connect and log in now (ContainerAuthError if refused): the setup check."""
+        async with self._lock:
+            await self._open_for_write()
 
     async def close(self) -> None:
         """Drop the connection (the next call reconnects and logs in)."""
-        raise NotImplementedError
+        client, self._client = self._client, None
+        self._logged_in = False
+        if client is not None:
+            client.close()
+
+    # --- connection, login, requests ---
+
+    @property
+    def _login_refused(self) -> bool:
+        return self._login_error is not None
+
+    async def _open(self, unit_errors: dict[str, str]) -> None:
+        """Connect (ContainerConnectionError if nothing answers) and try to log in."""
+        await self._connect()
+        if self._logged_in:
+            return
+        self._login_error = None
+        try:
+            await self._login()
+        except _UnitError as failure:
+            self._login_error = str(failure)
+            unit_errors["login"] = (
+                f"refused: {failure}" if isinstance(failure, _RefusedError) else str(failure)
+            )
+
+    async def _open_for_write(self) -> None:
+        """Connect and log in; a write needs the login (ContainerAuthError)."""
+        await self._connect()
+        if not self._logged_in:
+            await self._login_or_raise()
+
+    async def _login_or_raise(self) -> None:
+        try:
+            await self._login()
+        except _RefusedError as failure:
+            raise ContainerAuthError(f"{self} refused the login: {failure}") from None
+        except _UnitError as failure:
+            raise ContainerConnectionError(f"{self}: login: {failure}") from None
+
+    async def _login(self) -> None:
+        """Answer the container's challenge (reg 301..304) at reg 305..320."""
+        self._logged_in = False
+        response = await self._call(
+            "login challenge",
+            "read_holding_registers",
+            r.REG_CHALLENGE - 1,
+            unit=r.UNIT_FCDU,
+            count=r.CHALLENGE_REGISTERS,
+        )
+        challenge = list(response.registers)
+        if len(challenge) < r.CHALLENGE_REGISTERS:
+            raise _RefusedError(
+                f"login challenge: {len(challenge)} of {r.CHALLENGE_REGISTERS} registers"
+            )
+        answer = _login_response(
+            b"".join(value.to_bytes(2, "big") for value in challenge),
+            self._username,
+            self._password,
+        )
+        await self._call("login", "write_registers", r.REG_LOGIN - 1, answer, unit=r.UNIT_FCDU)
+        self._logged_in = True
+        self._login_error = None
+
+    async def _connect(self) -> AsyncModbusTcpClient:
+        """The open connection, connecting first when needed."""
+        if self._client is not None and self._client.connected:
+            return self._client
+        await self.close()
+        # No pymodbus retries or reconnects, and its own timeout longer than ours: the
+        # timeouts here are asyncio's, the same in every pymodbus release.
+        client = AsyncModbusTcpClient(
+            self.host, port=self.port, timeout=self.timeout * 2, retries=0, reconnect_delay=0
+        )
+        gate_replies(client)
+        _fail_on_disconnect(client)
+        try:
+            async with asyncio.timeout(self.timeout):
+                connected = await client.connect()
+        except TimeoutError:
+            client.close()
+            raise ContainerConnectionError(
+                f"{self}: no connection within {self.timeout:g} s"
+            ) from None
+        except BaseException:
+            client.close()
+            raise
+        if not connected:
+            client.close()
+            raise ContainerConnectionError(f"{self}: cannot connect")
+        self._client = client
+        return client
+
+    async def _call(self, what: str, method: str, *args: Any, unit: int, **kwargs: Any) -> Any:
+        """One request (a pymodbus client method) in time; a failure says what and why."""
+        client = await self._connect()
+        kwargs[UNIT_KEYWORD] = unit
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await getattr(client, method)(*args, **kwargs)
+        except TimeoutError:
+            raise _NoAnswerError(f"{what}: no answer within {self.timeout:g} s") from None
+        except GarbledReplyError as err:
+            await self.close()
+            raise _DroppedError(f"{what}: a reply that does not decode ({err})") from None
+        except (ModbusException, OSError) as err:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # pymodbus >= 3.10 turns a cancellation into an exception: it was ours to get.
+                raise asyncio.CancelledError from err
+            if loop.time() >= deadline:  # ... and our own timeout's cancellation, too
+                raise _NoAnswerError(f"{what}: no answer within {self.timeout:g} s") from None
+            await self.close()
+            raise _DroppedError(f"{what}: {err}") from None
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            raise _RefusedError(f"{what}: {_EXCEPTION_NAMES.get(code, 'exception')} ({code})")
+        self.last_success = time.monotonic()
+        return response
+
+    async def _write(self, unit: int, reg: int, value: int, what: str) -> None:
+        """FC06; a failure logs in again and retries once, then raises ContainerCommandError."""
+        try:
+            await self._call(what, "write_register", reg - 1, value, unit=unit)
+        except _UnitError as first:
+            _LOGGER.debug("%s: writing %s failed (%s): logging in again", self, what, first)
+            await self._connect()
+            await self._login_or_raise()
+            try:
+                await self._call(what, "write_register", reg - 1, value, unit=unit)
+            except _UnitError as failure:
+                raise ContainerCommandError(f"{self}: writing {what} failed: {failure}") from None
+
+    async def _read_back(self, unit: int, reg: int, count: int) -> list[int]:
+        try:
+            return list((await self._read_blocks(unit, ((reg, count),))).values())
+        except _UnitError as failure:
+            raise ContainerCommandError(f"{self}: cannot read back: {failure}") from None
+
+    async def _confirm(self, wrong: Callable[[], Awaitable[list[str]]], what: str) -> None:
+        """Read back until nothing is wrong; ContainerCommandError names what is not."""
+        for attempt in range(self.readback_attempts):
+            if attempt:
+                await asyncio.sleep(self.readback_interval_s)
+            missing = await wrong()
+            if not missing:
+                return
+        raise ContainerCommandError(f"{self}: {what} not confirmed: {', '.join(missing)}")
+
+
+def _socket_targets(pdu: int | None, socket: int | None) -> dict[int, tuple[int, ...]]:
+    """{PDU: sockets} a set_socket call means; ContainerValueError for one that does not exist."""
+    if pdu is None and socket is not None:
+        raise ContainerValueError("a socket needs its PDU (PDU None switches every socket)")
+    for name, value, highest in (("PDU", pdu, r.PDU_COUNT), ("socket", socket, r.SOCKETS_PER_PDU)):
+        if value is not None and (type(value) is not int or not 1 <= value <= highest):
+            raise ContainerValueError(f"there is no {name} {value!r} (1..{highest})")
+    pdus = range(1, r.PDU_COUNT + 1) if pdu is None else (pdu,)
+    sockets = tuple(range(1, r.SOCKETS_PER_PDU + 1)) if socket is None else (socket,)
+    return dict.fromkeys(pdus, sockets)
+
+
+def _fail_on_disconnect(client: AsyncModbusTcpClient) -> None:
+    """A connection that closes fails the request in flight at once, not at its timeout."""
+    manager: Any = client.ctx
+    disconnected = manager.callback_disconnected
+
+    def callback_disconnected(exc: Exception | None) -> None:
+        future: asyncio.Future[Any] | None = getattr(manager, "response_future", None)
+        if future is not None and not future.done():
+            future.set_exception(ConnectionResetError("the container closed the connection"))
+        disconnected(exc)
+
+    manager.callback_disconnected = callback_disconnected
