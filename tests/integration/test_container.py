@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from homeassistant.components.diagnostics import REDACTED
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
@@ -12,6 +13,9 @@ from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.event import EventStateChangedData, async_track_state_change_event
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
 
 from custom_components.bitcoin_mining.const import (
     CONF_CONTAINER_HOST,
@@ -301,3 +305,17 @@ def test_energy_total_over_the_wrap() -> None:
     restored = EnergyTotal(total_kwh=before, last=total.as_dict()["last"])
     restored.add([2.49, 11.0, 5.0, 0.0])
     assert restored.total_kwh == pytest.approx(before + 0.5)
+
+
+async def test_diagnostics_show_the_container_without_its_login(
+    hass: HomeAssistant, hass_client: Any, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Diagnostics list the container's reading and alarms; the login is redacted."""
+    await add_container(hass, loaded, form(site.containers[0], password="container-secret"))
+    result = await get_diagnostics_for_config_entry(hass, hass_client, loaded)
+    (container,) = result["containers"].values()
+    assert container["config"]["password"] == REDACTED
+    assert container["config"]["username"] == REDACTED
+    assert container["kind"] == "kehua"
+    assert container["reading"]["cdu"]["inlet_temp_c"] is not None
+    assert "container-secret" not in str(result)
