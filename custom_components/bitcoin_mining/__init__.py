@@ -53,6 +53,7 @@ from .container import (
     container_identifier,
     container_subentries,
     critical_issue_id,
+    draw_beyond_miners_w,
 )
 from .coordinator import GridCoordinator, SiteCoordinator, implausible_issue_id
 from .entity import site_device_info, site_identifier
@@ -162,7 +163,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         async_get_clientsession(hass),
         store,
     )
-    site = SiteCoordinator(hass, entry, supply, tuple(probes), fleet.measured_power_w)
+    site = SiteCoordinator(hass, entry, supply, tuple(probes), lambda: _site_draw_w(entry, fleet))
     balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
     failover = FailoverController(hass, entry, fleet, store)
 
@@ -209,6 +210,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     # the first under-frequency shed after a start is then as quick as any other.
     await fleet.async_writes_prepared(WARM_UP_WAIT_S)
     return True
+
+
+def _site_draw_w(entry: BitcoinMiningConfigEntry, fleet: FleetCoordinator) -> float:
+    """The miners' draw, plus what the containers draw besides them (cooling)."""
+    runtime = getattr(entry, "runtime_data", None)
+    if runtime is None or not runtime.containers or fleet.data is None:
+        return fleet.measured_power_w()
+    by_address = {
+        view.address: view.status.power_w or 0.0
+        for view in fleet.data.miners.values()
+        if view.status is not None
+    }
+    return fleet.measured_power_w() + draw_beyond_miners_w(runtime.containers.values(), by_address)
 
 
 async def _async_setup_containers(

@@ -15,6 +15,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
 from .const import (
+    CONF_CONTAINER_WARM_FRACTION,
     CONF_MAX_STARTS,
     CONF_MIN_OFF_S,
     CONF_MIN_ON_S,
@@ -22,6 +23,7 @@ from .const import (
     CONF_RESTORE_HOLD_S,
     CONF_SUPPLY_STALE_S,
     CONF_UNDER_FREQUENCY,
+    DEFAULT_CONTAINER_WARM_FRACTION,
     DEFAULT_MAX_STARTS,
     DEFAULT_MIN_OFF_S,
     DEFAULT_MIN_ON_S,
@@ -36,9 +38,11 @@ from .miningsite.allocation import (
     AllocationMemory,
     AllocationPlan,
     AllocationSettings,
+    AsicState,
     Curtailment,
     FrequencySample,
     FrequencyStage,
+    GroupLimit,
     PlannedAction,
     SiteSnapshot,
     plan_allocation,
@@ -163,6 +167,7 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         # A run asked for and not started yet: further requests fold into it.
         self._run_requested = False
         self._under_frequency_seen = False
+        self._container_stages: tuple[tuple[str, float], ...] = ()
         saved = store.balancer
         target = saved.get("power_target_w")
         self.data = BalancerState(
@@ -185,6 +190,42 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         entry.async_on_unload(self.grid.async_add_listener(self._grid_updated))
         entry.async_on_unload(self.fleet.async_add_listener(self._fleet_updated))
         entry.async_on_unload(self.site.async_add_listener(self._site_updated))
+        runtime = getattr(entry, "runtime_data", None)
+        for container in runtime.containers.values() if runtime else ():
+            entry.async_on_unload(container.async_add_listener(self._container_updated))
+
+    @callback
+    def _container_updated(self) -> None:
+        """A container's stage (warm, hot, emergency) that changed must not wait for the fleet."""
+        stages = tuple(
+            (limit.reason, limit.cap_w) for limit in self.group_limits(self.fleet.asic_states())
+        )
+        if stages != self._container_stages:
+            self._container_stages = stages
+            self.async_request_run("container_stage")
+
+    def group_limits(self, asics: tuple[AsicState, ...]) -> tuple[GroupLimit, ...]:
+        """Each container's cap on its miners (thermal derating, emergency stage)."""
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        fleet = self.fleet.data
+        if runtime is None or not runtime.containers or fleet is None:
+            return ()
+        mac_of = {view.address: mac for mac, view in fleet.miners.items()}
+        power = {a.id: a.power_w for a in asics}
+        fraction = float(
+            self.config_entry.options.get(
+                CONF_CONTAINER_WARM_FRACTION, DEFAULT_CONTAINER_WARM_FRACTION
+            )
+        )
+        limits = []
+        for container in runtime.containers.values():
+            macs = frozenset(
+                mac for m in container.miners if (mac := mac_of.get(str(m))) is not None
+            )
+            total = sum(power.get(mac, 0.0) for mac in macs)
+            if (limit := container.group_limit(macs, total, fraction)) is not None:
+                limits.append(limit)
+        return tuple(limits)
 
     @callback
     def _grid_updated(self) -> None:
@@ -233,11 +274,13 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         samples = tuple(FrequencySample(s.t + offset, s.hz) for s in self.grid.samples)
         site = self.site.data
         available = site.available_power_w if site else None
+        asics = self.fleet.asic_states()
         return SiteSnapshot(
             now=now,
             available_power_w=available,
             supply_updated_at=now if available is not None else None,
-            asics=self.fleet.asic_states(),
+            asics=asics,
+            group_limits=self.group_limits(asics),
             frequency_samples=samples[-10:],
             power_target_w=self.data.power_target_w,
             curtailment=self.data.curtailment,

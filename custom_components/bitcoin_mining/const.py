@@ -162,4 +162,13 @@ CONF_CONTAINER_SOCKETS_IN_ORDER: Final = "sockets_in_order"
 KIND_DETECT: Final = "detect"
 DEFAULT_CONTAINER_PORT: Final = 502
 CONTAINER_TIMEOUT_S: Final = 3.0
-DEFAULT_CONTAINER_INTERVAL: Final = 10.0
+CONTAINER_INTERVAL_S: Final = 1.0
+# Options: how the site answers a container's inlet water (warm band: its miners capped
+# at this fraction of their power; hot band and critical alarms: stopped) and whether
+# the sockets of miners that do not confirm an emergency stop are cut.
+CONF_CONTAINER_WARM_FRACTION: Final = "container_warm_fraction"
+DEFAULT_CONTAINER_WARM_FRACTION: Final = 0.5
+CONF_CONTAINER_SOCKET_CUT: Final = "container_socket_cut"
+DEFAULT_CONTAINER_SOCKET_CUT: Final = False
+# An emergency stop not confirmed within this long cuts the miner's socket (if allowed).
+SOCKET_CUT_AFTER_S: Final = 5.0

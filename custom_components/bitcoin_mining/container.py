@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,9 +21,8 @@ from .const import (
     CONF_CONTAINER_PORT,
     CONF_CONTAINER_SOCKETS_IN_ORDER,
     CONF_CONTAINER_USERNAME,
-    CONF_FLEET_INTERVAL,
+    CONTAINER_INTERVAL_S,
     CONTAINER_TIMEOUT_S,
-    DEFAULT_FLEET_INTERVAL,
     DOMAIN,
     KIND_DETECT,
     LOGGER,
@@ -31,8 +30,11 @@ from .const import (
 )
 from .container_flow import container_miners
 from .miningsite.addresses import MinerAddress
+from .miningsite.allocation import GroupLimit
 from .miningsite.containers import ContainerClient, ContainerKind, ContainerReading
 from .miningsite.containers.alarms import (
+    INLET_HOT,
+    INLET_WARM,
     Alarm,
     AlarmSettings,
     AlarmState,
@@ -67,6 +69,24 @@ def container_identifier(subentry_id: str) -> str:
 def socket_of(index: int) -> tuple[int, int]:
     """The PDU and socket (both from 1) feeding the index-th miner of a container in order."""
     return index // SOCKETS_PER_PDU + 1, index % SOCKETS_PER_PDU + 1
+
+
+def draw_beyond_miners_w(
+    containers: Iterable[ContainerCoordinator], miner_power_w: Mapping[str, float]
+) -> float:
+    """What the containers draw besides their miners (pumps, fans, standby, losses).
+
+    `miner_power_w` is each miner's measured draw by its address: the site already counts
+    the miners, so only the rest of a container's metered power is added.
+    """
+    total = 0.0
+    for container in containers:
+        reading = container.data.reading if container.data else None
+        if reading is None or reading.power_w is None:
+            continue
+        miners_w = sum(miner_power_w.get(str(miner), 0.0) for miner in container.miners)
+        total += max(reading.power_w - miners_w, 0.0)
+    return total
 
 
 def critical_issue_id(subentry_id: str) -> str:
@@ -132,13 +152,15 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
         settings: AlarmSettings | None = None,
     ) -> None:
         """Set up the poll of one container subentry."""
-        interval = float(entry.options.get(CONF_FLEET_INTERVAL, DEFAULT_FLEET_INTERVAL))
         super().__init__(
             hass,
             LOGGER,
             config_entry=entry,
             name=f"{entry.title} {subentry.title}",
-            update_interval=timedelta(seconds=interval),
+            # Every second: a critical alarm must stop the container's miners within 2 s.
+            update_interval=timedelta(seconds=CONTAINER_INTERVAL_S),
+            # Unchanged reads write no states (the recorder would store each second).
+            always_update=False,
         )
         data = subentry.data
         self.subentry = subentry
@@ -184,6 +206,26 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
     async def async_remove_store(self) -> None:
         """Forget the energy total (the container left the site)."""
         await self._store.async_remove()
+
+    @property
+    def alarms(self) -> AlarmState:
+        """The active alarms (kept through a failed poll: unknown is not a recovery)."""
+        return self._alarms
+
+    def group_limit(
+        self, macs: frozenset[str], power_w: float, warm_fraction: float
+    ) -> GroupLimit | None:
+        """The cap on this container's miners (`power_w` when all run), or None for none."""
+        if not macs:
+            return None
+        active = self._alarms.active
+        if self._alarms.emergency:
+            return GroupLimit(macs, 0.0, "container_emergency")
+        if INLET_HOT in active:
+            return GroupLimit(macs, 0.0, "container_hot")
+        if INLET_WARM in active:
+            return GroupLimit(macs, power_w * warm_fraction, "container_warm")
+        return None
 
     @callback
     def async_add_alarm_listener(

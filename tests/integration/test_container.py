@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -319,3 +320,57 @@ async def test_diagnostics_show_the_container_without_its_login(
     assert container["kind"] == "kehua"
     assert container["reading"]["cdu"]["inlet_temp_c"] is not None
     assert "container-secret" not in str(result)
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> float:
+    """Wait in real time for a condition; return how long it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not predicate():
+        if loop.time() - started > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return loop.time() - started
+
+
+async def test_critical_alarm_stops_the_containers_miners(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A pump fault stops the miners in that container within 2 s; the others keep mining."""
+    wonderint = site.containers[1]
+    inside = site.miners[:3]
+    await add_container(
+        hass, loaded, form(wonderint, "\n".join(site_miner(site, i) for i in range(3)))
+    )
+    await wait_until(lambda: all(m.state == "mining" for m in site.miners))
+    wonderint.state.faults.add("circulating_pump_fault")
+    took = await wait_until(lambda: all(m.state == "sleeping" for m in inside), timeout=4.0)
+    assert took < 2.5
+    assert all(m.state == "mining" for m in site.miners[3:])
+    limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
+    assert [(limit.reason, limit.cap_w) for limit in limits] == [("container_emergency", 0.0)]
+
+    # The fault clears: the miners may start again.
+    wonderint.state.faults.discard("circulating_pump_fault")
+    await wait_until(
+        lambda: not loaded.runtime_data.containers[next(iter(loaded.subentries))].alarms.emergency
+    )
+    await loaded.runtime_data.balancer.async_run("test")
+    await wait_until(lambda: all(m.state in ("starting", "mining") for m in inside))
+
+
+async def test_warm_water_derates_the_containers_miners(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Inlet water in the warm band caps the container's miners at half their power."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua, "\n".join(site_miner(site, i) for i in range(4))))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    await wait_until(lambda: all(m.state == "mining" for m in site.miners))
+    # Hot weather: the loop water (ambient + the load's rise) settles at 38 °C, warm not hot.
+    site.state.ambient_c = 38.0 - (kehua.state.inlet_temp_c() - kehua.state.ambient_c)
+    await wait_until(lambda: "water_inlet_temp_warm" in coordinator.alarms.active)
+    await wait_until(lambda: sum(m.state == "sleeping" for m in site.miners[:4]) >= 1)
+    limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
+    assert [limit.reason for limit in limits] == ["container_warm"]
+    assert all(m.state == "mining" for m in site.miners[4:])
