@@ -10,6 +10,7 @@ from homeassistant.components.diagnostics import REDACTED
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.event import EventStateChangedData, async_track_state_change_event
 import pytest
@@ -374,3 +375,38 @@ async def test_warm_water_derates_the_containers_miners(
     limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
     assert [limit.reason for limit in limits] == ["container_warm"]
     assert all(m.state == "mining" for m in site.miners[4:])
+
+
+async def test_fan_threshold_is_written_and_read_back(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """The fan start temperature number writes the container's threshold."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    number_id = entity(hass, "number", loaded, "fan_start_temperature")
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": number_id, "value": 33.5}, blocking=True
+    )
+    assert kehua.state.fan_start_c == pytest.approx(33.5)
+    state = hass.states.get(number_id)
+    assert state is not None
+    assert float(state.state) == pytest.approx(33.5)
+
+
+async def test_a_failed_write_is_a_translated_error(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A container that does not answer: switching its cooling raises a translated error."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    cooling = entity(hass, "switch", loaded, "cooling")
+    await kehua.set_offline(True)
+    with pytest.raises(HomeAssistantError) as raised:
+        await hass.services.async_call("switch", "turn_off", {"entity_id": cooling}, blocking=True)
+    assert raised.value.translation_key == "container_command_failed"
+    assert raised.value.translation_domain == DOMAIN
+    await kehua.set_offline(False)
+    # The failed write's refresh left the entity unavailable: back once the container answers.
+    await next(iter(loaded.runtime_data.containers.values())).async_refresh()
+    await hass.services.async_call("switch", "turn_off", {"entity_id": cooling}, blocking=True)
+    assert kehua.state.enabled is False
