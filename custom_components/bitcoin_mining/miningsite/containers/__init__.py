@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .client import ContainerClient
+from .client import ContainerClient, probe_container
 from .models import (
     AmbientReading,
     CduReading,
@@ -26,4 +26,5 @@ __all__ = [
     "EnvironmentReading",
     "MeterReading",
     "PduReading",
+    "probe_container",
 ]

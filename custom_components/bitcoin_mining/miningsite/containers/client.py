@@ -33,7 +33,7 @@ from ..exceptions import (
     ContainerKindError,
     ContainerValueError,
 )
-from ..modbus import UNIT_KEYWORD, GarbledReplyError, gate_replies
+from ..modbus import UNIT_KEYWORD, GarbledReplyError, gate_replies, quiet_exception_responses
 from . import decode, registers as r
 from .models import ContainerKind, ContainerReading, MeterReading, PduReading
 
@@ -116,23 +116,24 @@ class ContainerClient:
             raise ContainerValueError(f"timeout must be positive, not {timeout}")
         if len(fan_threshold_registers) != 3 or len(set(fan_threshold_registers)) != 3:
             raise ContainerValueError("the fan thresholds need three different registers")
-        if not all(1 <= reg <= 65536 for reg in fan_threshold_registers):
+        if not all(type(reg) is int and 1 <= reg <= 65536 for reg in fan_threshold_registers):
             raise ContainerValueError("a fan threshold register must be 1..65536")
+        speed, start, stop = fan_threshold_registers  # a list from stored JSON will do too
         self.host = host
         self.port = port
         self.kind = kind
         self.timeout = timeout
-        self.fan_threshold_registers = fan_threshold_registers
+        self.fan_threshold_registers = (speed, start, stop)
         # Monotonic time of the last request the container answered (offline detection).
         self.last_success: float | None = None
         self._username = username
         self._password = password
         self._client: AsyncModbusTcpClient | None = None
         self._logged_in = False
-        self._login_error: str | None = None
+        self._login_refusal: str | None = None  # why the container refused the last login
         self._kind_checked = False
         self._lock = asyncio.Lock()
-        self._fcdu_blocks = r.fcdu_blocks(fan_threshold_registers)
+        self._fcdu_blocks = r.fcdu_blocks(self.fan_threshold_registers)
         # unit_errors keys already logged: each cause is logged once, and once when it ends.
         self._reported: set[str] = set()
 
@@ -147,7 +148,7 @@ class ContainerClient:
         async with self._lock:
             unit_errors: dict[str, str] = {}
             await self._open(unit_errors)
-            regs, failures = await self._read_units(self._plan())
+            regs, failures = await self._read_units(self._plan(), unit_errors)
             if not regs:
                 self._raise_nothing_read(failures, unit_errors)
             kind = self._check_kind(regs.get(r.UNIT_FCDU), regs.get(r.UNIT_GTEMP), failures)
@@ -168,7 +169,7 @@ class ContainerClient:
         async with self._lock:
             await self._open({})
             regs, failures = await self._read_units(
-                ((r.UNIT_FCDU, self._fcdu_blocks), (r.UNIT_GTEMP, r.GTEMP_BLOCKS))
+                ((r.UNIT_FCDU, self._fcdu_blocks), (r.UNIT_GTEMP, r.GTEMP_BLOCKS)), {}
             )
             fcdu = regs.get(r.UNIT_FCDU)
             if fcdu is None:
@@ -234,9 +235,9 @@ class ContainerClient:
         )
 
     async def _read_units(
-        self, plan: tuple[tuple[int, tuple[r.Block, ...]], ...]
+        self, plan: tuple[tuple[int, tuple[r.Block, ...]], ...], unit_errors: dict[str, str]
     ) -> tuple[dict[int, dict[int, int]], dict[int, _UnitError]]:
-        """Each unit's registers, or why not."""
+        """Each unit's registers, or why not; a dropped connection is reopened (and logged into)."""
         regs: dict[int, dict[int, int]] = {}
         failures: dict[int, _UnitError] = {}
         silent = 0
@@ -246,6 +247,8 @@ class ContainerClient:
                 failures[unit] = stop
                 continue
             try:
+                if self._client is None:  # dropped under the last unit
+                    await self._open(unit_errors)
                 regs[unit] = await self._read_blocks(unit, blocks)
             except _UnitError as failure:
                 failures[unit] = failure
@@ -282,9 +285,9 @@ class ContainerClient:
     ) -> None:
         """No unit answered: say why in the one error that fits."""
         first = failures[r.UNIT_FCDU]
-        if "login" in unit_errors and self._login_refused:
+        if self._login_refusal is not None:
             raise ContainerAuthError(
-                f"{self}: the login was refused ({unit_errors['login']}) and no unit answers"
+                f"{self}: the login was refused ({self._login_refusal}) and no unit answers"
             )
         if all(isinstance(failure, _RefusedError) for failure in failures.values()):
             raise ContainerKindError(
@@ -455,23 +458,18 @@ class ContainerClient:
 
     # --- connection, login, requests ---
 
-    @property
-    def _login_refused(self) -> bool:
-        return self._login_error is not None
-
     async def _open(self, unit_errors: dict[str, str]) -> None:
         """Connect (ContainerConnectionError if nothing answers) and try to log in."""
         await self._connect()
         if self._logged_in:
             return
-        self._login_error = None
         try:
             await self._login()
+        except _RefusedError as failure:
+            self._login_refusal = str(failure)
+            unit_errors["login"] = f"refused: {failure}"
         except _UnitError as failure:
-            self._login_error = str(failure)
-            unit_errors["login"] = (
-                f"refused: {failure}" if isinstance(failure, _RefusedError) else str(failure)
-            )
+            unit_errors["login"] = str(failure)
 
     async def _open_for_write(self) -> None:
         """Connect and log in; a write needs the login (ContainerAuthError)."""
@@ -509,7 +507,7 @@ class ContainerClient:
         )
         await self._call("login", "write_registers", r.REG_LOGIN - 1, answer, unit=r.UNIT_FCDU)
         self._logged_in = True
-        self._login_error = None
+        self._login_refusal = None
 
     async def _connect(self) -> AsyncModbusTcpClient:
         """The open connection, connecting first when needed."""
@@ -521,8 +519,9 @@ class ContainerClient:
         client = AsyncModbusTcpClient(
             self.host, port=self.port, timeout=self.timeout * 2, retries=0, reconnect_delay=0
         )
-        gate_replies(client)
+        gate_replies(client, fast_holding_registers=True)
         _fail_on_disconnect(client)
+        quiet_exception_responses()
         try:
             async with asyncio.timeout(self.timeout):
                 connected = await client.connect()
@@ -597,6 +596,38 @@ class ContainerClient:
             if not missing:
                 return
         raise ContainerCommandError(f"{self}: {what} not confirmed: {', '.join(missing)}")
+
+
+async def probe_container(
+    host: str,
+    port: int = DEFAULT_PORT,
+    *,
+    kind: ContainerKind | None,
+    username: str,
+    password: str,
+    timeout: float = 3.0,
+    fan_threshold_registers: tuple[int, int, int] = DEFAULT_FAN_THRESHOLD_REGISTERS,
+) -> ContainerReading:
+    """Log in and read a container once, before it is set up; each failure its own error.
+
+    ContainerConnectionError: nothing answers. ContainerAuthError: the login is refused.
+    ContainerKindError: not the kind given, a kind that cannot be told (kind None), or no
+    MicroBT container at all. ContainerValueError: settings the client cannot take.
+    """
+    client = ContainerClient(
+        host,
+        port,
+        kind=kind,
+        username=username,
+        password=password,
+        timeout=timeout,
+        fan_threshold_registers=fan_threshold_registers,
+    )
+    try:
+        await client.login()
+        return await client.read()
+    finally:
+        await client.close()
 
 
 def _socket_targets(pdu: int | None, socket: int | None) -> dict[int, tuple[int, ...]]:
