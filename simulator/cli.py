@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any
 
+from .container_state import DEFAULT_WATER_TAU_S
 from .containers import parse_containers
 from .miners import cgminer_options
 from .site import Site, SiteConfig
@@ -133,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1:15030",
         help="first container's Modbus TCP address; the next ones take the following ports",
     )
+    parser.add_argument(
+        "--container-login",
+        action="append",
+        default=[],
+        metavar="USER:PASSWORD",
+        help="container login (default admin:admin); once for all, or once per container",
+    )
+    parser.add_argument(
+        "--container-water-tau-s",
+        type=float,
+        default=DEFAULT_WATER_TAU_S,
+        help="time constant of the containers' water temperature (s; 0 settles at once)",
+    )
     parser.add_argument("--scenario", default=None, help="scenario YAML file to play")
     parser.add_argument(
         "--scenario-speed", type=float, default=1.0, help="scenario clock speed (10 = 10x)"
@@ -174,11 +188,21 @@ def config_from_args(argv: list[str] | None = None) -> SiteConfig:
             job_interval_s=args.job_interval_s,
             containers=tuple(parse_containers(args.containers)),
             container_address=args.container_address,
+            container_logins=tuple(_login(text) for text in args.container_login),
+            container_water_tau_s=args.container_water_tau_s,
             scenario=args.scenario,
             scenario_speed=args.scenario_speed,
         )
     except ValueError as err:
         parser.error(str(err))
+
+
+def _login(text: str) -> tuple[str, str]:
+    """USER:PASSWORD (the password may hold colons)."""
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise ValueError(f"container login must be USER:PASSWORD, not {text!r}")
+    return user, password
 
 
 def miner_options_from_args(argv: list[str] | None = None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import math
 
 from .container_state import (
     GENERAL_FAULTS,
-    LOGIN_REGISTERS,
     METER_COUNT,
     PDU_COUNT,
     SOCKETS_PER_PDU,
@@ -96,8 +95,17 @@ REG_HUMIDITY = 4
 REG_SMOKE = 3
 REG_WATER_INGRESS = 8
 
-# The challenge the container hands out for login (choice: fixed, "MBTCont1").
-CHALLENGE = (0x4D42, 0x5443, 0x6F6E, 0x7431)
+# A challenge when no connection hands one (the server gives each connection its own).
+CHALLENGE = b"MBTCont1"
+
+# What a unit with the out_of_range fault reads in its measured registers (reg -> signed):
+# int16 ones read -32768 (-327.68 at /100, -3276.8 °C at /10), uint16 ones 65535 (655.35).
+_MEASURED_FCDU = dict.fromkeys((95, 201, 202, 203, 204, 205, 206, 209, 210, 211), True)
+_MEASURED_GTEMP = dict.fromkeys((3, 4), True)
+_MEASURED_HENV = dict.fromkeys((3, 8), True)
+_MEASURED_DIAG = dict.fromkeys((9, 10, 11), False)
+_MEASURED_METER = dict.fromkeys((3, 50, 51, 52, 53, 54, 55, 57, 65, 69, 82), False)
+_MEASURED_PDU = {74: True, 75: False, 76: False, 77: False, 78: True, 79: True, 80: True, 81: True}
 
 
 class ModbusRefusedError(Exception):
@@ -168,8 +176,13 @@ class ContainerMap:
             return _PDU_HIGHEST_REG
         return _HIGHEST_REG[unit]
 
-    def read(self, state: ContainerState, unit: int, reg: int, count: int) -> list[int]:
-        """Read count registers from reg (1-based); registers the unit does not define read 0."""
+    def read(
+        self, state: ContainerState, unit: int, reg: int, count: int, challenge: bytes = CHALLENGE
+    ) -> list[int]:
+        """Read count registers from reg (1-based); registers the unit does not define read 0.
+
+        challenge: the 8 bytes the login challenge (regs 301-304) reads on this connection.
+        """
         if reg < 1 or reg + count - 1 > self.highest_reg(unit):
             raise ModbusRefusedError(
                 ILLEGAL_ADDRESS,
@@ -177,7 +190,33 @@ class ContainerMap:
                 f"not {reg}..{reg + count - 1}",
             )
         values = self._registers(state, unit)
+        if unit == UNIT_FCDU:
+            for offset in range(4):
+                values[REG_CHALLENGE + offset] = int.from_bytes(
+                    challenge[2 * offset : 2 * offset + 2], "big"
+                )
+        fault = state.unit_faults.get(unit)
+        if fault is not None and fault[0] == "out_of_range":
+            for measured, signed in self.measured(unit).items():
+                if measured in values:
+                    values[measured] = (
+                        fault[1] if fault[1] is not None else (0x8000 if signed else 0xFFFF)
+                    )
         return [values.get(n, 0) for n in range(reg, reg + count)]
+
+    @staticmethod
+    def measured(unit: int) -> dict[int, bool]:
+        """A unit's measured registers (reg -> signed): what out_of_range replaces."""
+        if FIRST_METER_UNIT <= unit < FIRST_METER_UNIT + METER_COUNT:
+            return _MEASURED_METER
+        if unit >= FIRST_PDU_UNIT:
+            return _MEASURED_PDU
+        return {
+            UNIT_FCDU: _MEASURED_FCDU,
+            UNIT_GTEMP: _MEASURED_GTEMP,
+            UNIT_HENV: _MEASURED_HENV,
+            UNIT_DIAG: _MEASURED_DIAG,
+        }[unit]
 
     def write(self, state: ContainerState, unit: int, reg: int, values: list[int]) -> None:
         """Write registers from reg (1-based): all of them or, on a refusal, none."""
@@ -294,8 +333,6 @@ class ContainerMap:
             registers[reg] = int(name in active)
         for offset, value in enumerate(system_error_registers(active)):
             registers[REG_SYSTEM_ERRORS + offset] = value
-        for offset, value in enumerate(CHALLENGE):
-            registers[REG_CHALLENGE + offset] = value
         return registers
 
     # --- writes ---
@@ -306,7 +343,7 @@ class ContainerMap:
             raise ModbusRefusedError(ILLEGAL_VALUE, f"{value} does not fit a register")
         signed = value - 0x10000 if value & 0x8000 else value
         if unit == UNIT_FCDU:
-            return self._fcdu_writer(state, reg, signed, value)
+            return self._fcdu_writer(state, reg, signed)
         if unit >= FIRST_PDU_UNIT and socket_switch_reg(20) <= reg <= socket_switch_reg(1):
             if value not in (SOCKET_ON, SOCKET_OFF):
                 raise ModbusRefusedError(
@@ -316,11 +353,7 @@ class ContainerMap:
             return lambda: state.set_socket(pdu, socket, value == SOCKET_ON)
         raise ModbusRefusedError(ILLEGAL_ADDRESS, f"unit {unit} register {reg} is read-only")
 
-    def _fcdu_writer(
-        self, state: ContainerState, reg: int, signed: int, raw: int
-    ) -> Callable[[], None]:
-        if REG_LOGIN <= reg < REG_LOGIN + LOGIN_REGISTERS:
-            return lambda: state.login_register(reg - REG_LOGIN, raw)
+    def _fcdu_writer(self, state: ContainerState, reg: int, signed: int) -> Callable[[], None]:
         flags = {
             REG_MAIN_CONTROL: "enabled",
             REG_PUMP_AUTO: "pump_auto",

@@ -1,14 +1,20 @@
-"""A MicroBT container's state: its layout, its alarms and a steady-state physics model.
+"""A MicroBT container's state: its layout, its alarms, login and its physics.
 
-Physics (a steady-state model, so readings never lag or oscillate):
-- IT load = sockets on x socket_kw while the container is switched on (reg 601); switched off,
-  pump, fans and every socket output stop (the sockets keep their setting).
-- Water inlet temperature T2 = ambient + rise x load fraction, where the rise is 20 K with
-  the fans off and falls linearly to 4 K at 100 % fan speed.
+Physics:
+- IT load: what the sockets that are on draw. In a site with miners each socket draws what
+  the miner mapped to it draws (socket_w, set by the site; a socket without a miner draws
+  nothing); a container on its own models a miner of socket_kw on every socket.
+- Reg 601 (the cooling system's main switch) stops the pump and the fans; the PDUs stay
+  powered, so the miners keep heating the water.
+- The water inlet temperature T2 moves towards a target with the time constant
+  water_tau_s (0: at once). Target = ambient + rise x load fraction: the rise is 20 K with
+  the pump running and the fans off, falling linearly to 4 K at 100 % fan speed, and 45 K
+  with no circulation (pump fault, cooling switched off). An override pins T2 (tests).
 - In automatic mode the fans start when the fan-less T2 reaches the start threshold and stop
   when it falls to the stop threshold (deciding on the heat load, not on the cooled water,
   is what keeps the model from oscillating); in manual mode reg 607 switches them.
-- high_inlet_temp_unit is raised by itself while T2 >= high_inlet_temp_c and the pump runs.
+- high_inlet_temp_unit is raised by itself while T2 >= high_inlet_temp_c and the cooling
+  system is switched on.
 
 The register map (container_maps.py) reads and writes this state; the Modbus server
 (containers.py) serves the map. Alarm names and their order are the MicroBT container fact
@@ -18,6 +24,8 @@ sheet's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import hashlib
+import math
 from typing import Any
 
 # Four power meters (units 4-7) and twelve PDUs of 20 sockets (units 9-20); a login
@@ -89,6 +97,20 @@ SEVERITY: dict[str, str] = {
 
 FREE_RISE_K = 20.0
 COOLED_RISE_K = 4.0
+NO_FLOW_RISE_K = 45.0
+DEFAULT_WATER_TAU_S = 60.0
+DEFAULT_USERNAME = "admin"
+DEFAULT_PASSWORD = "admin"  # noqa: S105 - the upstream worker's example login, simulated
+
+# Per-unit faults (control API): no answer, an exception code, an empty reply, or readings
+# out of physical range.
+UNIT_EXCEPTIONS: dict[str, int] = {
+    "illegal_function": 0x01,
+    "illegal_address": 0x02,
+    "device_failure": 0x04,
+    "gateway_no_response": 0x0B,
+}
+UNIT_FAULTS: tuple[str, ...] = ("timeout", *UNIT_EXCEPTIONS, "empty", "out_of_range")
 PDUS_PER_METER = PDU_COUNT // METER_COUNT
 _PUMP_FAULTS = frozenset({"circulating_pump_fault", "circ_pump_inverter_fault"})
 
@@ -127,11 +149,24 @@ class ContainerState:
     water_ingress: bool = False
     faults: set[str] = field(default_factory=set)
     offline: bool = False
+    # Unit id -> (fault of UNIT_FAULTS, raw register value for out_of_range or None).
+    unit_faults: dict[int, tuple[str, int | None]] = field(default_factory=dict)
+    # Login: the credentials the controller accepts; changing them logs every session out.
+    username: str = DEFAULT_USERNAME
+    password: str = DEFAULT_PASSWORD
+    credentials_version: int = 0
+    # Water: time constant of T2, and an override that pins it (None: physics).
+    water_tau_s: float = DEFAULT_WATER_TAU_S
+    inlet_override_c: float | None = None
+    # Per-socket draw in W, (pdu, socket) -> W, from the site's miners; None: socket_kw each.
+    socket_w: dict[tuple[int, int], float] | None = None
     # Runtime state, advanced by update().
     fan_running: bool = False
     energy_kwh: list[float] = field(default_factory=lambda: [0.0] * METER_COUNT)
     login_buffer: list[int] = field(default_factory=lambda: [0] * LOGIN_REGISTERS)
     logins: int = 0
+    logins_refused: int = 0
+    _water_c: float | None = None
     _updated_at: float | None = None
 
     def set_fault(self, name: str, active: bool = True) -> None:
@@ -153,22 +188,58 @@ class ContainerState:
             raise ValueError(f"no socket {socket} on PDU {pdu} (PDUs 1..12, sockets 1..20)")
         self.sockets[pdu - 1][socket - 1] = on
 
-    def login_register(self, index: int, value: int) -> None:
-        """One register of the login response (the last of the 16 counts a login)."""
-        self.login_buffer[index] = value
-        if index == LOGIN_REGISTERS - 1:
-            self.logins += 1
+    def expected_login(self, challenge: bytes) -> bytes:
+        """The response to a challenge: SHA-256(challenge ‖ MD5(user) ‖ MD5(password))."""
+        user = hashlib.md5(self.username.encode()).digest()  # noqa: S324 - the protocol's
+        password = hashlib.md5(self.password.encode()).digest()  # noqa: S324
+        return hashlib.sha256(challenge + user + password).digest()
+
+    def set_credentials(self, username: str, password: str) -> None:
+        """New credentials: every session has to log in again."""
+        self.username, self.password = username, password
+        self.credentials_version += 1
+
+    def set_unit_fault(self, unit: int, fault: str | None, value: int | None = None) -> None:
+        """A unit (1..20) misbehaves (a name of UNIT_FAULTS), or None: it answers again."""
+        if fault is None:
+            self.unit_faults.pop(unit, None)
+            return
+        if fault not in UNIT_FAULTS:
+            raise ValueError(f"unknown unit fault {fault!r}")
+        self.unit_faults[unit] = (fault, value)
+
+    def unit_fault(self, unit: int) -> str | None:
+        """The fault of a unit, if any."""
+        entry = self.unit_faults.get(unit)
+        return entry[0] if entry else None
+
+    def settle_water(self) -> None:
+        """Fans and water start afresh where the load takes them (a new load source)."""
+        self._water_c = None
+        self.fan_running = False
+
+    def override_inlet(self, temperature_c: float | None) -> None:
+        """Pin T2 at a temperature; None: the physics takes it on from there."""
+        self.inlet_override_c = temperature_c
+        if temperature_c is not None:
+            self._water_c = temperature_c
 
     @property
     def last_login(self) -> bytes:
         """The 32-byte login response last written (registers big-endian)."""
         return b"".join(value.to_bytes(2, "big") for value in self.login_buffer)
 
+    def socket_draw_kw(self, pdu: int, socket: int) -> float:
+        """What one socket draws (0 when off, or when no miner is mapped to it)."""
+        if not self.sockets[pdu - 1][socket - 1]:
+            return 0.0
+        if self.socket_w is None:
+            return self.socket_kw
+        return self.socket_w.get((pdu, socket), 0.0) / 1000
+
     def pdu_power_kw(self, pdu: int) -> float:
         """What one PDU's sockets draw (PDU 1..12)."""
-        if not self.enabled:
-            return 0.0
-        return sum(self.sockets[pdu - 1]) * self.socket_kw
+        return sum(self.socket_draw_kw(pdu, socket) for socket in range(1, SOCKETS_PER_PDU + 1))
 
     def it_load_kw(self) -> float:
         """What all the sockets draw."""
@@ -176,7 +247,8 @@ class ContainerState:
 
     def load_fraction(self) -> float:
         """IT load over the rated load (every socket on)."""
-        rated = PDU_COUNT * SOCKETS_PER_PDU * self.socket_kw
+        # Rated: a 3 kW miner on every socket (socket_kw when on its own).
+        rated = PDU_COUNT * SOCKETS_PER_PDU * (3.0 if self.socket_w is not None else self.socket_kw)
         return self.it_load_kw() / rated if rated > 0 else 0.0
 
     def pump_faulted(self) -> bool:
@@ -210,19 +282,31 @@ class ContainerState:
         """Where the water would settle without the fans."""
         return self.ambient_c + FREE_RISE_K * self.load_fraction()
 
-    def inlet_temp_c(self) -> float:
-        """Unit inlet water temperature T2."""
+    def target_inlet_c(self) -> float:
+        """Where T2 settles with the cooling as it is now."""
+        if not self.pump_running():
+            return self.ambient_c + NO_FLOW_RISE_K * self.load_fraction()
         if not self.fan_running:
             return self.fanless_temp_c()
         rise = FREE_RISE_K - (FREE_RISE_K - COOLED_RISE_K) * min(self.fan_speed_pct, 100) / 100
         return self.ambient_c + rise * self.load_fraction()
 
+    def inlet_temp_c(self) -> float:
+        """Unit inlet water temperature T2: the override, or the water as update() left it."""
+        if self.inlet_override_c is not None:
+            return self.inlet_override_c
+        return self.target_inlet_c() if self._water_c is None else self._water_c
+
     def outlet_temp_c(self) -> float:
-        """Unit outlet water temperature T3 (choice: T2 plus 6 K at full load)."""
+        """Unit outlet water temperature T3 (choice: T2 plus 6 K at full load, T2 without flow)."""
+        if not self.pump_running():
+            return self.inlet_temp_c()
         return self.inlet_temp_c() + 6.0 * self.load_fraction()
 
     def cooling_temp_c(self) -> float:
-        """Cooling temperature T1 (choice: T2 minus 2 K at full load)."""
+        """Cooling temperature T1 (choice: T2 minus 2 K at full load, T2 without flow)."""
+        if not self.pump_running():
+            return self.inlet_temp_c()
         return self.inlet_temp_c() - 2.0 * self.load_fraction()
 
     def pressures_bar(self) -> dict[str, float]:
@@ -234,7 +318,7 @@ class ContainerState:
     def alarms(self) -> list[str]:
         """Active alarms: the injected ones and those the physics raises."""
         active = set(self.faults)
-        if self.pump_running() and self.inlet_temp_c() >= self.high_inlet_temp_c:
+        if self.enabled and self.inlet_temp_c() >= self.high_inlet_temp_c:
             active.add("high_inlet_temp_unit")
         return [name for name in ALARMS if name in active]
 
@@ -245,12 +329,29 @@ class ContainerState:
         return "running" if self.pump_running() else "stopped"
 
     def update(self, now: float) -> None:
-        """Advance to monotonic time now: energy counters and the fan controller."""
+        """Advance to monotonic time now: energy counters, the fan controller, the water."""
+        elapsed = 0.0
         if self._updated_at is not None and now > self._updated_at:
-            hours = (now - self._updated_at) / 3600
+            elapsed = now - self._updated_at
+            hours = elapsed / 3600
             for index in range(METER_COUNT):
                 self.energy_kwh[index] += self.meter_power_kw(index) * hours
-        self._updated_at = now
+        self._updated_at = max(now, self._updated_at or now)
+        self._update_fans()
+        # The water relaxes towards where the cooling as it is now takes it (first read:
+        # settled); an override pins it, and the physics goes on from there once released.
+        target = self.target_inlet_c()
+        if self.inlet_override_c is not None:
+            self._water_c = self.inlet_override_c
+        elif self._water_c is None or self.water_tau_s <= 0:
+            self._water_c = target
+        else:
+            self._water_c = target + (self._water_c - target) * math.exp(
+                -elapsed / self.water_tau_s
+            )
+
+    def _update_fans(self) -> None:
+        """The fan controller, on the heat load (see the module docstring)."""
         if not self.pump_running() or "fan_fault" in self.faults:
             self.fan_running = False
         elif not self.fan_auto:
@@ -270,6 +371,11 @@ class ContainerState:
             "power_w": round(self.power_w(), 1),
             "ambient_c": self.ambient_c,
             "inlet_temp_c": round(self.inlet_temp_c(), 2),
+            "outlet_temp_c": round(self.outlet_temp_c(), 2),
+            "inlet_override_c": self.inlet_override_c,
+            "water_tau_s": self.water_tau_s,
+            "it_load_kw": round(self.it_load_kw(), 2),
+            "pump_running": self.pump_running(),
             "fan_running": self.fan_running,
             "fan": {
                 "speed_pct": self.fan_speed_pct,
@@ -281,4 +387,13 @@ class ContainerState:
             "smoke": self.smoke,
             "water_ingress": self.water_ingress,
             "alarms": [{"name": name, "severity": SEVERITY[name]} for name in self.alarms()],
+            "unit_faults": {
+                str(unit): {"fault": fault, "value": value}
+                for unit, (fault, value) in sorted(self.unit_faults.items())
+            },
+            "login": {
+                "username": self.username,
+                "accepted": self.logins,
+                "refused": self.logins_refused,
+            },
         }

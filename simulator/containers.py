@@ -7,17 +7,31 @@ read-only one "illegal data address", a value a register does not take "illegal 
 value", and an unknown unit id no answer (like a gateway). Registers are computed from a
 ContainerState on every request, so writes read back and faults show at once.
 
+Login (unit 1): each connection has its own 8-byte challenge (regs 301-304, renewed after
+every attempt) and must write the response (SHA-256 of challenge ‖ MD5(user) ‖
+MD5(password)) as one FC16 of 16 registers at reg 305 before any other write: a wrong
+response gets "illegal data value" and logs the connection out, a write before a good login
+"illegal function" (the Modbus code for "not in a state to do this"). Reads need no login.
+
+A unit can be made to misbehave (ContainerState.unit_faults): no answer, an exception code,
+an empty reply or out-of-range readings.
+
 The container's state and physics are in container_state.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 import inspect
+import math
+import secrets
 import time
 from typing import Any, cast
 
+from pymodbus import exceptions as modbus_exceptions
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.pdu.bit_message import (
@@ -41,15 +55,61 @@ from pymodbus.server import ModbusTcpServer
 
 from .container_maps import (
     DEFAULT_FAN_THRESHOLD_REG,
+    FIRST_METER_UNIT,
+    FIRST_PDU_UNIT,
     ILLEGAL_FUNCTION,
     ILLEGAL_VALUE,
     KINDS,
+    REG_LOGIN,
+    UNIT_DIAG,
+    UNIT_FCDU,
+    UNIT_GTEMP,
+    UNIT_HENV,
     UNITS,
     ContainerMap,
     ModbusRefusedError,
 )
-from .container_state import ALARMS, PDU_COUNT, SOCKETS_PER_PDU, ContainerState
+from .container_state import (
+    ALARMS,
+    LOGIN_REGISTERS,
+    PDU_COUNT,
+    SOCKETS_PER_PDU,
+    UNIT_EXCEPTIONS,
+    UNIT_FAULTS,
+    ContainerState,
+)
 from .state import SiteState
+
+# Raised from a request handler, pymodbus sends no answer (the server ignores unknown units);
+# the exception was renamed in pymodbus 3.10.
+_NoAnswer: type[Exception] = next(
+    getattr(modbus_exceptions, name)
+    for name in ("NoSuchIdException", "NoSuchSlaveException")
+    if hasattr(modbus_exceptions, name)
+)
+
+# The upstream names of the unit ids (the fact sheet's).
+UNIT_NAMES: dict[str, int] = {
+    "fcdu": UNIT_FCDU,
+    "gtemp": UNIT_GTEMP,
+    "henv": UNIT_HENV,
+    **{f"powermeter{n:02d}": FIRST_METER_UNIT + n - 1 for n in range(1, 5)},
+    "diag": UNIT_DIAG,
+    **{f"pdu{n:02d}": FIRST_PDU_UNIT + n - 1 for n in range(1, PDU_COUNT + 1)},
+}
+
+
+@dataclass(slots=True)
+class _Session:
+    """One TCP connection: its login challenge and the credentials it logged in with."""
+
+    challenge: bytes
+    # ContainerState.credentials_version at the good login (None: not logged in).
+    logged_in: int | None = None
+
+
+# The connection a request came on (set per request by _SessionServer).
+_SESSION: ContextVar[_Session | None] = ContextVar("container_session", default=None)
 
 
 class _Unit:
@@ -59,16 +119,41 @@ class _Unit:
         self.server = server
         self.unit = unit
 
+    def fault(self) -> str | None:
+        """The unit's injected fault, if any."""
+        return self.server.state.unit_fault(self.unit)
+
     def read(self, address: int, count: int) -> list[int]:
         """Read from a wire address (register = address + 1)."""
         self.server.refresh()
-        return self.server.map.read(self.server.state, self.unit, address + 1, count)
+        session = _SESSION.get()
+        challenge = session.challenge if session is not None else b"\0" * 8
+        return self.server.map.read(self.server.state, self.unit, address + 1, count, challenge)
 
     def write(self, address: int, values: list[int]) -> None:
-        """Write at a wire address (register = address + 1)."""
-        self.server.refresh()
-        self.server.map.write(self.server.state, self.unit, address + 1, values)
-        self.server.refresh()
+        """Write at a wire address (register = address + 1); a login first."""
+        server, reg = self.server, address + 1
+        server.refresh()
+        session = _SESSION.get()
+        last = reg + len(values) - 1
+        if self.unit == UNIT_FCDU and reg < REG_LOGIN + LOGIN_REGISTERS and last >= REG_LOGIN:
+            # Any write touching the login registers is a login attempt.
+            server.login(session, reg, values)
+            return
+        if session is None or session.logged_in != server.state.credentials_version:
+            raise ModbusRefusedError(ILLEGAL_FUNCTION, "log in first")
+        server.map.write(server.state, self.unit, reg, values)
+        server.changed()
+
+
+def _unit_fault_reply(request: ModbusPDU, context: Any) -> ModbusPDU | None:
+    """What a faulted unit answers instead of doing the request (None: no fault)."""
+    fault = _unit(context).fault()
+    if fault == "timeout":
+        raise _NoAnswer(f"unit {_unit(context).unit} times out (injected)")
+    if fault in UNIT_EXCEPTIONS:
+        return ExceptionResponse(request.function_code, UNIT_EXCEPTIONS[fault])
+    return None
 
 
 def _unit(context: Any) -> _Unit:
@@ -86,12 +171,17 @@ class _ReadHolding(ReadHoldingRegistersRequest):
 
     async def update_datastore(self, context: Any) -> ModbusPDU:
         """Read, or answer the device's exception."""
+        if (reply := _unit_fault_reply(self, context)) is not None:
+            return reply
         if not 1 <= self.count <= 125:
             return ExceptionResponse(self.function_code, ILLEGAL_VALUE)
         try:
             registers = _unit(context).read(self.address, self.count)
         except ModbusRefusedError as refusal:
             return ExceptionResponse(self.function_code, refusal.code)
+        if _unit(context).fault() == "empty":
+            # A reply with a byte count of 0 (the upstream worker takes it for a timeout).
+            return ReadHoldingRegistersResponse(registers=[])
         return ReadHoldingRegistersResponse(registers=registers)
 
 
@@ -100,6 +190,8 @@ class _WriteSingle(WriteSingleRegisterRequest):
 
     async def update_datastore(self, context: Any) -> ModbusPDU:
         """Write, or answer the device's exception."""
+        if (reply := _unit_fault_reply(self, context)) is not None:
+            return reply
         try:
             _unit(context).write(self.address, list(self.registers))
         except ModbusRefusedError as refusal:
@@ -112,6 +204,8 @@ class _WriteMultiple(WriteMultipleRegistersRequest):
 
     async def update_datastore(self, context: Any) -> ModbusPDU:
         """Write, or answer the device's exception."""
+        if (reply := _unit_fault_reply(self, context)) is not None:
+            return reply
         if not 1 <= self.count <= 123 or self.count != len(self.registers):
             return ExceptionResponse(self.function_code, ILLEGAL_VALUE)
         try:
@@ -123,6 +217,8 @@ class _WriteMultiple(WriteMultipleRegistersRequest):
 
 async def _illegal_function(self: ModbusPDU, context: Any) -> ModbusPDU:
     """The container has no coils, inputs or input registers."""
+    if (reply := _unit_fault_reply(self, context)) is not None:
+        return reply
     return ExceptionResponse(self.function_code, ILLEGAL_FUNCTION)
 
 
@@ -141,6 +237,25 @@ _UNSUPPORTED: list[type[ModbusPDU]] = [
         ReadWriteMultipleRegistersRequest,
     )
 ]
+
+
+class _SessionServer(ModbusTcpServer):
+    """A Modbus TCP server that gives each connection a session (its login)."""
+
+    def callback_new_connection(self) -> Any:
+        """The pymodbus handler of a new connection, its requests run in its session."""
+        handler: Any = super().callback_new_connection()  # type: ignore[no-untyped-call,unused-ignore]
+        session = _Session(secrets.token_bytes(8))
+        handle = handler.handle_request
+
+        # pymodbus runs each request's handle_request as a task of its own: the variable set
+        # there is what the request's update_datastore sees.
+        async def handle_request() -> None:
+            _SESSION.set(session)
+            await handle()
+
+        handler.handle_request = handle_request
+        return handler
 
 
 class ContainerServer:
@@ -165,6 +280,10 @@ class ContainerServer:
         self.port = port
         self._site = site
         self._clock = clock
+        # Set by the site: the per-socket draw of the miners mapped to this container, and
+        # what follows a change of the sockets (their miners' power).
+        self.socket_load: Callable[[], dict[tuple[int, int], float]] | None = None
+        self.on_change: Callable[[], None] | None = None
         units = {unit: _Unit(self, unit) for unit in UNITS}
         context: Any = ModbusServerContext(  # type: ignore[no-untyped-call,unused-ignore]
             units, single=False
@@ -177,7 +296,7 @@ class ContainerServer:
             else "ignore_missing_slaves"
         )
         options: dict[str, Any] = {ignore: True}
-        self._server = ModbusTcpServer(
+        self._server = _SessionServer(
             context,
             address=(host, port),
             custom_pdu=[_ReadHolding, _WriteSingle, _WriteMultiple, *_UNSUPPORTED],
@@ -186,12 +305,40 @@ class ContainerServer:
         self._running = False
 
     def refresh(self) -> None:
-        """Follow the site (ambient, grid) and advance the container to now."""
+        """Follow the site (ambient, grid, the miners' draw) and advance the container to now."""
         if self._site is not None:
             self.state.ambient_c = self._site.ambient_c
             self.state.voltage_v = self._site.grid.voltage_v
             self.state.frequency_hz = self._site.grid.frequency_hz
+        if self.socket_load is not None:
+            self.state.socket_w = self.socket_load()
         self.state.update(self._clock())
+
+    def changed(self) -> None:
+        """After a write or a control request: the sockets' miners follow, then the state."""
+        if self.on_change is not None:
+            self.on_change()
+        self.refresh()
+
+    def login(self, session: _Session | None, reg: int, values: list[int]) -> None:
+        """A login attempt on a connection; ModbusRefusedError when refused."""
+        state = self.state
+        if session is None:
+            raise ModbusRefusedError(ILLEGAL_FUNCTION, "no connection to log in")
+        challenge, session.challenge = session.challenge, secrets.token_bytes(8)
+        session.logged_in = None
+        response = b"".join(value.to_bytes(2, "big") for value in values)
+        if reg != REG_LOGIN or len(values) != LOGIN_REGISTERS:
+            state.logins_refused += 1
+            raise ModbusRefusedError(
+                ILLEGAL_VALUE, "the login response is 16 registers written at once from reg 305"
+            )
+        if not secrets.compare_digest(response, state.expected_login(challenge)):
+            state.logins_refused += 1
+            raise ModbusRefusedError(ILLEGAL_VALUE, "login refused")
+        state.login_buffer = list(values)
+        state.logins += 1
+        session.logged_in = state.credentials_version
 
     def snapshot(self) -> dict[str, Any]:
         """The container for the control API."""
@@ -203,10 +350,13 @@ class ContainerServer:
 
         Keys: enabled, offline, smoke, water_ingress (true/false); socket_kw (0..20);
         socket {"pdu": 1..12, "socket": 1..20, "on": bool}; fault (an alarm name) with
-        active (default true); clear_faults: true.
+        active (default true); unit_fault {"unit", "fault", "value"} (or a list of them);
+        inlet_temp_c (-20..100, null releases it); water_tau_s (0..3600);
+        credentials {"username", "password"}; clear_faults: true (alarms and unit faults).
         """
         changes: list[Callable[[], None]] = []
         state = self.state
+        self.refresh()  # what happened until now, with the settings as they were
         for key, value in body.items():
             if key in ("enabled", "smoke", "water_ingress"):
                 changes.append(partial(setattr, state, key, _flag(body, key)))
@@ -227,11 +377,21 @@ class ContainerServer:
             elif key == "clear_faults":
                 if value is not True:
                     raise ValueError('"clear_faults" must be true')
-                changes.append(state.faults.clear)
+                changes += [state.faults.clear, state.unit_faults.clear]
+            elif key == "unit_fault":
+                changes += [_unit_fault_change(state, item) for item in _items(value)]
+            elif key == "inlet_temp_c":
+                override = None if value is None else _number(value, key, -20, 100)
+                changes.append(partial(state.override_inlet, override))
+            elif key == "water_tau_s":
+                changes.append(partial(setattr, state, key, _number(value, key, 0, 3600)))
+            elif key == "credentials":
+                changes.append(_credentials_change(state, value))
             elif key != "active" or "fault" not in body:
                 raise ValueError(f"unknown field {key!r}")
         for change in changes:
             change()
+        self.changed()
         if "offline" in body:
             await self.set_offline(body["offline"])
 
@@ -278,6 +438,70 @@ def _socket_change(state: ContainerState, value: object) -> Callable[[], None]:
     ):
         raise ValueError('"socket" must be {"pdu": 1..12, "socket": 1..20, "on": true|false}')
     return partial(state.set_socket, pdu, socket, on)
+
+
+def _number(value: object, key: str, low: float, high: float) -> float:
+    """A finite number within [low, high] of a control request."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f'"{key}" must be a number')
+    if not low <= value <= high:
+        raise ValueError(f'"{key}" must be between {low:g} and {high:g}')
+    return float(value)
+
+
+def _items(value: object) -> list[object]:
+    """One object or a list of them."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+_UNIT_FAULT_FORM = (
+    '"unit_fault" must be {"unit": 1..20, a unit name or "all", "fault": '
+    + " | ".join(UNIT_FAULTS)
+    + ' | null, "value": 0..65535 (out_of_range only)}'
+)
+
+
+def _unit_fault_change(state: ContainerState, value: object) -> Callable[[], None]:
+    """The change a {"unit", "fault", "value"} request makes, checked first."""
+    if not isinstance(value, dict) or not {"unit", "fault"} <= set(value) <= {
+        "unit",
+        "fault",
+        "value",
+    }:
+        raise ValueError(_UNIT_FAULT_FORM)
+    unit, fault, raw = value["unit"], value["fault"], value.get("value")
+    if isinstance(unit, str) and unit in UNIT_NAMES:
+        units = [UNIT_NAMES[unit]]
+    elif unit == "all":
+        units = list(UNITS)
+    elif type(unit) is int and unit in UNITS:
+        units = [unit]
+    else:
+        raise ValueError(f'"unit_fault": no unit {unit!r} (1..20, {", ".join(UNIT_NAMES)}, all)')
+    if fault is not None and fault not in UNIT_FAULTS:
+        raise ValueError(f'"unit_fault": "fault" must be one of {", ".join(UNIT_FAULTS)} or null')
+    if raw is not None and (
+        fault != "out_of_range" or type(raw) is not int or not 0 <= raw <= 0xFFFF
+    ):
+        raise ValueError('"unit_fault": "value" is a raw register 0..65535, for out_of_range only')
+
+    def change() -> None:
+        for number in units:
+            state.set_unit_fault(number, fault, raw)
+
+    return change
+
+
+def _credentials_change(state: ContainerState, value: object) -> Callable[[], None]:
+    """New login credentials, checked first."""
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"username", "password"}
+        or not all(isinstance(part, str) for part in value.values())
+        or not value["username"]
+    ):
+        raise ValueError('"credentials" must be {"username": a non-empty text, "password": text}')
+    return partial(state.set_credentials, value["username"], value["password"])
 
 
 def parse_containers(text: str) -> list[str]:

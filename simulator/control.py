@@ -215,7 +215,9 @@ async def post_container(request: web.Request) -> web.Response:
         await container.control(body)
     except ValueError as err:
         raise web.HTTPBadRequest(text=str(err)) from None
-    return web.json_response(container.snapshot())
+    if site.fleet is not None:
+        await site.fleet.settle()  # the miners' ports follow their sockets before we answer
+    return web.json_response(site.snapshot()["containers"][int(index)])
 
 
 async def start_control_api(

@@ -13,7 +13,8 @@ from typing import Any, Self
 
 from .addresses import bindable_port, parse_address
 from .container_maps import KINDS
-from .container_state import ContainerState
+from .container_site import ContainerPower
+from .container_state import DEFAULT_WATER_TAU_S, ContainerState
 from .containers import ContainerServer
 from .control import start_control_api
 from .meter import GridMeterServer
@@ -60,6 +61,11 @@ class SiteConfig:
     # the following ports (port 0: any free port each).
     containers: tuple[str, ...] = ()
     container_address: str = "127.0.0.1:15030"
+    # Container logins (username, password): none = admin/admin each, one = the same for
+    # every container, else one per container in order.
+    container_logins: tuple[tuple[str, str], ...] = ()
+    # Time constant of the containers' water temperature (0: settles at once).
+    container_water_tau_s: float = DEFAULT_WATER_TAU_S
     scenario: str | None = None
     scenario_speed: float = 1.0
 
@@ -78,10 +84,41 @@ class SiteConfig:
             if kind not in KINDS:
                 raise ValueError(f"containers: unknown kind {kind!r} (kehua or wonderint)")
         parse_address(self.container_address, "container_address")
+        self._check_containers()
         if not self.scenario_speed > 0:
             raise ValueError(f"scenario speed must be > 0, not {self.scenario_speed}")
         if self.scenario is not None:
             load_scenario(self.scenario, self.nominal_hz)  # ScenarioError is a ValueError
+
+    def _check_containers(self) -> None:
+        """The container options, each error naming its field."""
+        logins = self.container_logins
+        if len(logins) > 1 and len(logins) != len(self.containers):
+            raise ValueError(
+                f"container_logins: give one login for all or one per container"
+                f" ({len(self.containers)}), not {len(logins)}"
+            )
+        for login in logins:
+            if (
+                not isinstance(login, tuple)
+                or len(login) != 2
+                or not all(isinstance(part, str) for part in login)
+                or not login[0]
+            ):
+                raise ValueError(
+                    f"container_logins: ({'username'!r}, {'password'!r}), not {login!r}"
+                )
+        tau = self.container_water_tau_s
+        if isinstance(tau, bool) or not isinstance(tau, int | float) or not 0 <= tau <= 3600:
+            raise ValueError(f"container_water_tau_s: must be between 0 and 3600, not {tau!r}")
+
+    def container_state(self, index: int) -> ContainerState:
+        """A fresh state for container `index`, with its login and water time constant."""
+        state = ContainerState(water_tau_s=float(self.container_water_tau_s))
+        logins = self.container_logins
+        if logins:
+            state.username, state.password = logins[index if len(logins) > 1 else 0]
+        return state
 
     def _check_miners(self) -> None:
         """The miner options, each error naming its field."""
@@ -157,6 +194,8 @@ class Site:
         self._runner: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.containers: list[ContainerServer] = []
+        # The containers' sockets powering the miners (when both are simulated).
+        self.container_power: ContainerPower | None = None
         self.scenario = (
             load_scenario(config.scenario, config.nominal_hz) if config.scenario else None
         )
@@ -221,7 +260,7 @@ class Site:
                 for index, kind in enumerate(config.containers):
                     container = ContainerServer(
                         kind,
-                        ContainerState(),
+                        config.container_state(index),
                         host,
                         bindable_port(host, port + index if port else 0),
                         site=self.state,
@@ -238,6 +277,8 @@ class Site:
                 await self.pool.start()
             if config.miners:
                 await self._start_miners()
+                if self.containers and self.fleet is not None:
+                    self.container_power = ContainerPower(self.containers, self.fleet)
             if config.mqtt:
                 host, port = parse_address(config.mqtt, "mqtt")
                 port = bindable_port(host, port)
@@ -371,8 +412,14 @@ class Site:
         mining_w = self.mining_power_w()
         site_w = self.state.site_power_w(mining_w)
         grid = self.state.grid
+        miners = self.fleet.snapshot() if self.fleet is not None else []
+        containers = [container.snapshot() for container in self.containers]
+        if self.container_power is not None:
+            self.container_power.annotate(miners)
+            for number, container in enumerate(containers):
+                container["miners"] = self.container_power.miners_of(number)
         return {
-            "miners": self.fleet.snapshot() if self.fleet is not None else [],
+            "miners": miners,
             "grid": {
                 "frequency_hz": grid.frequency_hz,
                 "changed_at": grid.changed_at,
@@ -397,7 +444,7 @@ class Site:
                 "shares": self.pool.snapshot() if self.pool is not None else None,
             },
             "ambient": {"temperature_c": self.state.ambient_c},
-            "containers": [container.snapshot() for container in self.containers],
+            "containers": containers,
             "site": {
                 "power_w": site_w,
                 "mining_power_w": mining_w,

@@ -6,6 +6,7 @@ Port mode: every miner on 127.0.0.1, API port base_port + 2i, web port + 1.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import ipaddress
@@ -179,6 +180,10 @@ class Fleet:
         self.upstream_url = upstream_url
         self.miners: list[SimMiner] = []
         self._servers: dict[int, list[MinerServer]] = {}
+        # Miners whose power is cut (a container's PDU socket off), by index.
+        self.unpowered: set[int] = set()
+        self._power_tasks: set[asyncio.Task[None]] = set()
+        self._power_lock = asyncio.Lock()
 
     def _build(self, base_port: int | None) -> None:
         """Miners with their addresses (ports final unless base_port is 0)."""
@@ -262,6 +267,10 @@ class Fleet:
 
     async def stop(self) -> None:
         """End every pool session, close every server."""
+        for task in list(self._power_tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for miner in self.miners:
             if miner.link is not None:
                 await miner.link.stop()
@@ -303,19 +312,51 @@ class Fleet:
             raise ValueError(f"unknown miner fault {fault!r}")
         if fault == "wrong_credentials":
             apply_credentials(miner, active)
-        if fault == "offline":
-            if active:
-                miner.set_offline(True)
-                for server in self.servers(miner):
-                    await server.stop(hold_port=True)
-            elif "offline" in miner.faults:
-                for server in self.servers(miner):
-                    await server.start()
-                miner.set_offline(False)
         if active:
             miner.faults.add(fault)
         else:
             miner.faults.discard(fault)
+        if fault == "offline":
+            await self._follow_power(miner)
+
+    def is_down(self, miner: SimMiner) -> bool:
+        """Offline: the offline fault, or no power."""
+        return "offline" in miner.faults or miner.index in self.unpowered
+
+    def set_powered(self, miner: SimMiner, powered: bool) -> None:
+        """Power a miner (a PDU socket): cut, it is offline at once; back, it boots.
+
+        The servers follow in a task (settle() waits for it): a cut miner answers nothing,
+        draws 0 W and leaves its pool; powered again it boots as after the offline fault.
+        """
+        if powered == (miner.index not in self.unpowered):
+            return
+        if powered:
+            self.unpowered.discard(miner.index)
+        else:
+            self.unpowered.add(miner.index)
+            miner.set_offline(True)
+        task = asyncio.get_running_loop().create_task(self._follow_power(miner))
+        self._power_tasks.add(task)
+        task.add_done_callback(self._power_tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait until every miner's servers follow its power."""
+        while self._power_tasks:
+            await asyncio.gather(*self._power_tasks, return_exceptions=True)
+
+    async def _follow_power(self, miner: SimMiner) -> None:
+        """The miner's state and listening servers as its faults and power say (idempotent)."""
+        async with self._power_lock:
+            servers = self.servers(miner)
+            if self.is_down(miner):
+                miner.set_offline(True)
+                for server in servers:
+                    await server.stop(hold_port=True)
+            elif miner.state == "offline":
+                for server in servers:
+                    await server.start()
+                miner.set_offline(False)
 
     def select(self, share: float) -> list[SimMiner]:
         """A stable share of the fleet."""

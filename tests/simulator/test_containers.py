@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-import hashlib
-import inspect
 import math
 from typing import Any
 
@@ -18,86 +15,25 @@ from simulator.container_maps import system_error_registers
 from simulator.container_state import SEVERITY, ContainerState
 from simulator.containers import ContainerServer, parse_containers
 from simulator.state import SiteState
-from tests.support.modbus_meter import free_port
-
-HOST = "127.0.0.1"
-# pymodbus 3.10 renamed the unit id keyword.
-UNIT_KEYWORD = (
-    "device_id"
-    if "device_id" in inspect.signature(AsyncModbusTcpClient.read_holding_registers).parameters
-    else "slave"
+from tests.simulator.container_client import (
+    DIAG,
+    FCDU,
+    GTEMP,
+    HENV,
+    HOST,
+    ILLEGAL_ADDRESS,
+    ILLEGAL_FUNCTION,
+    ILLEGAL_VALUE,
+    METER1,
+    PDU1,
+    UNIT_KEYWORD,
+    Clock,
+    Container,
+    close_container,
+    int16,
+    open_container,
 )
-ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 1, 2, 3
-FCDU, GTEMP, HENV, METER1, DIAG, PDU1 = 1, 2, 3, 4, 8, 9
-
-
-def int16(raw: int) -> int:
-    return raw - 0x10000 if raw & 0x8000 else raw
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Container:
-    """A running container server and a client on it; regs are the fact sheet's 1-based N."""
-
-    server: ContainerServer
-    client: AsyncModbusTcpClient
-    clock: Clock
-
-    @property
-    def state(self) -> ContainerState:
-        return self.server.state
-
-    async def read(self, unit: int, reg: int, count: int = 1) -> list[int]:
-        response = await self.client.read_holding_registers(
-            reg - 1, count=count, **{UNIT_KEYWORD: unit}
-        )
-        assert not response.isError(), response
-        return list(response.registers)
-
-    async def read_one(self, unit: int, reg: int) -> int:
-        return (await self.read(unit, reg))[0]
-
-    async def read_error(self, unit: int, reg: int, count: int = 1) -> int:
-        response = await self.client.read_holding_registers(
-            reg - 1, count=count, **{UNIT_KEYWORD: unit}
-        )
-        assert response.isError(), response
-        return int(response.exception_code)
-
-    async def write(self, unit: int, reg: int, value: int) -> Any:
-        return await self.client.write_register(reg - 1, value, **{UNIT_KEYWORD: unit})
-
-    async def write_many(self, unit: int, reg: int, values: list[int]) -> Any:
-        return await self.client.write_registers(reg - 1, values, **{UNIT_KEYWORD: unit})
-
-
-async def open_container(
-    kind: str, state: ContainerState | None = None, **options: Any
-) -> Container:
-    clock = Clock()
-    server = ContainerServer(
-        kind, state or ContainerState(), HOST, free_port(HOST), clock=clock, **options
-    )
-    await server.start()
-    client = AsyncModbusTcpClient(HOST, port=server.port, timeout=1, retries=0, reconnect_delay=0)
-    await client.connect()
-    assert client.connected
-    return Container(server, client, clock)
-
-
-async def close_container(container: Container) -> None:
-    container.client.close()
-    await container.server.stop()
+from tests.support.modbus_meter import free_port
 
 
 @pytest.fixture(params=["kehua", "wonderint"])
@@ -156,7 +92,6 @@ async def test_each_kind_decodes_to_the_state(container: Container) -> None:
     assert (t3 != 0, cooling_status) == ((False, 100) if kehua else (True, 0))
     assert await container.read(FCDU, 601, 1) == [1]
     assert await container.read(FCDU, 613, 3) == [8000, 3500, 3000]
-    assert await container.read(FCDU, 301, 4) == [0x4D42, 0x5443, 0x6F6E, 0x7431]
     assert await container.read(FCDU, 291, 10) == [0] * 10
     assert (await container.read(DIAG, 2, 13))[0] == 1
 
@@ -178,19 +113,30 @@ async def test_socket_writes_switch_and_read_back(container: Container) -> None:
     assert sum(sum(pdu) for pdu in container.state.sockets) == 240 - 1 - 19
 
 
-async def test_the_container_switch_stops_load_and_cooling(container: Container) -> None:
+async def test_the_cooling_switch_stops_pump_and_fans_not_the_sockets(
+    container: Container,
+) -> None:
     kehua = container.server.kind == "kehua"
+    pdu_before = await container.read_one(PDU1, 81)
     assert not (await container.write(FCDU, 601, 0)).isError()
     assert container.state.enabled is False
     assert await container.read_one(FCDU, 601) == 0
     assert container.state.status() == "stopped"
     assert await container.read_one(FCDU, 208 if kehua else 606) == 0
+    assert await container.read(FCDU, 607, 1) == [0]  # the fans stop
+    assert await container.read_one(FCDU, 209) == 0  # pump speed
+    # The PDUs stay powered: the sockets keep drawing, only the cooling's draw is gone.
+    assert await container.read_one(PDU1, 81) == pdu_before
+    assert await container.read_one(PDU1, 46) == 1
     meters_kw = [(await container.read_one(unit, 57)) / 100 for unit in range(4, 8)]
-    assert sum(meters_kw) == pytest.approx(0.5, abs=0.03)  # standby only (4 x 0.125, rounded)
-    assert await container.read_one(PDU1, 81) == 0
-    assert await container.read_one(PDU1, 46) == 1  # the socket keeps its setting
+    assert sum(meters_kw) == pytest.approx(240 * 3.0 + 0.5, abs=0.03)
+    # Without circulation the water heats (the water settles at once here): 30 + 45 K.
+    assert int16(await container.read_one(FCDU, 201)) / 100 == pytest.approx(75.0)
+    # A switched-off controller raises no temperature alarm.
+    assert await container.read(FCDU, 291, 1) == [0]
     await container.write(FCDU, 601, 1)
     assert container.state.status() == "running"
+    assert int16(await container.read_one(FCDU, 201)) / 100 == pytest.approx(37.2)
 
 
 async def test_fan_thresholds_write_and_read_back(container: Container) -> None:
@@ -280,6 +226,8 @@ async def test_an_unknown_unit_gets_no_answer(loopback_network: None) -> None:
 async def test_injected_faults_show_in_the_registers(container: Container) -> None:
     kehua = container.server.kind == "kehua"
     state = container.state
+    # The clock stands still: the pump fault does not get to heat the water here.
+    state.water_tau_s = 60.0
     state.smoke = state.water_ingress = True
     for name in ("fan_fault", "circulating_pump_fault", "power_fault"):
         state.set_fault(name)
@@ -333,7 +281,9 @@ async def test_temperatures_follow_ambient_and_cooling(container: Container) -> 
 
 
 def test_the_fan_controller_has_hysteresis() -> None:
-    state = ContainerState(ambient_c=10.0)  # full load: the fan-less water is ambient + 20 K
+    state = ContainerState(
+        ambient_c=10.0, water_tau_s=0
+    )  # full load: the fan-less water is ambient + 20 K
     state.update(0)
     assert not state.fan_running  # 30 °C < start 35 °C
     state.ambient_c = 16.0
@@ -356,17 +306,6 @@ async def test_energy_counts_with_the_clock(container: Container) -> None:
     container.clock.now += 360  # 0.1 h
     energy = (await container.read_one(METER1, 3) - start) / 100
     assert energy == pytest.approx(power_kw * 0.1, abs=0.02)
-
-
-async def test_login_stores_the_response(container: Container) -> None:
-    challenge = b"".join(v.to_bytes(2, "big") for v in await container.read(FCDU, 301, 4))
-    digest = hashlib.sha256(
-        challenge + hashlib.md5(b"admin").digest() + hashlib.md5(b"secret").digest()  # noqa: S324
-    ).digest()
-    registers = [int.from_bytes(digest[i : i + 2], "big") for i in range(0, 32, 2)]
-    assert not (await container.write_many(FCDU, 305, registers)).isError()
-    assert container.state.logins == 1
-    assert container.state.last_login == digest
 
 
 async def test_offline_refuses_connections(container: Container) -> None:

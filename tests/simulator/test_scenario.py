@@ -507,7 +507,9 @@ async def test_a_scenario_heat_wave_reaches_a_container(tmp_path: Path) -> None:
         """,
     )
     site = SiteState()
-    container = ContainerServer("kehua", ContainerState(), "127.0.0.1", 1, site=site)
+    # The water settles at once (the scenario runs 1000 times faster than its time constant).
+    state = ContainerState(water_tau_s=0)
+    container = ContainerServer("kehua", state, "127.0.0.1", 1, site=site)
     assert container.snapshot()["alarms"] == []
     await run(scenario, lambda values: apply_to_state(site, values), clock_speed=1000)
     snapshot = container.snapshot()
