@@ -26,7 +26,8 @@ from .const import (
     SUBENTRY_CONTAINER,
 )
 from .miningsite.addresses import AddressListError, MinerAddress, parse_addresses, parse_fleet
-from .miningsite.containers import ContainerClient, ContainerKind
+from .miningsite.containers import ContainerKind
+from .miningsite.containers.client import probe_container
 from .miningsite.exceptions import (
     ContainerAuthError,
     ContainerConnectionError,
@@ -76,9 +77,9 @@ def container_miners(text: str) -> list[MinerAddress]:
 
 
 async def read_container(data: Mapping[str, Any]) -> ContainerKind:
-    """Read the container once (raising what the client raises); its kind."""
+    """Log in and read the container once (raising what the client raises); its kind."""
     wanted = data[CONF_CONTAINER_KIND]
-    client = ContainerClient(
+    reading = await probe_container(
         data[CONF_CONTAINER_HOST],
         int(data[CONF_CONTAINER_PORT]),
         kind=None if wanted == KIND_DETECT else ContainerKind(wanted),
@@ -86,10 +87,6 @@ async def read_container(data: Mapping[str, Any]) -> ContainerKind:
         password=data[CONF_CONTAINER_PASSWORD],
         timeout=CONTAINER_TIMEOUT_S,
     )
-    try:
-        reading = await client.read()
-    finally:
-        await client.close()
     return reading.kind
 
 

@@ -42,12 +42,17 @@ from simulator.containers import ContainerServer
 
 from .conftest import SIMULATED_SITE, entry_for, set_supply
 
+LOGIN = ("operator", "container-secret")
+
 
 @pytest.fixture
 async def site(loopback_network: None) -> AsyncIterator[Site]:
     """Six miners and two containers: a Kehua and a Wonderint."""
     config = SiteConfig(
-        **SIMULATED_SITE, containers=("kehua", "wonderint"), container_address="127.0.0.1:0"
+        **SIMULATED_SITE,
+        containers=("kehua", "wonderint"),
+        container_address="127.0.0.1:0",
+        container_logins=(LOGIN,),
     )
     async with Site(config) as running:
         # Mild weather: the water stays below the warm band at full load.
@@ -76,8 +81,8 @@ def form(server: ContainerServer, miners: str = "", **changes: Any) -> dict[str,
         CONF_CONTAINER_KIND: "detect",
         CONF_CONTAINER_HOST: server.host,
         CONF_CONTAINER_PORT: server.port,
-        CONF_CONTAINER_USERNAME: "admin",
-        CONF_CONTAINER_PASSWORD: "admin",
+        CONF_CONTAINER_USERNAME: LOGIN[0],
+        CONF_CONTAINER_PASSWORD: LOGIN[1],
         CONF_CONTAINER_MINERS: miners,
         CONF_CONTAINER_SOCKETS_IN_ORDER: True,
         **changes,
@@ -132,7 +137,8 @@ async def test_add_a_container_and_see_it(
     assert float(power.state) > 0
     inlet = hass.states.get(entity(hass, "sensor", loaded, "inlet_water_temperature"))
     assert inlet is not None
-    assert float(inlet.state) == pytest.approx(kehua.state.inlet_temp_c(), abs=0.05)
+    # The water moves with a time constant: close to the simulator's, not equal.
+    assert float(inlet.state) == pytest.approx(kehua.state.inlet_temp_c(), abs=1.0)
     severity = hass.states.get(entity(hass, "sensor", loaded, "alarm_severity"))
     assert severity is not None
     assert severity.state == "none"
@@ -156,6 +162,7 @@ async def test_add_a_container_and_see_it(
         ({CONF_CONTAINER_MINERS: "10.9.9.9"}, {CONF_CONTAINER_MINERS: "miner_not_in_site"}),
         ({CONF_CONTAINER_MINERS: "not an address!"}, {CONF_CONTAINER_MINERS: "invalid_address"}),
         ({CONF_CONTAINER_KIND: "wonderint"}, {CONF_CONTAINER_KIND: "wrong_kind"}),
+        ({CONF_CONTAINER_PASSWORD: "wrong"}, {"base": "invalid_auth"}),
     ],
 )
 async def test_form_errors(
@@ -313,7 +320,7 @@ async def test_diagnostics_show_the_container_without_its_login(
     hass: HomeAssistant, hass_client: Any, site: Site, loaded: MockConfigEntry
 ) -> None:
     """Diagnostics list the container's reading and alarms; the login is redacted."""
-    await add_container(hass, loaded, form(site.containers[0], password="container-secret"))
+    await add_container(hass, loaded, form(site.containers[0]))
     result = await get_diagnostics_for_config_entry(hass, hass_client, loaded)
     (container,) = result["containers"].values()
     assert container["config"]["password"] == REDACTED
@@ -368,8 +375,8 @@ async def test_warm_water_derates_the_containers_miners(
     await add_container(hass, loaded, form(kehua, "\n".join(site_miner(site, i) for i in range(4))))
     coordinator = next(iter(loaded.runtime_data.containers.values()))
     await wait_until(lambda: all(m.state == "mining" for m in site.miners))
-    # Hot weather: the loop water (ambient + the load's rise) settles at 38 °C, warm not hot.
-    site.state.ambient_c = 38.0 - (kehua.state.inlet_temp_c() - kehua.state.ambient_c)
+    # The inlet water in the warm band (37-39 °C), not hot.
+    kehua.state.override_inlet(38.0)
     await wait_until(lambda: "water_inlet_temp_warm" in coordinator.alarms.active)
     await wait_until(lambda: sum(m.state == "sleeping" for m in site.miners[:4]) >= 1)
     limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
