@@ -11,12 +11,13 @@ import argparse
 import asyncio
 from pathlib import Path
 import sys
+from typing import Any
 
 import aiohttp
 
 from devtools.develop import CONTROL_URL, HOME_ASSISTANT_URL, TOKEN_FILE
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
-from devtools.simulation import SimulatorControl, miner_list
+from devtools.simulation import SimulatorControl, miner_address, miner_list
 from devtools.steps import StepError, poll_until
 from simulator.stratum import TINY_DIFFICULTY
 
@@ -57,6 +58,38 @@ async def add_mining_energy(api: HomeAssistantApi) -> None:
         raise StepError(f"saving the Energy preferences failed: {saved.get('error')}")
 
 
+# The simulator's containers accept this login (scripts/develop starts it with the default).
+CONTAINER_LOGIN = ("admin", "admin")
+
+
+async def add_containers(api: HomeAssistantApi, entry_id: str, state: dict[str, Any]) -> None:
+    """Add each simulated container to the site (a config subentry), with its miners in order."""
+    miners = state["miners"]
+    for number, container in enumerate(state.get("containers", [])):
+        host, _, port = container["address"].rpartition(":")
+        answers = {
+            "name": f"Container {number} ({container['kind'].capitalize()})",
+            "kind": "detect",
+            "host": host,
+            "port": int(port),
+            "username": CONTAINER_LOGIN[0],
+            "password": CONTAINER_LOGIN[1],
+            "miners": "\n".join(miner_address(miners[i]) for i in container.get("miners", [])),
+            "sockets_in_order": True,
+        }
+        flow = await api.post(
+            "/api/config/config_entries/subentries/flow",
+            {"handler": [entry_id, "container"], "show_advanced_options": False},
+        )
+        result = await api.post(
+            f"/api/config/config_entries/subentries/flow/{flow['flow_id']}", answers
+        )
+        if result.get("type") == "abort" and result.get("reason") == "already_configured":
+            continue  # added on an earlier run
+        if result.get("type") != "create_entry":
+            raise StepError(f"container {number} not added: {result}")
+
+
 async def main(args: argparse.Namespace) -> None:
     """Bring Home Assistant to a configured site."""
     base = args.url.rstrip("/")
@@ -90,6 +123,7 @@ async def main(args: argparse.Namespace) -> None:
             f"{SUPPLY_ENTITY} to have a value (is the simulator publishing?)",
             0.5,
         )
+        entry_id: str | None = None
         if "bitcoin_mining" not in domains:
             answers = site_answers(
                 "Simulated site",
@@ -99,8 +133,13 @@ async def main(args: argparse.Namespace) -> None:
                 miners=miners,
             )
             result = await api.run_flow("bitcoin_mining", answers)
+            entry_id = str(result["result"]["entry_id"])
             # Shorter timings than a real site's, so a demo dip restores in about a minute.
-            await api.set_options(result["result"]["entry_id"], DEV_OPTIONS)
+            await api.set_options(entry_id, DEV_OPTIONS)
+        if entry_id is None:
+            entries = await api.get("/api/config/config_entries/entry")
+            entry_id = next(e["entry_id"] for e in entries if e["domain"] == "bitcoin_mining")
+        await add_containers(api, entry_id, await SimulatorControl(session, args.simulator).state())
         await poll_until(
             lambda: has_value(api, MINING_ENERGY), 60, f"{MINING_ENERGY} to have a value", 0.5
         )
