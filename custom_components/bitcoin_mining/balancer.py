@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 import contextlib
 from dataclasses import dataclass, replace
 import gc
@@ -15,7 +15,6 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
 from .const import (
-    CONF_CONTAINER_WARM_FRACTION,
     CONF_MAX_STARTS,
     CONF_MIN_OFF_S,
     CONF_MIN_ON_S,
@@ -23,7 +22,6 @@ from .const import (
     CONF_RESTORE_HOLD_S,
     CONF_SUPPLY_STALE_S,
     CONF_UNDER_FREQUENCY,
-    DEFAULT_CONTAINER_WARM_FRACTION,
     DEFAULT_MAX_STARTS,
     DEFAULT_MIN_OFF_S,
     DEFAULT_MIN_ON_S,
@@ -67,6 +65,10 @@ LAST_ACTIONS: tuple[LastAction, ...] = (
     "incomplete",
     "off",
 )
+
+
+# Stops whose miners' sockets may be cut when the miner does not confirm them.
+HARD_STOP_REASONS = frozenset({"container_emergency", "container_hot"})
 
 
 def allocation_settings(entry: BitcoinMiningConfigEntry) -> AllocationSettings:
@@ -212,18 +214,13 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
             return ()
         mac_of = {view.address: mac for mac, view in fleet.miners.items()}
         power = {a.id: a.power_w for a in asics}
-        fraction = float(
-            self.config_entry.options.get(
-                CONF_CONTAINER_WARM_FRACTION, DEFAULT_CONTAINER_WARM_FRACTION
-            )
-        )
         limits = []
         for container in runtime.containers.values():
             macs = frozenset(
                 mac for m in container.miners if (mac := mac_of.get(str(m))) is not None
             )
             total = sum(power.get(mac, 0.0) for mac in macs)
-            if (limit := container.group_limit(macs, total, fraction)) is not None:
+            if (limit := container.group_limit(macs, total)) is not None:
                 limits.append(limit)
         return tuple(limits)
 
@@ -325,6 +322,8 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
                     [i.asic_id for i in items], action, quick=shedding
                 )
             failed += command_failures(outcomes, action)
+            if shedding:
+                await self._async_cut_unconfirmed(items, outcomes)
         if failed:
             first = failed[0]
             LOGGER.warning(
@@ -336,6 +335,29 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
                 first.error,
             )
         return tuple(failed)
+
+    async def _async_cut_unconfirmed(
+        self, stops: tuple[PlannedAction, ...], outcomes: Mapping[str, str | None]
+    ) -> None:
+        """Hard shed: cut the sockets of miners that did not confirm a container's stop.
+
+        Only where the container allows it (off by default): a cut miner loses power
+        mid-hash, which no fleet manager does, but smoke or a dead pump cannot wait.
+        """
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        fleet = self.fleet.data
+        if runtime is None or fleet is None:
+            return
+        unconfirmed = {
+            fleet.miners[stop.asic_id].address
+            for stop in stops
+            if stop.reason in HARD_STOP_REASONS
+            and outcomes.get(stop.asic_id) is not None
+            and stop.asic_id in fleet.miners
+        }
+        for container in runtime.containers.values():
+            if unconfirmed and container.socket_cut:
+                await container.async_cut_sockets(unconfirmed)
 
     def _record(self, run: AllocationRun, trigger: str, planned: int) -> BalancerState:
         """What the entities show after a run."""

@@ -19,10 +19,14 @@ from .const import (
     CONF_CONTAINER_MINERS,
     CONF_CONTAINER_PASSWORD,
     CONF_CONTAINER_PORT,
+    CONF_CONTAINER_SOCKET_CUT,
     CONF_CONTAINER_SOCKETS_IN_ORDER,
     CONF_CONTAINER_USERNAME,
+    CONF_CONTAINER_WARM_FRACTION,
     CONTAINER_INTERVAL_S,
     CONTAINER_TIMEOUT_S,
+    DEFAULT_CONTAINER_SOCKET_CUT,
+    DEFAULT_CONTAINER_WARM_FRACTION,
     DOMAIN,
     KIND_DETECT,
     LOGGER,
@@ -182,6 +186,10 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
         self.sockets: dict[tuple[int, int], MinerAddress] = (
             {socket_of(index): miner for index, miner in enumerate(self.miners)} if in_order else {}
         )
+        self.warm_fraction = float(
+            data.get(CONF_CONTAINER_WARM_FRACTION, DEFAULT_CONTAINER_WARM_FRACTION)
+        )
+        self.socket_cut = bool(data.get(CONF_CONTAINER_SOCKET_CUT, DEFAULT_CONTAINER_SOCKET_CUT))
         self.alarm_settings = settings or AlarmSettings()
         self._alarms = AlarmState()
         self._energy = EnergyTotal()
@@ -212,9 +220,7 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
         """The active alarms (kept through a failed poll: unknown is not a recovery)."""
         return self._alarms
 
-    def group_limit(
-        self, macs: frozenset[str], power_w: float, warm_fraction: float
-    ) -> GroupLimit | None:
+    def group_limit(self, macs: frozenset[str], power_w: float) -> GroupLimit | None:
         """The cap on this container's miners (`power_w` when all run), or None for none."""
         if not macs:
             return None
@@ -224,8 +230,29 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
         if INLET_HOT in active:
             return GroupLimit(macs, 0.0, "container_hot")
         if INLET_WARM in active:
-            return GroupLimit(macs, power_w * warm_fraction, "container_warm")
+            return GroupLimit(macs, power_w * self.warm_fraction, "container_warm")
         return None
+
+    async def async_cut_sockets(self, addresses: set[str]) -> list[str]:
+        """Cut the sockets that feed these miners (by address); the addresses cut."""
+        cut: list[str] = []
+        for (pdu, socket), miner in sorted(self.sockets.items()):
+            if str(miner) not in addresses:
+                continue
+            try:
+                await self.client.set_socket(pdu, socket, False)
+            except MiningSiteError as err:
+                LOGGER.error(
+                    "%s: cutting PDU %d socket %d (%s) failed: %s",
+                    self.subentry.title, pdu, socket, miner, err,
+                )  # fmt: skip
+                continue
+            LOGGER.warning(
+                "%s: %s did not confirm its emergency stop: PDU %d socket %d cut",
+                self.subentry.title, miner, pdu, socket,
+            )  # fmt: skip
+            cut.append(str(miner))
+        return cut
 
     @callback
     def async_add_alarm_listener(

@@ -16,11 +16,15 @@ from .const import (
     CONF_CONTAINER_NAME,
     CONF_CONTAINER_PASSWORD,
     CONF_CONTAINER_PORT,
+    CONF_CONTAINER_SOCKET_CUT,
     CONF_CONTAINER_SOCKETS_IN_ORDER,
     CONF_CONTAINER_USERNAME,
+    CONF_CONTAINER_WARM_FRACTION,
     CONF_MINERS,
     CONTAINER_TIMEOUT_S,
     DEFAULT_CONTAINER_PORT,
+    DEFAULT_CONTAINER_SOCKET_CUT,
+    DEFAULT_CONTAINER_WARM_FRACTION,
     KIND_DETECT,
     LOGGER,
     SUBENTRY_CONTAINER,
@@ -62,6 +66,14 @@ CONTAINER_SCHEMA = vol.Schema(
             selector.TextSelectorConfig(multiline=True)
         ),
         vol.Required(CONF_CONTAINER_SOCKETS_IN_ORDER, default=True): bool,
+        vol.Required(
+            CONF_CONTAINER_WARM_FRACTION, default=DEFAULT_CONTAINER_WARM_FRACTION
+        ): selector.NumberSelector(
+            selector.NumberSelectorConfig(
+                min=0, max=1, step=0.05, mode=selector.NumberSelectorMode.BOX
+            )
+        ),
+        vol.Required(CONF_CONTAINER_SOCKET_CUT, default=DEFAULT_CONTAINER_SOCKET_CUT): bool,
     }
 )
 

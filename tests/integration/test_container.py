@@ -417,3 +417,38 @@ async def test_a_failed_write_is_a_translated_error(
     await next(iter(loaded.runtime_data.containers.values())).async_refresh()
     await hass.services.async_call("switch", "turn_off", {"entity_id": cooling}, blocking=True)
     assert kehua.state.enabled is False
+
+
+async def test_unconfirmed_emergency_stop_cuts_the_socket(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """With the hard shed allowed, a miner that refuses the stop loses its socket."""
+    kehua = site.containers[0]
+    stubborn = next(i for i, m in enumerate(site.miners) if m.family == "whatsminer")
+    await add_container(
+        hass, loaded, form(kehua, site_miner(site, stubborn), container_socket_cut=True)
+    )
+    await wait_until(lambda: site.miners[stubborn].state == "mining")
+    assert site.fleet is not None
+    # Reads still work; the stop's login is refused.
+    await site.fleet.set_fault(site.miners[stubborn], "wrong_credentials", True)
+    kehua.state.smoke = True
+    await wait_until(lambda: kehua.state.sockets[0][0] is False, timeout=15.0)
+
+
+async def test_socket_cut_is_off_by_default(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Without the option, a refused stop leaves the socket on (the stop is retried)."""
+    kehua = site.containers[0]
+    stubborn = next(i for i, m in enumerate(site.miners) if m.family == "whatsminer")
+    await add_container(hass, loaded, form(kehua, site_miner(site, stubborn)))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    assert coordinator.socket_cut is False
+    await wait_until(lambda: site.miners[stubborn].state == "mining")
+    assert site.fleet is not None
+    await site.fleet.set_fault(site.miners[stubborn], "wrong_credentials", True)
+    kehua.state.smoke = True
+    await wait_until(lambda: coordinator.alarms.emergency)
+    await loaded.runtime_data.balancer.async_run("test")
+    assert kehua.state.sockets[0][0] is True
