@@ -452,3 +452,21 @@ async def test_socket_cut_is_off_by_default(
     await wait_until(lambda: coordinator.alarms.emergency)
     await loaded.runtime_data.balancer.async_run("test")
     assert kehua.state.sockets[0][0] is True
+
+
+async def test_unexpected_error_is_shown_and_logged(
+    hass: HomeAssistant,
+    site: Site,
+    loaded: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in reading (no peer can cause one on purpose): unknown, with the traceback logged."""
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("custom_components.bitcoin_mining.container_flow.probe_container", broken)
+    result = await add_container(hass, loaded, form(site.containers[0]))
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while reading the container" in caplog.text
