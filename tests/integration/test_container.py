@@ -470,3 +470,25 @@ async def test_unexpected_error_is_shown_and_logged(
     result = await add_container(hass, loaded, form(site.containers[0]))
     assert result["errors"] == {"base": "unknown"}
     assert "Unexpected error while reading the container" in caplog.text
+
+
+async def test_more_miners_than_sockets(hass: HomeAssistant) -> None:
+    """241 miners in order do not fit 12 PDUs of 20 sockets (checked before any read)."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Big site", options={"miners": "10.0.0.1-10.0.0.241"}, version=2
+    )
+    entry.add_to_hass(hass)
+    result = await add_container(
+        hass,
+        entry,
+        {
+            CONF_CONTAINER_NAME: "Full",
+            CONF_CONTAINER_KIND: "kehua",
+            CONF_CONTAINER_HOST: "127.0.0.1",
+            CONF_CONTAINER_PORT: 502,
+            CONF_CONTAINER_MINERS: "10.0.0.1-10.0.0.241",
+            CONF_CONTAINER_SOCKETS_IN_ORDER: True,
+        },
+    )
+    assert result["errors"] == {CONF_CONTAINER_MINERS: "too_many_for_sockets"}
+    assert result["description_placeholders"] == {"item": "241"}
