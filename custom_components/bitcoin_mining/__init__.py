@@ -55,6 +55,7 @@ from .container import (
     critical_issue_id,
     draw_beyond_miners_w,
 )
+from .container_services import async_setup_container_services
 from .coordinator import GridCoordinator, SiteCoordinator, implausible_issue_id
 from .entity import site_device_info, site_identifier
 from .failover import FailoverController, local_pool_issue_id
@@ -82,6 +83,7 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Set up the integration (its actions live here, not per entry)."""
     async_setup_services(hass)
+    async_setup_container_services(hass)
     return True
 
 

@@ -10,7 +10,7 @@ from homeassistant.components.diagnostics import REDACTED
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.helpers.event import EventStateChangedData, async_track_state_change_event
 import pytest
@@ -19,6 +19,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
 
+from custom_components.bitcoin_mining.compat import async_get_device_by_identifier
 from custom_components.bitcoin_mining.const import (
     CONF_CONTAINER_HOST,
     CONF_CONTAINER_KIND,
@@ -34,6 +35,7 @@ from custom_components.bitcoin_mining.const import (
 from custom_components.bitcoin_mining.container import (
     ENERGY_WRAP_KWH,
     EnergyTotal,
+    container_identifier,
     critical_issue_id,
 )
 from custom_components.bitcoin_mining.entity import site_identifier
@@ -492,3 +494,40 @@ async def test_more_miners_than_sockets(hass: HomeAssistant) -> None:
     )
     assert result["errors"] == {CONF_CONTAINER_MINERS: "too_many_for_sockets"}
     assert result["description_placeholders"] == {"item": "241"}
+
+
+async def test_set_container_sockets_action(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """The action switches a PDU's sockets; a socket that does not exist is a validation error."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    subentry_id = next(iter(loaded.subentries))
+    device = async_get_device_by_identifier(
+        hass, (DOMAIN, container_identifier(subentry_id)), loaded.entry_id
+    )
+    assert device is not None
+
+    async def call(**data: Any) -> None:
+        await hass.services.async_call(
+            DOMAIN, "set_container_sockets", {"container": device.id, **data}, blocking=True
+        )
+
+    await call(pdu=2, on=False)
+    assert kehua.state.sockets[1] == [False] * 20
+    assert all(kehua.state.sockets[0])
+    for data, key in (
+        ({"pdu": 13, "socket": 1}, "container_invalid_command"),
+        ({"pdu": 1, "socket": 21}, "container_invalid_command"),
+        ({"socket": 3}, "socket_needs_pdu"),
+    ):
+        with pytest.raises(ServiceValidationError) as refused:
+            await call(on=True, **data)
+        assert refused.value.translation_key == key
+    with pytest.raises(ServiceValidationError) as unknown:
+        await hass.services.async_call(
+            DOMAIN, "set_container_sockets", {"container": "nope", "on": True}, blocking=True
+        )
+    assert unknown.value.translation_key == "container_not_found"
+    await call(on=True)
+    assert all(all(pdu) for pdu in kehua.state.sockets)
