@@ -408,3 +408,25 @@ async def test_probing_a_container_before_setup(peer: ContainerPeer) -> None:
     # Every probe closed its connection.
     await asyncio.sleep(0)
     assert peer.connections == 3
+
+
+async def test_replies_in_pieces_are_put_together(
+    client: ContainerClient, peer: ContainerPeer
+) -> None:
+    peer.split_replies = True
+    reading = await client.read()
+    assert reading.unit_errors == {}
+    await client.set_socket(12, 20, False)
+    assert peer.registers[PDU1 + 11][65] == 2
+
+
+async def test_a_write_ack_that_does_not_parse(
+    client: ContainerClient, peer: ContainerPeer
+) -> None:
+    await client.read()
+    peer.truncate_write_acks = True
+    with pytest.raises(ContainerCommandError, match="writing the cooling system failed"):
+        await client.set_cooling(False)
+    # Each garbled ack dropped the connection; the client reconnects for the next call.
+    peer.truncate_write_acks = False
+    await client.set_cooling(True)

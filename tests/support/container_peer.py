@@ -96,6 +96,8 @@ class ContainerPeer:
         self.refuse_writes: set[tuple[int, int]] = set()  # (unit, reg) answering ILLEGAL_VALUE
         self.refuse_next_writes = 0  # the next n writes (FC06) answer ILLEGAL_VALUE
         self.silent = False  # answer nothing at all
+        self.split_replies = False  # send each reply in two pieces
+        self.truncate_write_acks = False  # acknowledge writes with a reply too short to parse
         self.challenge_registers = len(CHALLENGE)  # how many the challenge read returns
         self.unit_latency: dict[int, float] = {}  # extra delay before a unit's replies
         self.socket_readback = True  # a socket write shows in regs 46..65
@@ -156,8 +158,16 @@ class ContainerPeer:
                     break
                 if reply == b"garbled":
                     writer.write(b"\x00\x01\x99\x99\x00\x02\x01\x03")
-                else:
-                    writer.write(struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply)
+                    await writer.drain()
+                    continue
+                frame = struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
+                if self.split_replies:
+                    # Two TCP segments: the client must wait for the rest of the frame.
+                    writer.write(frame[:9])
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                    frame = frame[9:]
+                writer.write(frame)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -221,7 +231,7 @@ class ContainerPeer:
             return bytes([function | 0x80, ILLEGAL_VALUE])
         for offset, value in enumerate(request.values):
             self._store(unit, request.reg + offset, value)
-        return pdu[:5]
+        return pdu[:2] if self.truncate_write_acks else pdu[:5]
 
     def _login(self, pdu: bytes, values: list[int]) -> bytes:
         response = b"".join(value.to_bytes(2, "big") for value in values)
