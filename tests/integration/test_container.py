@@ -531,3 +531,28 @@ async def test_set_container_sockets_action(
     assert unknown.value.translation_key == "container_not_found"
     await call(on=True)
     assert all(all(pdu) for pdu in kehua.state.sockets)
+
+
+@pytest.mark.parametrize("fault", ["timeout", "out_of_range", "empty"])
+async def test_a_failing_unit_raises_no_alarm(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry, fault: str
+) -> None:
+    """The CDU timing out or reading -3276 °C: values unknown, no alarm, the poll goes on."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    kehua.state.set_unit_fault(1, fault)
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    assert coordinator.last_update_success
+    assert coordinator.alarms.active == {}
+    severity = hass.states.get(entity(hass, "sensor", loaded, "alarm_severity"))
+    assert severity is not None
+    assert severity.state == "none"
+    inlet = hass.states.get(entity(hass, "sensor", loaded, "inlet_water_temperature"))
+    assert inlet is not None
+    assert inlet.state == "unknown"
+    # The ambient unit still answers.
+    ambient = hass.states.get(entity(hass, "sensor", loaded, "ambient_temperature"))
+    assert ambient is not None
+    assert ambient.state not in ("unknown", "unavailable")
