@@ -39,7 +39,8 @@ async def container_write(coordinator: ContainerCoordinator, what: str, write: A
             },
         ) from err
     finally:
-        await coordinator.async_request_refresh()
+        # Read at once, not debounced: the entity shows what the container now holds.
+        await coordinator.async_refresh()
 
 
 class CoolingSwitch(ContainerEntity, SwitchEntity):
