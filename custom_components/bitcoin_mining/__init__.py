@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from homeassistant.config_entries import (
+    SIGNAL_CONFIG_ENTRY_CHANGED,
+    ConfigEntry,
+    ConfigEntryChange,
+)
 from homeassistant.const import Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryError
 from homeassistant.helpers import (
     config_validation as cv,
@@ -11,11 +18,12 @@ from homeassistant.helpers import (
     issue_registry as ir,
 )
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
 
 from .alert_services import async_setup_alert_services
-from .alerts import AlertsController, critical_issue_id
+from .alerts import AlertsController, critical_issue_id as alerts_issue_id
 from .balancer import LoadBalancer
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
 from .const import (
@@ -42,6 +50,14 @@ from .const import (
     WARM_UP_WAIT_S,
     meter_unique_id,
 )
+from .container import (
+    ContainerCoordinator,
+    container_identifier,
+    container_subentries,
+    critical_issue_id,
+    draw_beyond_miners_w,
+)
+from .container_services import async_setup_container_services
 from .coordinator import GridCoordinator, SiteCoordinator, implausible_issue_id
 from .entity import site_device_info, site_identifier
 from .failover import FailoverController, local_pool_issue_id
@@ -71,6 +87,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Set up the integration (its actions live here, not per entry)."""
     async_setup_services(hass)
     async_setup_alert_services(hass)
+    async_setup_container_services(hass)
     return True
 
 
@@ -152,7 +169,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         async_get_clientsession(hass),
         store,
     )
-    site = SiteCoordinator(hass, entry, supply, tuple(probes), fleet.measured_power_w)
+    site = SiteCoordinator(hass, entry, supply, tuple(probes), lambda: _site_draw_w(entry, fleet))
     balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
     failover = FailoverController(hass, entry, fleet, store)
     alerts = AlertsController(hass, entry, grid, site, fleet, balancer, failover)
@@ -167,6 +184,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     site_device = registry.async_get_or_create(
         config_entry_id=entry.entry_id, **site_device_info(entry)
     )
+    containers = await _async_setup_containers(hass, entry)
     entry.runtime_data = BitcoinMiningData(
         grid=grid,
         site=site,
@@ -175,6 +193,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         failover=failover,
         site_device_id=site_device.id,
         alerts=alerts,
+        containers=containers,
     )
     entry.async_on_unload(store.async_save)
     grid.start()
@@ -192,10 +211,57 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     alerts.attach()
     if not HAS_OPTIONS_FLOW_WITH_RELOAD:
         entry.async_on_unload(entry.add_update_listener(_async_reload_on_options_change))
+    else:
+        # No update listener (a reconfigure's reload refuses one): a container added,
+        # changed or removed reloads the site from the entry's change signal instead.
+        entry.async_on_unload(_reload_on_container_change(hass, entry))
     # Sessions, tokens and web configurations ready before the site says it is loaded:
     # the first under-frequency shed after a start is then as quick as any other.
     await fleet.async_writes_prepared(WARM_UP_WAIT_S)
     return True
+
+
+def _site_draw_w(entry: BitcoinMiningConfigEntry, fleet: FleetCoordinator) -> float:
+    """The miners' draw, plus what the containers draw besides them (cooling)."""
+    runtime = getattr(entry, "runtime_data", None)
+    if runtime is None or not runtime.containers or fleet.data is None:
+        return fleet.measured_power_w()
+    by_address = {
+        view.address: view.status.power_w or 0.0
+        for view in fleet.data.miners.values()
+        if view.status is not None
+    }
+    return fleet.measured_power_w() + draw_beyond_miners_w(runtime.containers.values(), by_address)
+
+
+async def _async_setup_containers(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry
+) -> dict[str, ContainerCoordinator]:
+    """A coordinator per container; one that does not answer does not hold the site back."""
+    containers: dict[str, ContainerCoordinator] = {}
+    for subentry_id, subentry in container_subentries(entry).items():
+        coordinator = ContainerCoordinator(hass, entry, subentry)
+        entry.async_on_unload(coordinator.async_shutdown)
+        await coordinator.async_refresh()
+        containers[subentry_id] = coordinator
+    return containers
+
+
+def _reload_on_container_change(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry
+) -> Callable[[], None]:
+    """Reload the site when its container subentries differ from those it was set up with."""
+    loaded = {sub_id: sub.data for sub_id, sub in container_subentries(entry).items()}
+
+    @callback
+    def changed(change: ConfigEntryChange, changed_entry: ConfigEntry) -> None:
+        if change is not ConfigEntryChange.UPDATED or changed_entry.entry_id != entry.entry_id:
+            return
+        now = {sub_id: sub.data for sub_id, sub in container_subentries(entry).items()}
+        if now != loaded:
+            hass.config_entries.async_schedule_reload(entry.entry_id)
+
+    return async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, changed)
 
 
 async def _async_reload_on_options_change(
@@ -211,6 +277,7 @@ def _remove_stale_devices(
     """Remove the devices of miners that are no longer part of the site."""
     registry = dr.async_get(hass)
     keep = {(DOMAIN, site_identifier(entry))} | {(DOMAIN, mac) for mac in macs}
+    keep |= {(DOMAIN, container_identifier(sub_id)) for sub_id in container_subentries(entry)}
     for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
         if not device.identifiers & keep:
             registry.async_remove_device(device.id)
@@ -225,7 +292,9 @@ async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntr
     """Delete the site's stored cycle counts (and its repair issues) with the site itself."""
     ir.async_delete_issue(hass, DOMAIN, implausible_issue_id(entry.entry_id))
     ir.async_delete_issue(hass, DOMAIN, local_pool_issue_id(entry.entry_id))
-    ir.async_delete_issue(hass, DOMAIN, critical_issue_id(entry.entry_id))
+    ir.async_delete_issue(hass, DOMAIN, alerts_issue_id(entry.entry_id))
+    for subentry_id in container_subentries(entry):
+        ir.async_delete_issue(hass, DOMAIN, critical_issue_id(subentry_id))
     await SiteStore(hass, entry.entry_id).async_remove()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 import contextlib
 from dataclasses import dataclass, replace
 import gc
@@ -36,9 +36,11 @@ from .miningsite.allocation import (
     AllocationMemory,
     AllocationPlan,
     AllocationSettings,
+    AsicState,
     Curtailment,
     FrequencySample,
     FrequencyStage,
+    GroupLimit,
     PlannedAction,
     SiteSnapshot,
     plan_allocation,
@@ -63,6 +65,10 @@ LAST_ACTIONS: tuple[LastAction, ...] = (
     "incomplete",
     "off",
 )
+
+
+# Stops whose miners' sockets may be cut when the miner does not confirm them.
+HARD_STOP_REASONS = frozenset({"container_emergency", "container_hot"})
 
 
 def allocation_settings(entry: BitcoinMiningConfigEntry) -> AllocationSettings:
@@ -163,6 +169,7 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         # A run asked for and not started yet: further requests fold into it.
         self._run_requested = False
         self._under_frequency_seen = False
+        self._container_stages: tuple[tuple[str, float], ...] = ()
         saved = store.balancer
         target = saved.get("power_target_w")
         self.data = BalancerState(
@@ -185,6 +192,37 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         entry.async_on_unload(self.grid.async_add_listener(self._grid_updated))
         entry.async_on_unload(self.fleet.async_add_listener(self._fleet_updated))
         entry.async_on_unload(self.site.async_add_listener(self._site_updated))
+        runtime = getattr(entry, "runtime_data", None)
+        for container in runtime.containers.values() if runtime else ():
+            entry.async_on_unload(container.async_add_listener(self._container_updated))
+
+    @callback
+    def _container_updated(self) -> None:
+        """A container's stage (warm, hot, emergency) that changed must not wait for the fleet."""
+        stages = tuple(
+            (limit.reason, limit.cap_w) for limit in self.group_limits(self.fleet.asic_states())
+        )
+        if stages != self._container_stages:
+            self._container_stages = stages
+            self.async_request_run("container_stage")
+
+    def group_limits(self, asics: tuple[AsicState, ...]) -> tuple[GroupLimit, ...]:
+        """Each container's cap on its miners (thermal derating, emergency stage)."""
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        fleet = self.fleet.data
+        if runtime is None or not runtime.containers or fleet is None:
+            return ()
+        mac_of = {view.address: mac for mac, view in fleet.miners.items()}
+        power = {a.id: a.power_w for a in asics}
+        limits = []
+        for container in runtime.containers.values():
+            macs = frozenset(
+                mac for m in container.miners if (mac := mac_of.get(str(m))) is not None
+            )
+            total = sum(power.get(mac, 0.0) for mac in macs)
+            if (limit := container.group_limit(macs, total)) is not None:
+                limits.append(limit)
+        return tuple(limits)
 
     @callback
     def _grid_updated(self) -> None:
@@ -233,11 +271,13 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
         samples = tuple(FrequencySample(s.t + offset, s.hz) for s in self.grid.samples)
         site = self.site.data
         available = site.available_power_w if site else None
+        asics = self.fleet.asic_states()
         return SiteSnapshot(
             now=now,
             available_power_w=available,
             supply_updated_at=now if available is not None else None,
-            asics=self.fleet.asic_states(),
+            asics=asics,
+            group_limits=self.group_limits(asics),
             frequency_samples=samples[-10:],
             power_target_w=self.data.power_target_w,
             curtailment=self.data.curtailment,
@@ -282,6 +322,8 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
                     [i.asic_id for i in items], action, quick=shedding
                 )
             failed += command_failures(outcomes, action)
+            if shedding:
+                await self._async_cut_unconfirmed(items, outcomes)
         if failed:
             first = failed[0]
             LOGGER.warning(
@@ -293,6 +335,29 @@ class LoadBalancer(DataUpdateCoordinator[BalancerState]):
                 first.error,
             )
         return tuple(failed)
+
+    async def _async_cut_unconfirmed(
+        self, stops: tuple[PlannedAction, ...], outcomes: Mapping[str, str | None]
+    ) -> None:
+        """Hard shed: cut the sockets of miners that did not confirm a container's stop.
+
+        Only where the container allows it (off by default): a cut miner loses power
+        mid-hash, which no fleet manager does, but smoke or a dead pump cannot wait.
+        """
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        fleet = self.fleet.data
+        if runtime is None or fleet is None:
+            return
+        unconfirmed = {
+            fleet.miners[stop.asic_id].address
+            for stop in stops
+            if stop.reason in HARD_STOP_REASONS
+            and outcomes.get(stop.asic_id) is not None
+            and stop.asic_id in fleet.miners
+        }
+        for container in runtime.containers.values():
+            if unconfirmed and container.socket_cut:
+                await container.async_cut_sockets(unconfirmed)
 
     def _record(self, run: AllocationRun, trigger: str, planned: int) -> BalancerState:
         """What the entities show after a run."""

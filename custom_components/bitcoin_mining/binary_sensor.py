@@ -16,6 +16,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .balancer import BalancerState, LoadBalancer
 from .compat import BinarySensorDeviceClass
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
+from .container_binary_sensor import container_binary_sensors
+from .container_entity import async_add_container_entities
 from .coordinator import GridCoordinator, GridData, SiteCoordinator, SiteData
 from .entity import MinerEntity, MinerEntityDescription, SiteEntity, async_add_miner_entities
 from .failover import FailoverController
@@ -148,6 +150,7 @@ async def async_setup_entry(
         async_add_entities,
         lambda mac: [MinerBinarySensor(fleet, mac, d) for d in MINER_BINARY_SENSORS],
     )
+    async_add_container_entities(entry, async_add_entities, container_binary_sensors)
 
 
 class GridBinarySensor(SiteEntity[GridCoordinator], BinarySensorEntity):

@@ -34,9 +34,11 @@ from .const import (
     LOGGER,
     MINER_TIMEOUT_S,
     PRESET_CUSTOM,
+    SUBENTRY_CONTAINER,
     SUBENTRY_TWILIO,
     meter_unique_id,
 )
+from .container_flow import ContainerSubentryFlow
 from .miningsite.addresses import MinerAddress
 from .miningsite.exceptions import (
     DeviceConnectionError,
@@ -130,8 +132,8 @@ class BitcoinMiningConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        """Parts added to a site later: Twilio SMS senders."""
-        return {SUBENTRY_TWILIO: TwilioSubentryFlow}
+        """Parts added to a site later: its MicroBT containers and Twilio SMS senders."""
+        return {SUBENTRY_CONTAINER: ContainerSubentryFlow, SUBENTRY_TWILIO: TwilioSubentryFlow}
 
     def _form(
         self, step_id: str, schema: vol.Schema, values: Mapping[str, Any] | None, **extra: Any

@@ -175,3 +175,29 @@ CONF_ALERT_TARGETS: Final = {
     "medium": CONF_ALERT_TARGETS_MEDIUM,
     "warning": CONF_ALERT_TARGETS_WARNING,
 }
+
+# MicroBT containers: one config subentry each (data: connection, login, the miners in it).
+SUBENTRY_CONTAINER: Final = "container"
+CONF_CONTAINER_NAME: Final = "name"
+CONF_CONTAINER_KIND: Final = "kind"
+CONF_CONTAINER_HOST: Final = "host"
+CONF_CONTAINER_PORT: Final = "port"
+CONF_CONTAINER_USERNAME: Final = "username"
+CONF_CONTAINER_PASSWORD: Final = "password"  # noqa: S105 - a config key, not a secret
+CONF_CONTAINER_MINERS: Final = "miners"
+# The n-th miner of the container is on PDU n // 20 + 1, socket n % 20 + 1 (the sockets
+# enabled by default are those that feed a listed miner).
+CONF_CONTAINER_SOCKETS_IN_ORDER: Final = "sockets_in_order"
+KIND_DETECT: Final = "detect"
+DEFAULT_CONTAINER_PORT: Final = 502
+CONTAINER_TIMEOUT_S: Final = 3.0
+CONTAINER_INTERVAL_S: Final = 1.0
+# Options: how the site answers a container's inlet water (warm band: its miners capped
+# at this fraction of their power; hot band and critical alarms: stopped) and whether
+# the sockets of miners that do not confirm an emergency stop are cut.
+CONF_CONTAINER_WARM_FRACTION: Final = "container_warm_fraction"
+DEFAULT_CONTAINER_WARM_FRACTION: Final = 0.5
+CONF_CONTAINER_SOCKET_CUT: Final = "container_socket_cut"
+DEFAULT_CONTAINER_SOCKET_CUT: Final = False
+# An emergency stop not confirmed within this long cuts the miner's socket (if allowed).
+SOCKET_CUT_AFTER_S: Final = 5.0

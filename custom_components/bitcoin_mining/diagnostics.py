@@ -71,6 +71,7 @@ async def async_get_config_entry_diagnostics(
         "failover": _failover(entry),
         "sms": _sms(entry),
         "alerts": _alerts(entry),
+        "containers": _containers(entry),
     }
 
 
@@ -162,6 +163,30 @@ def _fleet(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
         "unidentified": list(data.unidentified) if data else [],
         "miners": miners,
     }
+
+
+def _containers(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
+    """Each container: its subentry (login redacted), last read, why values are unknown, alarms."""
+    containers: dict[str, Any] = {}
+    for subentry_id, coordinator in entry.runtime_data.containers.items():
+        config = dict(coordinator.subentry.data)
+        config["host"] = _redact_public_host(config.get("host"))
+        data = coordinator.data
+        reading = data.reading if data else None
+        containers[subentry_id] = {
+            "title": coordinator.subentry.title,
+            "config": async_redact_data(config, SECRETS),
+            "last_update_success": coordinator.last_update_success,
+            "kind": coordinator.client.kind,
+            "unit_errors": dict(reading.unit_errors) if reading else None,
+            "reading": _plain(asdict(reading)) if reading else None,
+            "alarms": [
+                {**asdict(alarm), "severity": alarm.severity.label}
+                for alarm in (data.alarms.active.values() if data else ())
+            ],
+            "energy_kwh": data.energy_kwh if data else None,
+        }
+    return containers
 
 
 def _plain(value: Any) -> Any:

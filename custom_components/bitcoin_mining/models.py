@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     # Annotations only: the coordinators themselves import this module for the alias.
     from .alerts import AlertsController
     from .balancer import LoadBalancer
+    from .container import ContainerCoordinator
     from .coordinator import GridCoordinator, SiteCoordinator
     from .failover import FailoverController
     from .fleet import FleetCoordinator
@@ -29,6 +30,8 @@ class BitcoinMiningData:
     site_device_id: str
     # The site's alerts (engine, routing; the hook for container alarms).
     alerts: AlertsController
+    # The site's MicroBT containers by config subentry id.
+    containers: dict[str, ContainerCoordinator] = field(default_factory=dict)
 
 
 type BitcoinMiningConfigEntry = ConfigEntry[BitcoinMiningData]

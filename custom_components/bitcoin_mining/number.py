@@ -13,6 +13,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .balancer import LoadBalancer
+from .container_entity import async_add_container_entities
+from .container_number import container_numbers
 from .entity import SiteEntity
 from .helpers import checked_power_kw, command_errors, raise_for_failures
 from .models import BitcoinMiningConfigEntry
@@ -39,6 +41,7 @@ async def async_setup_entry(
 ) -> None:
     """Add the power target number."""
     async_add_entities([PowerTargetNumber(entry.runtime_data.balancer, POWER_TARGET)])
+    async_add_container_entities(entry, async_add_entities, container_numbers)
 
 
 class PowerTargetNumber(SiteEntity[LoadBalancer], NumberEntity):

@@ -35,6 +35,8 @@ from homeassistant.util import dt as dt_util
 from .alert_entities import ActiveAlertsSensor
 from .balancer import LAST_ACTIONS, BalancerState, LoadBalancer
 from .const import PROBE_EXTRA, PROBE_UPSTREAM_POOL
+from .container_entity import async_add_container_entities
+from .container_sensor import container_sensors
 from .coordinator import (
     GridCoordinator,
     SiteCoordinator,
@@ -622,6 +624,7 @@ async def async_setup_entry(
         async_add_entities,
         lambda mac: [MinerSensor(fleet, mac, d) for d in MINER_SENSORS],
     )
+    async_add_container_entities(entry, async_add_entities, container_sensors)
 
 
 class GridSensor(SiteEntity[GridCoordinator], SensorEntity):

@@ -10,6 +10,8 @@ from homeassistant.core import HomeAssistant, ServiceResponse, SupportsResponse
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .compat import async_register_entity_service_from_platform
+from .container_entity import async_add_container_entities
+from .container_switch import container_switches
 from .entity import MinerEntity, MinerEntityDescription, async_add_miner_entities
 from .fleet import FleetCoordinator
 from .helpers import command_errors, command_failures, raise_for_failures
@@ -43,6 +45,7 @@ async def async_setup_entry(
     async_add_miner_entities(
         entry, fleet, async_add_entities, lambda mac: [MiningSwitch(fleet, mac, MINING)]
     )
+    async_add_container_entities(entry, async_add_entities, container_switches)
 
 
 class MiningSwitch(MinerEntity, SwitchEntity):

@@ -17,7 +17,7 @@ import aiohttp
 
 from devtools.develop import CONTROL_URL, HOME_ASSISTANT_URL, TOKEN_FILE, TWILIO_URL
 from devtools.homeassistant import HomeAssistantApi, onboard, site_answers, wait_for_http
-from devtools.simulation import SimulatorControl, miner_list
+from devtools.simulation import SimulatorControl, miner_address, miner_list
 from devtools.steps import StepError, poll_until
 from devtools.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 from simulator.stratum import TINY_DIFFICULTY
@@ -92,6 +92,38 @@ async def add_site_energy(api: HomeAssistantApi) -> None:
         raise StepError(f"saving the Energy preferences failed: {saved.get('error')}")
 
 
+# The simulator's containers accept this login (scripts/develop starts it with the default).
+CONTAINER_LOGIN = ("admin", "admin")
+
+
+async def add_containers(api: HomeAssistantApi, entry_id: str, state: dict[str, Any]) -> None:
+    """Add each simulated container to the site (a config subentry), with its miners in order."""
+    miners = state["miners"]
+    for number, container in enumerate(state.get("containers", [])):
+        host, _, port = container["address"].rpartition(":")
+        answers = {
+            "name": f"Container {number} ({container['kind'].capitalize()})",
+            "kind": "detect",
+            "host": host,
+            "port": int(port),
+            "username": CONTAINER_LOGIN[0],
+            "password": CONTAINER_LOGIN[1],
+            "miners": "\n".join(miner_address(miners[i]) for i in container.get("miners", [])),
+            "sockets_in_order": True,
+        }
+        flow = await api.post(
+            "/api/config/config_entries/subentries/flow",
+            {"handler": [entry_id, "container"], "show_advanced_options": False},
+        )
+        result = await api.post(
+            f"/api/config/config_entries/subentries/flow/{flow['flow_id']}", answers
+        )
+        if result.get("type") == "abort" and result.get("reason") == "already_configured":
+            continue  # added on an earlier run
+        if result.get("type") != "create_entry":
+            raise StepError(f"container {number} not added: {result}")
+
+
 async def main(args: argparse.Namespace) -> None:
     """Bring Home Assistant to a configured site."""
     base = args.url.rstrip("/")
@@ -134,9 +166,13 @@ async def main(args: argparse.Namespace) -> None:
                 miners=miners,
             )
             result = await api.run_flow("bitcoin_mining", answers)
+            entry_id = str(result["result"]["entry_id"])
             # Shorter timings than a real site's, so a demo dip restores in about a minute.
-            await api.set_options(result["result"]["entry_id"], DEV_OPTIONS)
+            await api.set_options(entry_id, DEV_OPTIONS)
         for entry_id in await api.entry_ids("bitcoin_mining"):
+            await add_containers(
+                api, entry_id, await SimulatorControl(session, args.simulator).state()
+            )
             if "twilio" not in await api.subentry_types(entry_id):
                 await api.add_subentry(entry_id, "twilio", TWILIO_ANSWERS)
                 await poll_until(

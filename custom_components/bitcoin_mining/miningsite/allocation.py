@@ -20,6 +20,9 @@ Rules, in the order they bind:
   ties to the more efficient, then the id; past their minimum off-time; at most
   `max_starts_per_batch` per `batch_interval_s`; only what fits the budget with
   `start_hysteresis_w` to spare, so noise on the supply never flaps the fleet.
+- Group limits (a container's thermal derating or emergency stage) cap the ASICs of one
+  group at a power of their own, before and besides the site's budget: its ASICs over the
+  cap stop at once (protection ignores minimum on-times), and none of them starts past it.
 - Locked and maintenance ASICs are never touched (their draw still counts); offline
   ASICs are never touched either, and one last seen mining still counts as drawing (an
   unreachable miner usually still hashes: ignoring it would let others start into its power).
@@ -129,6 +132,15 @@ class Curtailment:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupLimit:
+    """The ASICs of one group (a container) may draw at most `cap_w`, for `reason`."""
+
+    asic_ids: frozenset[str]
+    cap_w: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class AllocationMemory:
     """What a plan hands to the next one (the coordinator feeds it back)."""
 
@@ -152,6 +164,7 @@ class SiteSnapshot:
     curtailment: Curtailment | None = None
     memory: AllocationMemory = field(default_factory=AllocationMemory)
     settings: AllocationSettings = field(default_factory=AllocationSettings)
+    group_limits: tuple[GroupLimit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,12 +380,48 @@ def _plan_stops(
     return stopped, expected_w
 
 
+def _apply_group_limits(
+    asics: tuple[AsicState, ...], limits: tuple[GroupLimit, ...], band: float
+) -> tuple[tuple[AsicState, ...], tuple[PlannedAction, ...], dict[str, int], list[float]]:
+    """Stop what runs over each group's cap.
+
+    Returns the fleet after those stops, the stops, each ASIC's group and the power
+    each group has left for starts.
+    """
+    by_id = {a.id: a for a in asics}
+    group_of: dict[str, int] = {}
+    room: list[float] = []
+    stops: list[PlannedAction] = []
+    stopped: set[str] = set()
+    for index, limit in enumerate(limits):
+        members = tuple(sorted((by_id[i] for i in limit.asic_ids if i in by_id), key=_by_id))
+        group_of.update(dict.fromkeys((a.id for a in members), index))
+        powers = [a.power_w for a in members if a.running]
+        running_w = math.fsum(powers)
+        cap = max(limit.cap_w, 0.0)
+        left_w = running_w
+        if running_w > cap:
+            detail = f"{running_w / 1000:.1f} kW running over a group cap of {cap / 1000:.1f} kW"
+            # Protection: minimum on-times do not hold (math.inf: every one may stop).
+            ids, left_w = _plan_stops(members, powers, running_w, cap, math.inf, band)
+            stops += _actions(ids, "stop", limit.reason, detail)
+            stopped.update(ids)
+        room.append(cap - left_w)
+    if stopped:
+        asics = tuple(
+            replace(a, mining=False, starting=False) if a.id in stopped else a for a in asics
+        )
+    return asics, tuple(stops), group_of, room
+
+
 def _plan_starts(
     asics: tuple[AsicState, ...],
     expected_w: float,
     budget: float,
     settings: AllocationSettings,
     min_off_before: float,
+    group_of: dict[str, int] | None = None,
+    room: list[float] | None = None,
 ) -> tuple[list[str], float]:
     """The ids to start, in order, and the power then expected."""
     limit = settings.max_starts_per_batch
@@ -420,7 +469,12 @@ def _plan_starts(
         if len(started) >= limit:
             break
         power = a.power_w
+        group = group_of.get(a.id) if group_of else None
+        if group is not None and room is not None and power > room[group]:
+            continue  # its group is at its cap
         if expected_w + power + hysteresis <= budget:
+            if group is not None and room is not None:
+                room[group] -= power
             started.append(a.id)
             expected_w += power
             if expected_w + smallest + hysteresis > budget:
@@ -437,6 +491,16 @@ def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
     # fsum is exact, so the total does not depend on the order of the ASICs.
     running_w = math.fsum(running_powers)
     memory = _frequency_memory(snapshot, running_w, notes)
+    group_stops: tuple[PlannedAction, ...] = ()
+    group_of: dict[str, int] = {}
+    room: list[float] = []
+    if snapshot.group_limits:
+        asics, group_stops, group_of, room = _apply_group_limits(
+            asics, snapshot.group_limits, settings.efficiency_band_j_per_th or 1e-9
+        )
+        if group_stops:
+            running_powers = [a.power_w for a in asics if a.mining or a.starting]
+            running_w = math.fsum(running_powers)
 
     supply_known = (
         snapshot.available_power_w is not None
@@ -462,9 +526,9 @@ def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
     budget, binding = min(caps, default=(None, ""), key=lambda cap: cap[0])
     emergency = memory.stage is not None and settings.effective_stages[memory.stage].emergency
 
-    stops: tuple[PlannedAction, ...] = ()
+    stops: tuple[PlannedAction, ...] = group_stops
     expected_w = running_w
-    if budget is not None and expected_w > budget:
+    if budget is not None and expected_w > budget and running_powers:
         detail = f"{expected_w / 1000:.1f} kW running over a budget of {budget / 1000:.1f} kW"
         stopped, expected_w = _plan_stops(
             asics,
@@ -474,7 +538,7 @@ def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
             math.inf if emergency else now - settings.min_on_s,
             settings.efficiency_band_j_per_th or 1e-9,
         )
-        stops = _actions(stopped, "stop", binding, detail)
+        stops += _actions(stopped, "stop", binding, detail)
         if expected_w > budget:
             notes.append("shortfall remains: the rest are locked or within their minimum on-time")
 
@@ -487,7 +551,7 @@ def plan_allocation(snapshot: SiteSnapshot) -> AllocationPlan:
         reason = "restore_after_frequency_event" if memory.restoring else "available_power"
         detail = f"fits a budget of {budget / 1000:.1f} kW"
         started, expected_w = _plan_starts(
-            asics, expected_w, budget, settings, now - settings.min_off_s
+            asics, expected_w, budget, settings, now - settings.min_off_s, group_of, room
         )
         starts = _actions(started, "start", reason, detail)
         if starts:

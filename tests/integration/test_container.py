@@ -1,0 +1,558 @@
+"""MicroBT containers in Home Assistant, against the simulator's container servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from homeassistant.components.diagnostics import REDACTED
+from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers.event import EventStateChangedData, async_track_state_change_event
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+
+from custom_components.bitcoin_mining.compat import async_get_device_by_identifier
+from custom_components.bitcoin_mining.const import (
+    CONF_CONTAINER_HOST,
+    CONF_CONTAINER_KIND,
+    CONF_CONTAINER_MINERS,
+    CONF_CONTAINER_NAME,
+    CONF_CONTAINER_PASSWORD,
+    CONF_CONTAINER_PORT,
+    CONF_CONTAINER_SOCKETS_IN_ORDER,
+    CONF_CONTAINER_USERNAME,
+    DOMAIN,
+    SUBENTRY_CONTAINER,
+)
+from custom_components.bitcoin_mining.container import (
+    ENERGY_WRAP_KWH,
+    EnergyTotal,
+    container_identifier,
+    critical_issue_id,
+)
+from custom_components.bitcoin_mining.entity import site_identifier
+from simulator import Site, SiteConfig
+from simulator.containers import ContainerServer
+
+from .conftest import SIMULATED_SITE, entry_for, set_supply
+
+LOGIN = ("operator", "container-secret")
+
+
+@pytest.fixture
+async def site(loopback_network: None) -> AsyncIterator[Site]:
+    """Six miners and two containers: a Kehua and a Wonderint."""
+    config = SiteConfig(
+        **SIMULATED_SITE,
+        containers=("kehua", "wonderint"),
+        container_address="127.0.0.1:0",
+        container_logins=(LOGIN,),
+    )
+    async with Site(config) as running:
+        # Mild weather: the water stays below the warm band at full load.
+        running.state.ambient_c = 15.0
+        yield running
+
+
+@pytest.fixture
+async def loaded(hass: HomeAssistant, site: Site) -> AsyncIterator[MockConfigEntry]:
+    """The site's entry loaded, without containers yet."""
+    set_supply(hass, 300)
+    entry = entry_for(site)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    yield entry
+    if entry.state is ConfigEntryState.LOADED:
+        await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+
+
+def form(server: ContainerServer, miners: str = "", **changes: Any) -> dict[str, Any]:
+    """The container form filled in for a simulated container."""
+    return {
+        CONF_CONTAINER_NAME: f"Container {server.kind}",
+        CONF_CONTAINER_KIND: "detect",
+        CONF_CONTAINER_HOST: server.host,
+        CONF_CONTAINER_PORT: server.port,
+        CONF_CONTAINER_USERNAME: LOGIN[0],
+        CONF_CONTAINER_PASSWORD: LOGIN[1],
+        CONF_CONTAINER_MINERS: miners,
+        CONF_CONTAINER_SOCKETS_IN_ORDER: True,
+        **changes,
+    }
+
+
+def site_miner(site: Site, index: int) -> str:
+    """A simulated miner as the site's list names it."""
+    miner = site.miners[index]
+    return f"{miner.host}:{miner.api_port}"
+
+
+async def add_container(
+    hass: HomeAssistant, entry: MockConfigEntry, user_input: dict[str, Any]
+) -> dict[str, Any]:
+    """Run the container subentry flow through its one form."""
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_CONTAINER), context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+    await hass.async_block_till_done()
+    return dict(result)
+
+
+def entity(hass: HomeAssistant, platform: str, entry: MockConfigEntry, key: str) -> str:
+    """A container entity's id by its key (the only container of the entry)."""
+    subentry_id = next(iter(entry.subentries))
+    unique_id = f"{site_identifier(entry)}_{subentry_id}_{key}"
+    found = er.async_get(hass).async_get_entity_id(platform, DOMAIN, unique_id)
+    assert found is not None, f"no {platform} {key}"
+    return found
+
+
+async def test_add_a_container_and_see_it(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A detected Kehua is saved as Kehua; the site reloads with its device and entities."""
+    kehua = site.containers[0]
+    miners = f"{site_miner(site, 0)}\n{site_miner(site, 1)}"
+    result = await add_container(hass, loaded, form(kehua, miners))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    subentry = next(iter(loaded.subentries.values()))
+    assert subentry.data[CONF_CONTAINER_KIND] == "kehua"
+    assert subentry.unique_id == f"{kehua.host}:{kehua.port}"
+    assert loaded.state is ConfigEntryState.LOADED
+    coordinator = loaded.runtime_data.containers[subentry.subentry_id]
+    assert coordinator.last_update_success
+
+    power = hass.states.get(entity(hass, "sensor", loaded, "power"))
+    assert power is not None
+    assert float(power.state) > 0
+    inlet = hass.states.get(entity(hass, "sensor", loaded, "inlet_water_temperature"))
+    assert inlet is not None
+    # The water moves with a time constant: close to the simulator's, not equal.
+    assert float(inlet.state) == pytest.approx(kehua.state.inlet_temp_c(), abs=1.0)
+    severity = hass.states.get(entity(hass, "sensor", loaded, "alarm_severity"))
+    assert severity is not None
+    assert severity.state == "none"
+    # The sockets of the two listed miners are enabled; the other 238 are not.
+    registry = er.async_get(hass)
+    enabled = [
+        e.unique_id
+        for e in er.async_entries_for_config_entry(registry, loaded.entry_id)
+        if "_socket_" in e.unique_id and e.disabled_by is None
+    ]
+    assert sorted(
+        u.removeprefix(f"{site_identifier(loaded)}_{subentry.subentry_id}_") for u in enabled
+    ) == ["pdu_1_socket_1", "pdu_1_socket_2"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({CONF_CONTAINER_NAME: "  "}, {CONF_CONTAINER_NAME: "name_required"}),
+        ({CONF_CONTAINER_HOST: " "}, {CONF_CONTAINER_HOST: "host_required"}),
+        ({CONF_CONTAINER_MINERS: "10.9.9.9"}, {CONF_CONTAINER_MINERS: "miner_not_in_site"}),
+        ({CONF_CONTAINER_MINERS: "not an address!"}, {CONF_CONTAINER_MINERS: "invalid_address"}),
+        ({CONF_CONTAINER_KIND: "wonderint"}, {CONF_CONTAINER_KIND: "wrong_kind"}),
+        ({CONF_CONTAINER_PASSWORD: "wrong"}, {"base": "invalid_auth"}),
+    ],
+)
+async def test_form_errors(
+    hass: HomeAssistant,
+    site: Site,
+    loaded: MockConfigEntry,
+    changes: dict[str, Any],
+    error: dict[str, str],
+) -> None:
+    """Each bad input is its own error, and nothing is saved."""
+    result = await add_container(hass, loaded, form(site.containers[0], **changes))
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == error
+    assert not loaded.subentries
+
+
+async def test_unreachable_container(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry, closed_port: int
+) -> None:
+    """Nothing listening: cannot_connect."""
+    result = await add_container(hass, loaded, form(site.containers[0], port=closed_port))
+    assert result["errors"] == {"base": "cannot_connect"}
+
+
+async def test_same_container_twice_and_miner_twice(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """One container per address; a miner stands in one container only."""
+    kehua, wonderint = site.containers
+    assert (await add_container(hass, loaded, form(kehua, site_miner(site, 0))))["type"] is (
+        FlowResultType.CREATE_ENTRY
+    )
+    again = await add_container(hass, loaded, form(kehua))
+    assert again["type"] is FlowResultType.ABORT
+    assert again["reason"] == "already_configured"
+    taken = await add_container(hass, loaded, form(wonderint, site_miner(site, 0)))
+    assert taken["errors"] == {CONF_CONTAINER_MINERS: "miner_in_other_container"}
+
+
+async def test_reconfigure_a_container(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A container's miners change; the site reloads with the new mapping."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    subentry_id = next(iter(loaded.subentries))
+    result = await hass.config_entries.subentries.async_init(
+        (loaded.entry_id, SUBENTRY_CONTAINER),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": subentry_id},
+    )
+    assert result["type"] is FlowResultType.FORM
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], form(kehua, site_miner(site, 2), name="Container A")
+    )
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert loaded.subentries[subentry_id].title == "Container A"
+    coordinator = loaded.runtime_data.containers[subentry_id]
+    assert [str(m) for m in coordinator.miners] == [site_miner(site, 2)]
+
+
+async def test_pump_fault_raises_a_critical_alarm(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A pump fault: a raised event, critical severity, a repair issue; its end clears all."""
+    wonderint = site.containers[1]
+    await add_container(hass, loaded, form(wonderint))
+    subentry_id = next(iter(loaded.subentries))
+    coordinator = loaded.runtime_data.containers[subentry_id]
+    event_id = entity(hass, "event", loaded, "alarm")
+
+    events: list[dict[str, Any]] = []
+
+    @callback
+    def seen(event: Event[EventStateChangedData]) -> None:
+        if (state := event.data["new_state"]) is not None:
+            events.append(dict(state.attributes))
+
+    unsubscribe = async_track_state_change_event(hass, event_id, seen)
+    wonderint.state.faults.add("circulating_pump_fault")
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    raised = [e for e in events if e["event_type"] == "raised"]
+    pump = next(e for e in raised if e["alarm"] == "circulating_pump_fault")
+    assert pump["severity"] == "critical"
+    assert pump["description"]
+    severity = hass.states.get(entity(hass, "sensor", loaded, "alarm_severity"))
+    assert severity is not None
+    assert severity.state == "critical"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(subentry_id))
+    fault = hass.states.get(entity(hass, "binary_sensor", loaded, "pump_fault"))
+    assert fault is not None
+    assert fault.state == "on"
+
+    events.clear()
+    wonderint.state.faults.discard("circulating_pump_fault")
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    unsubscribe()
+    cleared = [e["alarm"] for e in events if e["event_type"] == "cleared"]
+    assert "circulating_pump_fault" in cleared
+    assert not ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(subentry_id))
+
+
+async def test_socket_switch_powers_a_miner(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Switching a mapped socket off cuts it in the container (read back)."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua, site_miner(site, 0)))
+    socket_id = entity(hass, "switch", loaded, "pdu_1_socket_1")
+    await hass.services.async_call("switch", "turn_off", {"entity_id": socket_id}, blocking=True)
+    assert kehua.state.sockets[0][0] is False
+    state = hass.states.get(socket_id)
+    assert state is not None
+    assert state.state == "off"
+    await hass.services.async_call("switch", "turn_on", {"entity_id": socket_id}, blocking=True)
+    assert kehua.state.sockets[0][0] is True
+
+
+async def test_unreachable_container_never_fails_the_site(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A container going offline leaves its entities unavailable; the site stays loaded."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    await kehua.set_offline(True)
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    assert not coordinator.last_update_success
+    power = hass.states.get(entity(hass, "sensor", loaded, "power"))
+    assert power is not None
+    assert power.state == "unavailable"
+    assert loaded.state is ConfigEntryState.LOADED
+
+
+def test_energy_total_over_the_wrap() -> None:
+    """The 16-bit registers wrap; the total keeps counting and never goes back."""
+    total = EnergyTotal()
+    total.add([650.0, 10.0, None, 0.0])
+    assert total.total_kwh == 0.0  # baselines only
+    total.add([2.0, 11.0, None, 0.0])  # meter 1 wrapped: 650 -> 655.35 -> 2
+    assert total.total_kwh == pytest.approx(ENERGY_WRAP_KWH - 650.0 + 2.0 + 1.0)
+    before = total.total_kwh
+    total.add([1.99, 11.0, 5.0, 0.0])  # a step back is a new baseline, not a negative count
+    assert total.total_kwh == before
+    restored = EnergyTotal(total_kwh=before, last=total.as_dict()["last"])
+    restored.add([2.49, 11.0, 5.0, 0.0])
+    assert restored.total_kwh == pytest.approx(before + 0.5)
+
+
+async def test_diagnostics_show_the_container_without_its_login(
+    hass: HomeAssistant, hass_client: Any, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Diagnostics list the container's reading and alarms; the login is redacted."""
+    await add_container(hass, loaded, form(site.containers[0]))
+    result = await get_diagnostics_for_config_entry(hass, hass_client, loaded)
+    (container,) = result["containers"].values()
+    assert container["config"]["password"] == REDACTED
+    assert container["config"]["username"] == REDACTED
+    assert container["kind"] == "kehua"
+    assert container["reading"]["cdu"]["inlet_temp_c"] is not None
+    assert "container-secret" not in str(result)
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> float:
+    """Wait in real time for a condition; return how long it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not predicate():
+        if loop.time() - started > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+    return loop.time() - started
+
+
+async def test_critical_alarm_stops_the_containers_miners(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A pump fault stops the miners in that container within 2 s; the others keep mining."""
+    wonderint = site.containers[1]
+    inside = site.miners[:3]
+    await add_container(
+        hass, loaded, form(wonderint, "\n".join(site_miner(site, i) for i in range(3)))
+    )
+    await wait_until(lambda: all(m.state == "mining" for m in site.miners))
+    wonderint.state.faults.add("circulating_pump_fault")
+    took = await wait_until(lambda: all(m.state == "sleeping" for m in inside), timeout=4.0)
+    assert took < 2.5
+    assert all(m.state == "mining" for m in site.miners[3:])
+    limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
+    assert [(limit.reason, limit.cap_w) for limit in limits] == [("container_emergency", 0.0)]
+
+    # The fault clears: the miners may start again.
+    wonderint.state.faults.discard("circulating_pump_fault")
+    await wait_until(
+        lambda: not loaded.runtime_data.containers[next(iter(loaded.subentries))].alarms.emergency
+    )
+    await loaded.runtime_data.balancer.async_run("test")
+    await wait_until(lambda: all(m.state in ("starting", "mining") for m in inside))
+
+
+async def test_warm_water_derates_the_containers_miners(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Inlet water in the warm band caps the container's miners at half their power."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua, "\n".join(site_miner(site, i) for i in range(4))))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    await wait_until(lambda: all(m.state == "mining" for m in site.miners))
+    # The inlet water in the warm band (37-39 °C), not hot.
+    kehua.state.override_inlet(38.0)
+    await wait_until(lambda: "water_inlet_temp_warm" in coordinator.alarms.active)
+    await wait_until(lambda: sum(m.state == "sleeping" for m in site.miners[:4]) >= 1)
+    limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
+    assert [limit.reason for limit in limits] == ["container_warm"]
+    assert all(m.state == "mining" for m in site.miners[4:])
+
+
+async def test_fan_threshold_is_written_and_read_back(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """The fan start temperature number writes the container's threshold."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    number_id = entity(hass, "number", loaded, "fan_start_temperature")
+    await hass.services.async_call(
+        "number", "set_value", {"entity_id": number_id, "value": 33.5}, blocking=True
+    )
+    assert kehua.state.fan_start_c == pytest.approx(33.5)
+    state = hass.states.get(number_id)
+    assert state is not None
+    assert float(state.state) == pytest.approx(33.5)
+
+
+async def test_a_failed_write_is_a_translated_error(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A container that does not answer: switching its cooling raises a translated error."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    cooling = entity(hass, "switch", loaded, "cooling")
+    await kehua.set_offline(True)
+    with pytest.raises(HomeAssistantError) as raised:
+        await hass.services.async_call("switch", "turn_off", {"entity_id": cooling}, blocking=True)
+    assert raised.value.translation_key == "container_command_failed"
+    assert raised.value.translation_domain == DOMAIN
+    await kehua.set_offline(False)
+    # The failed write's refresh left the entity unavailable: back once the container answers.
+    await next(iter(loaded.runtime_data.containers.values())).async_refresh()
+    await hass.services.async_call("switch", "turn_off", {"entity_id": cooling}, blocking=True)
+    assert kehua.state.enabled is False
+
+
+async def test_unconfirmed_emergency_stop_cuts_the_socket(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """With the hard shed allowed, a miner that refuses the stop loses its socket."""
+    kehua = site.containers[0]
+    stubborn = next(i for i, m in enumerate(site.miners) if m.family == "whatsminer")
+    await add_container(
+        hass, loaded, form(kehua, site_miner(site, stubborn), container_socket_cut=True)
+    )
+    await wait_until(lambda: site.miners[stubborn].state == "mining")
+    assert site.fleet is not None
+    # Reads still work; the stop's login is refused.
+    await site.fleet.set_fault(site.miners[stubborn], "wrong_credentials", True)
+    kehua.state.smoke = True
+    await wait_until(lambda: kehua.state.sockets[0][0] is False, timeout=15.0)
+
+
+async def test_socket_cut_is_off_by_default(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Without the option, a refused stop leaves the socket on (the stop is retried)."""
+    kehua = site.containers[0]
+    stubborn = next(i for i, m in enumerate(site.miners) if m.family == "whatsminer")
+    await add_container(hass, loaded, form(kehua, site_miner(site, stubborn)))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    assert coordinator.socket_cut is False
+    await wait_until(lambda: site.miners[stubborn].state == "mining")
+    assert site.fleet is not None
+    await site.fleet.set_fault(site.miners[stubborn], "wrong_credentials", True)
+    kehua.state.smoke = True
+    await wait_until(lambda: coordinator.alarms.emergency)
+    await loaded.runtime_data.balancer.async_run("test")
+    assert kehua.state.sockets[0][0] is True
+
+
+async def test_unexpected_error_is_shown_and_logged(
+    hass: HomeAssistant,
+    site: Site,
+    loaded: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in reading (no peer can cause one on purpose): unknown, with the traceback logged."""
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("custom_components.bitcoin_mining.container_flow.probe_container", broken)
+    result = await add_container(hass, loaded, form(site.containers[0]))
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while reading the container" in caplog.text
+
+
+async def test_more_miners_than_sockets(hass: HomeAssistant) -> None:
+    """241 miners in order do not fit 12 PDUs of 20 sockets (checked before any read)."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, title="Big site", options={"miners": "10.0.0.1-10.0.0.241"}, version=2
+    )
+    entry.add_to_hass(hass)
+    result = await add_container(
+        hass,
+        entry,
+        {
+            CONF_CONTAINER_NAME: "Full",
+            CONF_CONTAINER_KIND: "kehua",
+            CONF_CONTAINER_HOST: "127.0.0.1",
+            CONF_CONTAINER_PORT: 502,
+            CONF_CONTAINER_MINERS: "10.0.0.1-10.0.0.241",
+            CONF_CONTAINER_SOCKETS_IN_ORDER: True,
+        },
+    )
+    assert result["errors"] == {CONF_CONTAINER_MINERS: "too_many_for_sockets"}
+    assert result["description_placeholders"] == {"item": "241"}
+
+
+async def test_set_container_sockets_action(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """The action switches a PDU's sockets; a socket that does not exist is a validation error."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    subentry_id = next(iter(loaded.subentries))
+    device = async_get_device_by_identifier(
+        hass, (DOMAIN, container_identifier(subentry_id)), loaded.entry_id
+    )
+    assert device is not None
+
+    async def call(**data: Any) -> None:
+        await hass.services.async_call(
+            DOMAIN, "set_container_sockets", {"container": device.id, **data}, blocking=True
+        )
+
+    await call(pdu=2, on=False)
+    assert kehua.state.sockets[1] == [False] * 20
+    assert all(kehua.state.sockets[0])
+    for data, key in (
+        ({"pdu": 13, "socket": 1}, "container_invalid_command"),
+        ({"pdu": 1, "socket": 21}, "container_invalid_command"),
+        ({"socket": 3}, "socket_needs_pdu"),
+    ):
+        with pytest.raises(ServiceValidationError) as refused:
+            await call(on=True, **data)
+        assert refused.value.translation_key == key
+    with pytest.raises(ServiceValidationError) as unknown:
+        await hass.services.async_call(
+            DOMAIN, "set_container_sockets", {"container": "nope", "on": True}, blocking=True
+        )
+    assert unknown.value.translation_key == "container_not_found"
+    await call(on=True)
+    assert all(all(pdu) for pdu in kehua.state.sockets)
+
+
+@pytest.mark.parametrize("fault", ["timeout", "out_of_range", "empty"])
+async def test_a_failing_unit_raises_no_alarm(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry, fault: str
+) -> None:
+    """The CDU timing out or reading -3276 °C: values unknown, no alarm, the poll goes on."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    kehua.state.set_unit_fault(1, fault)
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    assert coordinator.last_update_success
+    assert coordinator.alarms.active == {}
+    severity = hass.states.get(entity(hass, "sensor", loaded, "alarm_severity"))
+    assert severity is not None
+    assert severity.state == "none"
+    inlet = hass.states.get(entity(hass, "sensor", loaded, "inlet_water_temperature"))
+    assert inlet is not None
+    assert inlet.state == "unknown"
+    # The ambient unit still answers.
+    ambient = hass.states.get(entity(hass, "sensor", loaded, "ambient_temperature"))
+    assert ambient is not None
+    assert ambient.state not in ("unknown", "unavailable")
