@@ -23,7 +23,11 @@ from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.helpers.typing import ConfigType
 
 from .alert_services import async_setup_alert_services
-from .alerts import AlertsController, critical_issue_id as alerts_issue_id
+from .alerts import (
+    AlertsController,
+    container_alarms_to_alerts,
+    critical_issue_id as alerts_issue_id,
+)
 from .balancer import LoadBalancer
 from .compat import HAS_OPTIONS_FLOW_WITH_RELOAD
 from .const import (
@@ -209,6 +213,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     balancer.attach()
     alerts.attach()
+    for coordinator in containers.values():
+        # Every container alarm is an alert too (grouped, routed, repeated like the rest),
+        # from those already active at start on.
+        forward = container_alarms_to_alerts(alerts, coordinator.subentry.title)
+        forward(tuple(coordinator.alarms.active.values()), ())
+        entry.async_on_unload(coordinator.async_add_alarm_listener(forward))
     if not HAS_OPTIONS_FLOW_WITH_RELOAD:
         entry.async_on_unload(entry.add_update_listener(_async_reload_on_options_change))
     else:

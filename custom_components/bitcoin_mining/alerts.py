@@ -53,6 +53,7 @@ from .miningsite.alerts import (
     Subject,
     UnknownAlertError,
 )
+from .miningsite.containers.alarms import Alarm as ContainerAlarm
 from .miningsite.miners.models import model_spec
 from .models import BitcoinMiningConfigEntry
 
@@ -91,6 +92,27 @@ MOBILE_APP_PREFIX = "mobile_app_"
 def critical_issue_id(entry_id: str) -> str:
     """The repair issue shown while a critical alert of the site is open."""
     return f"critical_alert_{entry_id}"
+
+
+def container_alarms_to_alerts(
+    alerts: AlertsController, container: str
+) -> Callable[[tuple[ContainerAlarm, ...], tuple[ContainerAlarm, ...]], None]:
+    """A container's alarm listener that raises and clears its alarms as site alerts."""
+
+    @callback
+    def forward(raised: tuple[ContainerAlarm, ...], cleared: tuple[ContainerAlarm, ...]) -> None:
+        for alarm in cleared:
+            alerts.container_alarm(container, alarm.name, active=False)
+        for alarm in raised:
+            alerts.container_alarm(
+                container,
+                alarm.name,
+                active=True,
+                severity=alarm.severity.label,
+                description=f"{container}: {alarm.description}",
+            )
+
+    return forward
 
 
 def alert_attributes(alert: Alert) -> dict[str, Any]:

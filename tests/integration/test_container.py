@@ -259,6 +259,16 @@ async def test_pump_fault_raises_a_critical_alarm(
     fault = hass.states.get(entity(hass, "binary_sensor", loaded, "pump_fault"))
     assert fault is not None
     assert fault.state == "on"
+    # The alarm is a site alert too, with its severity (routed and repeated like the rest).
+    engine = loaded.runtime_data.alerts.engine
+
+    def container_alerts() -> list[Any]:
+        return [a for a in engine.active() if a.kind == "container_alarm"]
+
+    await wait_until(lambda: bool(container_alerts()))
+    [alert] = container_alerts()
+    assert alert.severity == "critical"
+    assert "Container" in alert.message
 
     events.clear()
     wonderint.state.faults.discard("circulating_pump_fault")
@@ -268,6 +278,7 @@ async def test_pump_fault_raises_a_critical_alarm(
     cleared = [e["alarm"] for e in events if e["event_type"] == "cleared"]
     assert "circulating_pump_fault" in cleared
     assert not ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(subentry_id))
+    await wait_until(lambda: not container_alerts())
 
 
 async def test_socket_switch_powers_a_miner(
