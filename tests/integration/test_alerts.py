@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
@@ -38,6 +39,7 @@ from tests.support.modbus_meter import MeterServer
 
 from .conftest import SIMULATED_SITE, entry_for, set_supply, site_data, wait_for_state
 from .notify_support import async_add_notify_entity, register_notify_service
+from .test_blueprints import blueprint_outbox, targets as blueprint_targets, use_blueprint
 
 ALERTS = "event.test_site_alerts"
 ACTIVE = "sensor.test_site_active_alerts"
@@ -90,6 +92,33 @@ def alerts_of(hass: HomeAssistant) -> list[dict[str, Any]]:
     alerts: list[dict[str, Any]] = state.attributes["alerts"]
     assert int(state.state) == len(alerts) + state.attributes["not_listed"]
     return alerts
+
+
+async def test_the_miners_offline_blueprint_hears_the_real_alert(
+    hass: HomeAssistant, forty_two: Site, tmp_path: Path
+) -> None:
+    """The grouped alert of the site's Alerts entity fires the blueprint once, naming them."""
+    box = await blueprint_outbox(hass, tmp_path)
+    entry = await set_up(hass, entry_for(forty_two, **{CONF_FLEET_INTERVAL: 3600}))
+    await use_blueprint(
+        hass, "miners_offline.yaml", {"alerts_entity": ALERTS, **blueprint_targets()}
+    )
+    failover = entry.runtime_data.failover
+    await wait_until(lambda: failover.data.last_move is not None, "the backup pool pass", 30)
+    assert forty_two.fleet is not None
+    for miner in forty_two.miners[:12]:
+        await forty_two.fleet.set_fault(miner, "offline", True)
+    await two_polls(hass, entry)
+    await two_polls(hass, entry)
+    await wait_until(lambda: len(box.sms) == 1, "the blueprint's message")
+    title, message = box.sms[0]
+    assert title == "12 miners offline"
+    # Ten of them named, the rest counted, then the alert's own message.
+    named, _, rest = message.partition(" and 2 more. ")
+    assert named.count(", ") == 9
+    assert rest.startswith("Miner offline: 12 miners (")
+    assert len(box.pushed) == 1
+    await unload(hass, entry)
 
 
 async def test_forty_miners_offline_are_one_alert_and_one_notification(

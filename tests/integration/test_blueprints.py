@@ -2,16 +2,16 @@
 
 The notification it sends is asserted (a recording notify entity and a notify action).
 
-Triggers come from the real integration where its entities exist today (the grid meter's
-under-frequency, a simulated miner's temperature). The Alerts event entity (alert engine)
-and the containers' binary sensors are set here with the attributes the shared contract
-gives them: switch those tests to the real entities once they are merged.
+Every blueprint is fired once by the real integration: the grid meter's under-frequency,
+a simulated miner's temperature, the site's Alerts event entity (here: supply unknown;
+grouped offline miners in test_alerts.py), a simulated container's smoke and pump fault
+(test_container.py). The blueprints' own logic (which moments, severities and targets)
+is also driven here through every case by setting the entities' states directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 import shutil
 from typing import Any
@@ -66,7 +66,12 @@ class Outbox:
 
 
 @pytest.fixture
-async def outbox(hass: HomeAssistant, tmp_path: Path) -> AsyncIterator[Outbox]:
+async def outbox(hass: HomeAssistant, tmp_path: Path) -> Outbox:
+    """The blueprints in the config folder, automation and notify set up, the outbox ready."""
+    return await blueprint_outbox(hass, tmp_path)
+
+
+async def blueprint_outbox(hass: HomeAssistant, tmp_path: Path) -> Outbox:
     """The blueprints in the config folder, automation and notify set up, the outbox ready."""
     hass.config.config_dir = str(tmp_path)
     folder = tmp_path / "blueprints" / "automation" / "bitcoin_mining"
@@ -199,7 +204,7 @@ async def test_miner_over_temperature(hass: HomeAssistant, outbox: Outbox, simul
 
 
 def set_alert(hass: HomeAssistant, event_type: str, **attributes: Any) -> None:
-    """The Alerts event entity as the contract describes it (alert engine, merged later)."""
+    """The Alerts event entity's state, as the integration writes it (every case of the logic)."""
     now = hass.states.get(ALERTS)
     moment = "2026-12-07T03:00:00.000+00:00" if now is None else now.state + "1"
     hass.states.async_set(
@@ -278,6 +283,29 @@ async def test_alerts_at_or_above_a_severity(hass: HomeAssistant, outbox: Outbox
     assert len(outbox.pushed) == 3
 
 
+async def test_alerts_by_severity_hears_the_real_alerts_entity(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, tmp_path: Path
+) -> None:
+    """The site's own Alerts event entity fires the blueprint: supply unknown is high."""
+    box = await blueprint_outbox(hass, tmp_path)
+    await use_blueprint(
+        hass,
+        "alerts_by_severity.yaml",
+        {"alerts_entity": ALERTS, "min_severity": "high"} | targets(),
+    )
+    set_supply(hass, "unavailable")
+    await loaded_entry.runtime_data.site.async_refresh()
+    await wait_for(hass, lambda: len(box.sms) == 1)
+    assert box.sms == [("HIGH: supply unknown", box.sms[0][1])]
+    assert "Supply" in box.sms[0][1]
+    assert len(box.pushed) == 1
+    # Its end is not a moment the blueprint tells.
+    set_supply(hass, 300)
+    await loaded_entry.runtime_data.site.async_refresh()
+    await wait_for(hass, lambda: hass.states.get(ALERTS).attributes["event_type"] == "ended")
+    assert len(box.sms) == 1
+
+
 async def test_container_smoke_water_pump_go_out_by_sms(
     hass: HomeAssistant,
     outbox: Outbox,
@@ -286,7 +314,7 @@ async def test_container_smoke_water_pump_go_out_by_sms(
 ) -> None:
     """Critical container alarms: an SMS by the real Twilio entity (to the stand-in), a push.
 
-    The containers' binary sensors are set as h15ha's will report them.
+    The binary sensors' states are set (the real container: test_container.py).
     """
     sms_entity = await add_sender(hass, loaded_entry, twilio, recipients=PHONES[0])
     sensors = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from homeassistant.components.diagnostics import REDACTED
@@ -43,8 +44,10 @@ from simulator import Site, SiteConfig
 from simulator.containers import ContainerServer
 
 from .conftest import SIMULATED_SITE, entry_for, set_supply
+from .test_blueprints import PHONE, blueprint_outbox, use_blueprint
 
 LOGIN = ("operator", "container-secret")
+SAFETY_SENSORS = ("smoke", "water_ingress", "pump_fault")
 
 
 @pytest.fixture
@@ -279,6 +282,39 @@ async def test_pump_fault_raises_a_critical_alarm(
     assert "circulating_pump_fault" in cleared
     assert not ir.async_get(hass).async_get_issue(DOMAIN, critical_issue_id(subentry_id))
     await wait_until(lambda: not container_alerts())
+
+
+async def test_the_container_safety_blueprint_hears_the_real_container(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry, tmp_path: Path
+) -> None:
+    """Smoke and a pump fault in a simulated container: the blueprint's critical messages."""
+    box = await blueprint_outbox(hass, tmp_path)
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    coordinator = next(iter(loaded.runtime_data.containers.values()))
+    sensors = {key: entity(hass, "binary_sensor", loaded, key) for key in SAFETY_SENSORS}
+    await use_blueprint(
+        hass,
+        "container_safety.yaml",
+        {
+            "smoke_sensors": [sensors["smoke"]],
+            "water_sensors": [sensors["water_ingress"]],
+            "pump_sensors": [sensors["pump_fault"]],
+            "sms_targets": ["notify.operator_sms"],
+            "notify_actions": [PHONE],
+        },
+    )
+    kehua.state.smoke = True
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    kehua.state.faults.add("circulating_pump_fault")
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    titles = [title for title, _ in box.sms]
+    assert [t.split(":")[0] for t in titles] == ["CRITICAL", "CRITICAL"], box.sms
+    assert "Smoke" in box.sms[0][1]
+    assert "pump" in box.sms[1][1].lower()
+    assert box.pushed[0]["data"]["push"]["interruption-level"] == "critical"
 
 
 async def test_socket_switch_powers_a_miner(
