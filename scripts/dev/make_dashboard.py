@@ -103,6 +103,14 @@ def site_cards(site: str) -> list[dict[str, Any]]:
                 {"entity": f"select.{site}_failover_mode", "name": "Failover mode"},
             ],
         },
+        {
+            "type": "entities",
+            "title": "Alerts",
+            "entities": [
+                {"entity": f"{s}_active_alerts", "name": "Active alerts"},
+                {"entity": f"event.{site}_alerts", "name": "Last alert"},
+            ],
+        },
     ]
 
 

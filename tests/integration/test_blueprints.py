@@ -142,7 +142,7 @@ async def test_under_frequency_shed_and_recovery(
 async def test_uplink_outage_and_failback_with_its_duration(
     hass: HomeAssistant, outbox: Outbox
 ) -> None:
-    """Fired as the failover fires them (test_failover shows the real events' data)."""
+    """Every case of its logic; a real outage and failback fire it in test_failover.py."""
     await use_blueprint(hass, "uplink_outage_failback.yaml", {"site": "site-1"} | targets())
     outage = {"site": "Test site", "started": "2026-12-07T02:00:00+00:00", "error": "timeout"}
     hass.bus.async_fire(EVENT_UPLINK_OUTAGE, outage | {"entry_id": "another", "mode": "auto"})

@@ -53,6 +53,7 @@ from tests.conftest import REPO_ROOT
 from tests.support.modbus_meter import free_port
 
 from .conftest import SIMULATED_SITE, entry_for, set_supply
+from .test_blueprints import blueprint_outbox, targets as blueprint_targets, use_blueprint
 
 SENSOR = "sensor.test_site_"
 INTERNET = "binary_sensor.test_site_internet"
@@ -135,7 +136,7 @@ def state(hass: HomeAssistant, entity_id: str) -> str:
 
 
 async def test_miners_fail_over_to_the_local_pool_and_come_back(
-    hass: HomeAssistant, failover_site: Site
+    hass: HomeAssistant, failover_site: Site, tmp_path: Path
 ) -> None:
     site = failover_site
     upstream = upstream_of(site)
@@ -143,6 +144,11 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     outages = async_capture_events(hass, EVENT_UPLINK_OUTAGE)
     restorations = async_capture_events(hass, EVENT_UPLINK_RESTORED)
     before = {miner.mac: pools_by_priority(miner) for miner in site.miners}
+    # The operator's outage blueprint hears the real outage and failback.
+    box = await blueprint_outbox(hass, tmp_path)
+    await use_blueprint(
+        hass, "uplink_outage_failback.yaml", {"site": entry.entry_id, **blueprint_targets()}
+    )
     failover = await set_up(hass, entry)
     local = failover.data.pool_url
     assert local is not None
@@ -169,6 +175,8 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     assert len(outages) == 1
     assert outages[0].data["entry_id"] == entry.entry_id
     assert outages[0].data["mode"] == "auto"
+    await wait_until(lambda: len(box.sms) == 1, "the blueprint's outage message")
+    assert box.sms[0][0] == "Uplink outage at Test site"
     # The local pool verifies and counts the miners' real shares.
     await wait_until(
         lambda: float(state(hass, f"{SENSOR}local_pool_shares_accepted")) > 0,
@@ -190,6 +198,9 @@ async def test_miners_fail_over_to_the_local_pool_and_come_back(
     assert len(restorations) == 1
     assert restorations[0].data["duration_s"] > 0
     assert restorations[0].data["started"] == outages[0].data["started"]
+    await wait_until(lambda: len(box.sms) == 2, "the blueprint's failback message")
+    assert box.sms[1][0] == "Uplink back at Test site"
+    assert "gives work again after " in box.sms[1][1]
     # And the lists are put back: the operator's pools first, the local pool last.
     await wait_until(
         lambda: all(pools_by_priority(m) == [*before[m.mac], local] for m in site.miners),
