@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 
+from . import registers
 from .models import ContainerReading
 
 
@@ -55,40 +56,9 @@ PRESSURE_HIGH = "{}_pressure_high"
 # The loop pressures checked against the range, by the names AlarmInputs uses.
 PRESSURES: tuple[str, ...] = ("unit_inlet", "unit_outlet", "pump_inlet", "pump_outlet")
 
-# The CDU's system-error bitmap (bits 0-24; bit 22 repeats bit 21's name upstream, and is
-# presumably the return side) and its general faults (regs 96-100), in register order.
-RAW_ERRORS: tuple[str, ...] = (
-    "low_inlet_pressure_circ_pump",
-    "low_outlet_pressure_circ_pump",
-    "high_outlet_pressure_circ_pump",
-    "circulating_pump_fault",
-    "circ_pump_inverter_fault",
-    "high_pressure_diff_filter",
-    "small_inlet_outlet_pressure_diff",
-    "large_inlet_outlet_pressure_diff",
-    "high_inlet_temp_unit",
-    "high_outlet_temp_unit",
-    "small_temp_dew_point_diff_inlet_unit",
-    "circ_pump_inlet_pressure_sensor_fault",
-    "circ_pump_outlet_pressure_sensor_fault",
-    "unit_inlet_temp_sensor_fault",
-    "unit_outlet_temp_sensor_fault",
-    "unit_inlet_pressure_sensor_fault",
-    "unit_outlet_pressure_sensor_fault",
-    "filter_front_pressure_sensor_fault",
-    "filter_rear_pressure_sensor_fault",
-    "bypass_valve_fault",
-    "fan_fault",
-    "temp_sensor_chilled_water_supply_fault",
-    "temp_sensor_chilled_water_return_fault",
-    "pressure_sensor_chilled_water_supply_fault",
-    "circ_pump_high_inlet_pressure",
-    "outdoor_ambient_temp_sensor_fault",
-    "indoor_temp_humidity_sensor_fault",
-    "makeup_water_pump_fault",
-    "power_fault",
-    "water_immersion_alarm",
-)
+# Every raw error the client reports (the system-error bitmap, then the general faults),
+# each an alarm of its own.
+RAW_ERRORS = registers.RAW_ERRORS
 
 _CRITICAL = (
     "circulating_pump_fault",
