@@ -173,7 +173,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
         async_get_clientsession(hass),
         store,
     )
-    site = SiteCoordinator(hass, entry, supply, tuple(probes), lambda: _site_draw_w(entry, fleet))
+    site = SiteCoordinator(
+        hass,
+        entry,
+        supply,
+        tuple(probes),
+        lambda: _site_draw_w(entry, fleet),
+        lambda: _containers_overhead_w(entry, fleet),
+    )
     balancer = LoadBalancer(hass, entry, grid, site, fleet, store)
     failover = FailoverController(hass, entry, fleet, store)
     alerts = AlertsController(hass, entry, grid, site, fleet, balancer, failover)
@@ -231,17 +238,45 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     return True
 
 
+def _miner_power_by_address(fleet: FleetCoordinator) -> dict[str, float]:
+    """Each answering miner's measured draw by its address."""
+    assert fleet.data is not None
+    return {
+        view.address: view.status.power_w or 0.0
+        for view in fleet.data.miners.values()
+        if view.status is not None
+    }
+
+
 def _site_draw_w(entry: BitcoinMiningConfigEntry, fleet: FleetCoordinator) -> float:
     """The miners' draw, plus what the containers draw besides them (cooling)."""
     runtime = getattr(entry, "runtime_data", None)
     if runtime is None or not runtime.containers or fleet.data is None:
         return fleet.measured_power_w()
-    by_address = {
-        view.address: view.status.power_w or 0.0
-        for view in fleet.data.miners.values()
-        if view.status is not None
-    }
+    by_address = _miner_power_by_address(fleet)
     return fleet.measured_power_w() + draw_beyond_miners_w(runtime.containers.values(), by_address)
+
+
+def _containers_overhead_w(
+    entry: BitcoinMiningConfigEntry, fleet: FleetCoordinator
+) -> float | None:
+    """What the containers draw besides their miners, or None unless every container is read.
+
+    The site's draw counts the containers it can read; an energy total would rather skip
+    a stretch than count part of the site as all of it.
+    """
+    runtime = getattr(entry, "runtime_data", None)
+    if runtime is None or not runtime.containers or fleet.data is None:
+        return None
+    containers = runtime.containers.values()
+    for container in containers:
+        data = container.data
+        # A failed poll keeps the last data: stale power is not counted either.
+        if not container.last_update_success or data is None or data.reading is None:
+            return None
+        if data.reading.power_w is None:
+            return None
+    return draw_beyond_miners_w(containers, _miner_power_by_address(fleet))
 
 
 async def _async_setup_containers(

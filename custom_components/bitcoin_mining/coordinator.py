@@ -13,6 +13,7 @@ import time
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
 
 from .const import (
     CONF_FLEET_INTERVAL,
@@ -204,6 +205,11 @@ class SiteData:
     probes: dict[str, ProbeResult]
     internet_up: bool | None
     site_power_w: float
+    # What the containers draw besides their miners (cooling, standby, losses); None without
+    # containers or while one of them is unread (its energy is then not guessed).
+    containers_overhead_w: float | None = None
+    # When the poll was taken (UTC timestamp): the time of a sample that only polls change.
+    polled_at: float = 0.0
 
 
 class SiteCoordinator(DataUpdateCoordinator[SiteData]):
@@ -218,6 +224,7 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
         supply: SupplySensors,
         probes: tuple[ProbeTarget, ...],
         fleet_power_w: Callable[[], float],
+        containers_overhead_w: Callable[[], float | None] = lambda: None,
     ) -> None:
         """Set up the site poll."""
         interval = float(entry.options.get(CONF_FLEET_INTERVAL, DEFAULT_FLEET_INTERVAL))
@@ -236,6 +243,7 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
         self._last_supply_problem: str | None = None
         # What the miners draw now: the site's draw is the overhead plus this.
         self.fleet_power_w = fleet_power_w
+        self.containers_overhead_w = containers_overhead_w
 
     def _read_supply(self) -> tuple[SupplyReading, float | None]:
         """The supply and the power left for mining; a new problem is logged once."""
@@ -275,4 +283,6 @@ class SiteCoordinator(DataUpdateCoordinator[SiteData]):
             probes=probes,
             internet_up=internet_up(results) if results else None,
             site_power_w=self.overhead_w + self.fleet_power_w(),
+            containers_overhead_w=self.containers_overhead_w(),
+            polled_at=dt_util.utcnow().timestamp(),
         )

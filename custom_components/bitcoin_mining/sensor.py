@@ -608,6 +608,8 @@ async def async_setup_entry(
     entities.append(EnergySensor(fleet, MINING_ENERGY))
     if site.supply.entity_ids:
         entities.append(EnergySensor(site, SUPPLY_ENERGY))
+    if entry.runtime_data.containers:
+        entities.append(EnergySensor(site, CONTAINERS_OVERHEAD_ENERGY))
     entities += [BalancerSensor(balancer, d) for d in BALANCER_SENSORS]
     failover = entry.runtime_data.failover
     entities += [
@@ -682,6 +684,13 @@ SUPPLY_ENERGY = EnergySensorDescription[SiteData](
     key="supply_energy",
     translation_key="supply_energy",
     sample_fn=lambda data: (dt_util.utcnow().timestamp(), data.supply.power_w),
+)
+# What the containers drew besides their miners: with mining energy, the site's whole draw
+# without counting a miner twice (a container's own meters include its miners).
+CONTAINERS_OVERHEAD_ENERGY = EnergySensorDescription[SiteData](
+    key="containers_overhead_energy",
+    translation_key="containers_overhead_energy",
+    sample_fn=lambda data: (data.polled_at, data.containers_overhead_w),
 )
 
 

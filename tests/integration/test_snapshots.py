@@ -63,6 +63,7 @@ VOLATILE_DIAGNOSTICS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("grid", "recent_samples", "*", "t"), "monotonic time of the sample"),
     (("site", "data", "probes", "*", "checked_at_monotonic"), "monotonic time of the probe"),
     (("site", "data", "probes", "*", "latency_ms"), "TCP connect time of the probe"),
+    (("site", "data", "polled_at"), "wall-clock time of the site poll"),
     (("failover", "handshake", "latency_ms"), "time to the first job of the Stratum probe"),
     (("failover", "handshake", "checked_at_monotonic"), "monotonic time of the Stratum probe"),
 )
