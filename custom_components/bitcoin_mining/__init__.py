@@ -254,6 +254,7 @@ async def _async_setup_containers(
     for subentry_id, subentry in container_subentries(entry).items():
         coordinator = ContainerCoordinator(hass, entry, subentry)
         entry.async_on_unload(coordinator.async_shutdown)
+        await coordinator.async_restore()
         await coordinator.async_refresh()
         containers[subentry_id] = coordinator
     return containers

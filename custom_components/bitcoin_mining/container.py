@@ -212,8 +212,12 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
         self._last_problem: str | None = None
         self._alarm_listeners: list[Callable[[tuple[Alarm, ...], tuple[Alarm, ...]], None]] = []
 
-    async def _async_setup(self) -> None:
-        """Load the energy total kept across restarts."""
+    async def async_restore(self) -> None:
+        """Load the energy total kept across restarts (before the first poll).
+
+        Not `_async_setup`: Home Assistant runs that only from the first refresh that
+        fails the setup, and a container that does not answer must not hold the site back.
+        """
         stored = await self._store.async_load()
         if stored:
             self._energy = EnergyTotal(float(stored.get("total_kwh", 0.0)), stored.get("last"))

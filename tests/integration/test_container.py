@@ -908,3 +908,23 @@ async def test_a_removed_site_takes_its_containers_stores(
     await hass.async_block_till_done()
     assert energy_key(loaded, subentry_id) not in hass_storage
     assert f"{DOMAIN}.{loaded.entry_id}" not in hass_storage
+
+
+async def test_the_energy_total_survives_a_reload(
+    hass: HomeAssistant, hass_storage: dict[str, Any], site: Site, loaded: MockConfigEntry
+) -> None:
+    """The stored total is where the next setup counts on from (it never goes back to 0)."""
+    await add_container(hass, loaded, form(site.containers[0]))
+    subentry_id = next(iter(loaded.subentries))
+    await hass.config_entries.async_unload(loaded.entry_id)
+    await hass.async_block_till_done()
+    stored = hass_storage[energy_key(loaded, subentry_id)]["data"]
+    hass_storage[energy_key(loaded, subentry_id)]["data"] = {**stored, "total_kwh": 1234.5}
+    assert await hass.config_entries.async_setup(loaded.entry_id)
+    await hass.async_block_till_done()
+    coordinator = loaded.runtime_data.containers[subentry_id]
+    assert coordinator.data.energy_kwh is not None
+    assert coordinator.data.energy_kwh >= 1234.5
+    energy = hass.states.get(entity(hass, "sensor", loaded, "energy"))
+    assert energy is not None
+    assert float(energy.state) >= 1234.5
