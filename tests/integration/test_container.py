@@ -19,6 +19,7 @@ from homeassistant.helpers import (
     issue_registry as ir,
 )
 from homeassistant.helpers.event import EventStateChangedData, async_track_state_change_event
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -928,3 +929,52 @@ async def test_the_energy_total_survives_a_reload(
     energy = hass.states.get(entity(hass, "sensor", loaded, "energy"))
     assert energy is not None
     assert float(energy.state) >= 1234.5
+
+
+async def test_the_alarms_step_over_rest_as_the_frontend_sees_it(
+    hass: HomeAssistant, hass_client: Any, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Both steps over REST, as the UI and scripts/develop take them.
+
+    The Alarms form serializes with its sections (inlet open, the rest collapsed), units
+    and options; an empty answer takes the defaults.
+    """
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    base = "/api/config/config_entries/subentries/flow"
+    response = await client.post(
+        base,
+        json={"handler": [loaded.entry_id, SUBENTRY_CONTAINER], "show_advanced_options": False},
+    )
+    assert response.status == 200
+    flow = await response.json()
+    response = await client.post(f"{base}/{flow['flow_id']}", json=form(site.containers[0]))
+    assert response.status == 200
+    step = await response.json()
+    assert step["step_id"] == "alarms"
+    sections = {field["name"]: field for field in step["data_schema"]}
+    assert list(sections) == [
+        "inlet",
+        "pressure",
+        "severity_faults",
+        "severity_sensors",
+        "severity_thresholds",
+    ]
+    assert all(field["type"] == "expandable" for field in sections.values())
+    assert [name for name, field in sections.items() if field["expanded"]] == ["inlet"]
+    inlet = {field["name"]: field for field in sections["inlet"]["schema"]}
+    assert inlet["inlet_warm_c"]["default"] == 37.0
+    assert inlet["inlet_warm_c"]["selector"]["number"]["unit_of_measurement"] == "°C"
+    pressure = {field["name"]: field for field in sections["pressure"]["schema"]}
+    assert pressure["pressure_max_bar"]["selector"]["number"]["unit_of_measurement"] == "bar"
+    faults = {field["name"]: field for field in sections["severity_faults"]["schema"]}
+    assert faults["smoke_detected"]["default"] == "critical"
+    assert faults["smoke_detected"]["selector"]["select"]["options"] == [
+        "warning",
+        "medium",
+        "high",
+        "critical",
+    ]
+    response = await client.post(f"{base}/{flow['flow_id']}", json={})
+    assert response.status == 200
+    assert (await response.json())["type"] == "create_entry"
