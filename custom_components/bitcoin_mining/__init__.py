@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from homeassistant.config_entries import (
     SIGNAL_CONFIG_ENTRY_CHANGED,
@@ -56,9 +57,9 @@ from .const import (
 )
 from .container import (
     ContainerCoordinator,
+    async_forget_container,
     container_identifier,
     container_subentries,
-    critical_issue_id,
     draw_beyond_miners_w,
 )
 from .container_services import async_setup_container_services
@@ -164,6 +165,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry
     listed = {str(address) for address, _ in miners}
     for address in [a for a in store.identities if a not in listed]:
         del store.identities[address]
+    await _async_forget_removed_containers(hass, entry, store)
     grid = GridCoordinator(hass, entry, meter)
     fleet = FleetCoordinator(
         hass,
@@ -287,23 +289,45 @@ async def _async_setup_containers(
     for subentry_id, subentry in container_subentries(entry).items():
         coordinator = ContainerCoordinator(hass, entry, subentry)
         entry.async_on_unload(coordinator.async_shutdown)
+        await coordinator.async_restore()
         await coordinator.async_refresh()
         containers[subentry_id] = coordinator
     return containers
 
 
+async def _async_forget_removed_containers(
+    hass: HomeAssistant, entry: BitcoinMiningConfigEntry, store: SiteStore
+) -> None:
+    """Remove what containers removed while the site was not loaded left behind."""
+    current = sorted(container_subentries(entry))
+    for subentry_id in sorted(set(store.containers) - set(current)):
+        LOGGER.debug("Forgetting container %s: it left %s", subentry_id, entry.title)
+        await async_forget_container(hass, entry.entry_id, subentry_id)
+    if store.containers != current:
+        store.containers = current
+        store.async_schedule_save()
+
+
+def _containers_as_set_up(entry: BitcoinMiningConfigEntry) -> dict[str, tuple[str, Any]]:
+    """Each container's name and settings (a change of either reloads the site)."""
+    return {sub_id: (sub.title, sub.data) for sub_id, sub in container_subentries(entry).items()}
+
+
 def _reload_on_container_change(
     hass: HomeAssistant, entry: BitcoinMiningConfigEntry
 ) -> Callable[[], None]:
-    """Reload the site when its container subentries differ from those it was set up with."""
-    loaded = {sub_id: sub.data for sub_id, sub in container_subentries(entry).items()}
+    """Reload the site when its container subentries differ from those it was set up with.
+
+    A new name counts: the reload renames the container's device (never a name the user
+    gave the device) and its alerts, repair issue and log lines carry the new name too.
+    """
+    loaded = _containers_as_set_up(entry)
 
     @callback
     def changed(change: ConfigEntryChange, changed_entry: ConfigEntry) -> None:
         if change is not ConfigEntryChange.UPDATED or changed_entry.entry_id != entry.entry_id:
             return
-        now = {sub_id: sub.data for sub_id, sub in container_subentries(entry).items()}
-        if now != loaded:
+        if _containers_as_set_up(entry) != loaded:
             hass.config_entries.async_schedule_reload(entry.entry_id)
 
     return async_dispatcher_connect(hass, SIGNAL_CONFIG_ENTRY_CHANGED, changed)
@@ -334,13 +358,15 @@ async def async_unload_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntr
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: BitcoinMiningConfigEntry) -> None:
-    """Delete the site's stored cycle counts (and its repair issues) with the site itself."""
+    """Delete the site's stores (cycle counts, container energy) and repair issues with it."""
     ir.async_delete_issue(hass, DOMAIN, implausible_issue_id(entry.entry_id))
     ir.async_delete_issue(hass, DOMAIN, local_pool_issue_id(entry.entry_id))
     ir.async_delete_issue(hass, DOMAIN, alerts_issue_id(entry.entry_id))
-    for subentry_id in container_subentries(entry):
-        ir.async_delete_issue(hass, DOMAIN, critical_issue_id(subentry_id))
-    await SiteStore(hass, entry.entry_id).async_remove()
+    store = SiteStore(hass, entry.entry_id)
+    await store.async_load()
+    for subentry_id in sorted(set(store.containers) | set(container_subentries(entry))):
+        await async_forget_container(hass, entry.entry_id, subentry_id)
+    await store.async_remove()
 
 
 async def async_remove_config_entry_device(

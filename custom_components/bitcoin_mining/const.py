@@ -188,6 +188,9 @@ CONF_CONTAINER_MINERS: Final = "miners"
 # The n-th miner of the container is on PDU n // 20 + 1, socket n % 20 + 1 (the sockets
 # enabled by default are those that feed a listed miner).
 CONF_CONTAINER_SOCKETS_IN_ORDER: Final = "sockets_in_order"
+# What differs from the default alarm settings (AlarmSettings.overrides(): limits in °C and
+# bar, and severities by alarm name); absent when nothing does.
+CONF_CONTAINER_ALARMS: Final = "alarms"
 KIND_DETECT: Final = "detect"
 DEFAULT_CONTAINER_PORT: Final = 502
 CONTAINER_TIMEOUT_S: Final = 3.0

@@ -32,7 +32,7 @@ from .const import (
     LOGGER,
     SUBENTRY_CONTAINER,
 )
-from .container_flow import container_miners
+from .container_flow import container_alarm_settings, container_miners
 from .miningsite.addresses import MinerAddress
 from .miningsite.allocation import GroupLimit
 from .miningsite.containers import ContainerClient, ContainerKind, ContainerReading
@@ -41,6 +41,7 @@ from .miningsite.containers.alarms import (
     INLET_WARM,
     Alarm,
     AlarmSettings,
+    AlarmSettingsError,
     AlarmState,
     Severity,
     alarm_inputs,
@@ -96,6 +97,20 @@ def draw_beyond_miners_w(
 def critical_issue_id(subentry_id: str) -> str:
     """The repair issue of a container with a critical alarm."""
     return f"container_critical_{subentry_id}"
+
+
+def energy_store(hass: HomeAssistant, entry_id: str, subentry_id: str) -> Store[dict[str, Any]]:
+    """The store of a container's energy total (the one thing it keeps across restarts)."""
+    return Store(hass, STORE_VERSION, f"{DOMAIN}.{entry_id}.container.{subentry_id}")
+
+
+async def async_forget_container(hass: HomeAssistant, entry_id: str, subentry_id: str) -> None:
+    """Remove what a container left behind: its energy total and its repair issue.
+
+    Its device and entities belong to its subentry: Home Assistant removes those itself.
+    """
+    ir.async_delete_issue(hass, DOMAIN, critical_issue_id(subentry_id))
+    await energy_store(hass, entry_id, subentry_id).async_remove()
 
 
 class EnergyTotal:
@@ -190,30 +205,46 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
             data.get(CONF_CONTAINER_WARM_FRACTION, DEFAULT_CONTAINER_WARM_FRACTION)
         )
         self.socket_cut = bool(data.get(CONF_CONTAINER_SOCKET_CUT, DEFAULT_CONTAINER_SOCKET_CUT))
-        self.alarm_settings = settings or AlarmSettings()
+        self.alarm_settings = settings or self._settings(subentry)
         self._alarms = AlarmState()
         self._energy = EnergyTotal()
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORE_VERSION, f"{DOMAIN}.{entry.entry_id}.container.{self.subentry_id}"
-        )
+        self._store = energy_store(hass, entry.entry_id, self.subentry_id)
         self._last_problem: str | None = None
         self._alarm_listeners: list[Callable[[tuple[Alarm, ...], tuple[Alarm, ...]], None]] = []
 
-    async def _async_setup(self) -> None:
-        """Load the energy total kept across restarts."""
+    async def async_restore(self) -> None:
+        """Load the energy total kept across restarts (before the first poll).
+
+        Not `_async_setup`: Home Assistant runs that only from the first refresh that
+        fails the setup, and a container that does not answer must not hold the site back.
+        """
         stored = await self._store.async_load()
         if stored:
             self._energy = EnergyTotal(float(stored.get("total_kwh", 0.0)), stored.get("last"))
 
-    async def async_shutdown(self) -> None:
-        """Save the energy total, drop the connection."""
-        await super().async_shutdown()
-        await self._store.async_save(self._energy.as_dict())
-        await self.client.close()
+    @staticmethod
+    def _settings(subentry: ConfigSubentry) -> AlarmSettings:
+        """The subentry's alarm settings; the defaults (and an error logged) if they are damaged."""
+        try:
+            return container_alarm_settings(subentry.data)
+        except AlarmSettingsError as err:
+            LOGGER.error(
+                "%s: the stored alarm settings cannot be used (%s: %s); the defaults apply "
+                "until the container's Alarms step is saved again",
+                subentry.title, err.field, err,
+            )  # fmt: skip
+            return AlarmSettings()
 
-    async def async_remove_store(self) -> None:
-        """Forget the energy total (the container left the site)."""
-        await self._store.async_remove()
+    async def async_shutdown(self) -> None:
+        """Save the energy total (or forget it, if the container left the site), disconnect."""
+        await super().async_shutdown()
+        if self.subentry_id in self.config_entry.subentries:
+            await self._store.async_save(self._energy.as_dict())
+        else:
+            # This very store: removing it also cancels a save it still has pending.
+            await self._store.async_remove()
+            ir.async_delete_issue(self.hass, DOMAIN, critical_issue_id(self.subentry_id))
+        await self.client.close()
 
     @property
     def alarms(self) -> AlarmState:

@@ -185,6 +185,8 @@ def _containers(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
                 for alarm in (data.alarms.active.values() if data else ())
             ],
             "energy_kwh": data.energy_kwh if data else None,
+            # The limits and every alarm's severity in effect (defaults and overrides).
+            "alarm_settings": coordinator.alarm_settings.as_dict(),
         }
     return containers
 

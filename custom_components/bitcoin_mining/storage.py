@@ -27,6 +27,7 @@ class StoredSite(TypedDict):
     locks: dict[str, str]
     balancer: dict[str, Any]
     failover: dict[str, Any]
+    containers: list[str]
 
 
 def _identity(raw: Any) -> MinerIdentity | None:
@@ -61,6 +62,9 @@ class SiteStore:
         self.balancer: dict[str, Any] = {}
         # The operator's failover mode survives restarts too.
         self.failover: dict[str, Any] = {}
+        # The container subentries the site was last set up with: one removed while the site
+        # was not loaded is known by this, and what it kept is removed at the next setup.
+        self.containers: list[str] = []
 
     async def async_load(self) -> None:
         """Read what was saved; a malformed part is logged and started afresh, never fatal."""
@@ -91,6 +95,8 @@ class SiteStore:
             self.balancer = balancer
         if isinstance(failover := stored.get("failover"), dict):
             self.failover = failover
+        if isinstance(containers := stored.get("containers"), list):
+            self.containers = [str(subentry_id) for subentry_id in containers]
 
     def _data(self) -> StoredSite:
         return {
@@ -99,6 +105,7 @@ class SiteStore:
             "locks": dict(self.locks),
             "balancer": dict(self.balancer),
             "failover": dict(self.failover),
+            "containers": list(self.containers),
         }
 
     def async_schedule_save(self) -> None:

@@ -118,6 +118,11 @@ async def add_containers(api: HomeAssistantApi, entry_id: str, state: dict[str, 
         result = await api.post(
             f"/api/config/config_entries/subentries/flow/{flow['flow_id']}", answers
         )
+        if result.get("type") == "form" and result.get("step_id") == "alarms":
+            # The Alarms step as it comes: the default limits and severities.
+            result = await api.post(
+                f"/api/config/config_entries/subentries/flow/{flow['flow_id']}", {}
+            )
         if result.get("type") == "abort" and result.get("reason") == "already_configured":
             continue  # added on an earlier run
         if result.get("type") != "create_entry":

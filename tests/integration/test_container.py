@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,13 @@ from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, Config
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers import (
+    device_registry as dr,
+    entity_registry as er,
+    issue_registry as ir,
+)
 from homeassistant.helpers.event import EventStateChangedData, async_track_state_change_event
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -22,6 +28,7 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 
 from custom_components.bitcoin_mining.compat import async_get_device_by_identifier
 from custom_components.bitcoin_mining.const import (
+    CONF_CONTAINER_ALARMS,
     CONF_CONTAINER_HOST,
     CONF_CONTAINER_KIND,
     CONF_CONTAINER_MINERS,
@@ -39,7 +46,9 @@ from custom_components.bitcoin_mining.container import (
     container_identifier,
     critical_issue_id,
 )
+from custom_components.bitcoin_mining.container_flow import alarm_schema
 from custom_components.bitcoin_mining.entity import site_identifier
+from custom_components.bitcoin_mining.miningsite.containers.alarms import AlarmSettings
 from simulator import Site, SiteConfig
 from simulator.containers import ContainerServer
 
@@ -47,6 +56,11 @@ from .conftest import SIMULATED_SITE, entry_for, set_supply
 from .test_blueprints import PHONE, blueprint_outbox, use_blueprint
 
 LOGIN = ("operator", "container-secret")
+TRANSLATIONS = json.loads(
+    (
+        Path(__file__).parents[2] / "custom_components/bitcoin_mining/translations/en.json"
+    ).read_text()
+)
 SAFETY_SENSORS = ("smoke", "water_ingress", "pump_fault")
 
 
@@ -101,14 +115,43 @@ def site_miner(site: Site, index: int) -> str:
 
 
 async def add_container(
-    hass: HomeAssistant, entry: MockConfigEntry, user_input: dict[str, Any]
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    user_input: dict[str, Any],
+    alarms: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the container subentry flow through its one form."""
+    """Run the container subentry flow: the connection, then (if it passed) the Alarms step."""
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_CONTAINER), context={"source": SOURCE_USER}
     )
     assert result["type"] is FlowResultType.FORM
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+    if result["type"] is FlowResultType.FORM and result["step_id"] == "alarms":
+        # Sections left out keep what the form shows (the defaults here).
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], alarms or {}
+        )
+    await hass.async_block_till_done()
+    return dict(result)
+
+
+async def reconfigure_container(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    user_input: dict[str, Any],
+    alarms: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the reconfigure flow of the entry's only container through both steps."""
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_CONTAINER),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": next(iter(entry.subentries))},
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "alarms"
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], alarms or {})
     await hass.async_block_till_done()
     return dict(result)
 
@@ -214,15 +257,9 @@ async def test_reconfigure_a_container(
     kehua = site.containers[0]
     await add_container(hass, loaded, form(kehua))
     subentry_id = next(iter(loaded.subentries))
-    result = await hass.config_entries.subentries.async_init(
-        (loaded.entry_id, SUBENTRY_CONTAINER),
-        context={"source": SOURCE_RECONFIGURE, "subentry_id": subentry_id},
+    result = await reconfigure_container(
+        hass, loaded, form(kehua, site_miner(site, 2), name="Container A")
     )
-    assert result["type"] is FlowResultType.FORM
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], form(kehua, site_miner(site, 2), name="Container A")
-    )
-    await hass.async_block_till_done()
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
     assert loaded.subentries[subentry_id].title == "Container A"
@@ -603,3 +640,341 @@ async def test_a_failing_unit_raises_no_alarm(
     ambient = hass.states.get(entity(hass, "sensor", loaded, "ambient_temperature"))
     assert ambient is not None
     assert ambient.state not in ("unknown", "unavailable")
+
+
+ALARMS_CHANGED = {
+    "inlet": {"inlet_warm_c": 30.0, "inlet_hot_c": 35.0},
+    "severity_faults": {"fan_fault": "critical"},
+}
+
+
+async def test_alarm_settings_are_saved_and_drive_the_derating(
+    hass: HomeAssistant, hass_client: Any, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Only the changed limits and severities are saved; the poll and the balancer use them."""
+    kehua = site.containers[0]
+    result = await hass.config_entries.subentries.async_init(
+        (loaded.entry_id, SUBENTRY_CONTAINER), context={"source": SOURCE_USER}
+    )
+    assert result["last_step"] is False  # Next, not Submit: the Alarms step follows
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], form(kehua, "\n".join(site_miner(site, i) for i in range(4)))
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "alarms"
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], ALARMS_CHANGED)
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    subentry = next(iter(loaded.subentries.values()))
+    assert subentry.data[CONF_CONTAINER_ALARMS] == {
+        "inlet_warm_c": 30.0,
+        "inlet_hot_c": 35.0,
+        "severities": {"fan_fault": "critical"},
+    }
+    coordinator = loaded.runtime_data.containers[subentry.subentry_id]
+    assert coordinator.alarm_settings.inlet_warm_c == 30.0
+    assert coordinator.alarm_settings.severity("fan_fault").label == "critical"
+
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, loaded)
+    (container,) = diagnostics["containers"].values()
+    effective = container["alarm_settings"]
+    assert (effective["inlet_min_c"], effective["inlet_warm_c"], effective["inlet_hot_c"]) == (
+        20.0,
+        30.0,
+        35.0,
+    )
+    assert effective["severities"]["fan_fault"] == "critical"
+    assert effective["severities"]["power_fault"] == "medium"  # the default table
+
+    # 32 °C: below the default warm band (37 °C), in the configured one: derated.
+    await wait_until(lambda: all(m.state == "mining" for m in site.miners))
+    kehua.state.override_inlet(32.0)
+    await wait_until(lambda: "water_inlet_temp_warm" in coordinator.alarms.active)
+    limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
+    assert [limit.reason for limit in limits] == ["container_warm"]
+    assert limits[0].cap_w > 0
+    # 36 °C: below the default warm band, in the configured hot band: stopped.
+    kehua.state.override_inlet(36.0)
+    await wait_until(lambda: "water_inlet_temp_hot" in coordinator.alarms.active)
+    limits = loaded.runtime_data.balancer.group_limits(loaded.runtime_data.fleet.asic_states())
+    assert [(limit.reason, limit.cap_w) for limit in limits] == [("container_hot", 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("alarms", "error"),
+    [
+        ({"inlet": {"inlet_min_c": 37.0}}, "inlet_min_not_below_warm"),
+        ({"inlet": {"inlet_min_c": 38.0}}, "inlet_min_not_below_warm"),
+        ({"inlet": {"inlet_warm_c": 40.0}}, "inlet_warm_above_hot"),
+        ({"pressure": {"pressure_min_bar": 5.0}}, "pressure_min_not_below_max"),
+        ({"inlet": {"temperature_hysteresis_c": -0.5}}, "negative_hysteresis"),
+        ({"pressure": {"pressure_hysteresis_bar": -0.1}}, "negative_hysteresis"),
+    ],
+)
+async def test_contradicting_alarm_limits_are_refused(
+    hass: HomeAssistant,
+    site: Site,
+    loaded: MockConfigEntry,
+    alarms: dict[str, Any],
+    error: str,
+) -> None:
+    """Limits that contradict each other: a translated error, nothing saved; fixed, saved."""
+    result = await hass.config_entries.subentries.async_init(
+        (loaded.entry_id, SUBENTRY_CONTAINER), context={"source": SOURCE_USER}
+    )
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], form(site.containers[0])
+    )
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], alarms)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "alarms"
+    assert result["errors"] == {"base": error}
+    assert error in TRANSLATIONS["config_subentries"]["container"]["error"]
+    assert not loaded.subentries
+    # The same form, the defaults again: saved, with nothing to override.
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    await hass.async_block_till_done()
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert CONF_CONTAINER_ALARMS not in next(iter(loaded.subentries.values())).data
+
+
+def test_every_alarm_field_is_translated() -> None:
+    """Each section, limit and alarm of the Alarms step has its label; each severity too."""
+    step = TRANSLATIONS["config_subentries"]["container"]["step"]["alarms"]
+    schema = alarm_schema(AlarmSettings())
+    for key, value in schema.schema.items():
+        translated = step["sections"][str(key)]
+        assert translated["name"]
+        assert {str(k) for k in value.schema.schema} == set(translated["data"])
+    options = TRANSLATIONS["selector"]["alarm_severity"]["options"]
+    assert set(options) == {"warning", "medium", "high", "critical"}
+
+
+async def test_reconfigure_keeps_and_changes_the_alarm_settings(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """The Alarms step shows what is saved; left as it is, it stays; set back, it goes."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua), ALARMS_CHANGED)
+    subentry_id = next(iter(loaded.subentries))
+    saved = dict(loaded.subentries[subentry_id].data[CONF_CONTAINER_ALARMS])
+    result = await reconfigure_container(hass, loaded, form(kehua))
+    assert result["reason"] == "reconfigure_successful"
+    assert loaded.subentries[subentry_id].data[CONF_CONTAINER_ALARMS] == saved
+    result = await reconfigure_container(
+        hass,
+        loaded,
+        form(kehua),
+        {
+            "inlet": {"inlet_warm_c": 37.0, "inlet_hot_c": 39.0},
+            "severity_faults": {"fan_fault": "high"},
+        },
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert CONF_CONTAINER_ALARMS not in loaded.subentries[subentry_id].data
+    coordinator = loaded.runtime_data.containers[subentry_id]
+    assert coordinator.alarm_settings == AlarmSettings()
+
+
+async def test_damaged_alarm_settings_fall_back_to_the_defaults(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stored limits that contradict: the defaults apply, an error says so; the form shows them."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    subentry = next(iter(loaded.subentries.values()))
+    hass.config_entries.async_update_subentry(
+        loaded, subentry, data={**subentry.data, CONF_CONTAINER_ALARMS: {"inlet_min_c": 99.0}}
+    )
+    await hass.async_block_till_done()  # the change reloads the site
+    assert "the stored alarm settings cannot be used (inlet_min_c" in caplog.text
+    coordinator = loaded.runtime_data.containers[subentry.subentry_id]
+    assert coordinator.alarm_settings == AlarmSettings()
+    result = await hass.config_entries.subentries.async_init(
+        (loaded.entry_id, SUBENTRY_CONTAINER),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": subentry.subentry_id},
+    )
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], form(kehua))
+    assert result["step_id"] == "alarms"
+    inlet = next(v for k, v in result["data_schema"].schema.items() if str(k) == "inlet")
+    defaults = {str(k): k.default() for k in inlet.schema.schema}
+    assert defaults["inlet_min_c"] == 20.0
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    await hass.async_block_till_done()
+    assert CONF_CONTAINER_ALARMS not in loaded.subentries[subentry.subentry_id].data
+
+
+async def test_a_new_name_renames_the_device_at_once(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A new name renames the device, from the flow or the title alone; the user's name stays."""
+    kehua = site.containers[0]
+    await add_container(hass, loaded, form(kehua))
+    subentry_id = next(iter(loaded.subentries))
+    identifier = (DOMAIN, container_identifier(subentry_id))
+
+    def device() -> dr.DeviceEntry:
+        found = async_get_device_by_identifier(hass, identifier, loaded.entry_id)
+        assert found is not None
+        return found
+
+    assert device().name == "Container kehua"
+    await reconfigure_container(hass, loaded, form(kehua, name="Container North"))
+    assert device().name == "Container North"
+    power = hass.states.get(entity(hass, "sensor", loaded, "power"))
+    assert power is not None
+    assert power.attributes["friendly_name"] == "Container North Power"
+
+    # The title alone (as Home Assistant's own rename of a subentry changes it): same.
+    hass.config_entries.async_update_subentry(
+        loaded, loaded.subentries[subentry_id], title="Container East"
+    )
+    await hass.async_block_till_done()
+    assert device().name == "Container East"
+
+    dr.async_get(hass).async_update_device(device().id, name_by_user="Hall 3")
+    await reconfigure_container(hass, loaded, form(kehua, name="Container South"))
+    assert device().name == "Container South"
+    assert device().name_by_user == "Hall 3"
+
+
+def energy_key(entry: MockConfigEntry, subentry_id: str) -> str:
+    """The storage key of a container's energy total."""
+    return f"{DOMAIN}.{entry.entry_id}.container.{subentry_id}"
+
+
+async def test_a_removed_container_leaves_nothing_behind(
+    hass: HomeAssistant, hass_storage: dict[str, Any], site: Site, loaded: MockConfigEntry
+) -> None:
+    """Its energy total, repair issue, device and entities go with its subentry."""
+    wonderint = site.containers[1]
+    await add_container(hass, loaded, form(wonderint, site_miner(site, 0)))
+    subentry_id = next(iter(loaded.subentries))
+    # A reload saves the energy total; a pump fault opens the repair issue.
+    await hass.config_entries.async_reload(loaded.entry_id)
+    await hass.async_block_till_done()
+    assert energy_key(loaded, subentry_id) in hass_storage
+    wonderint.state.faults.add("circulating_pump_fault")
+    issues = ir.async_get(hass)
+    await wait_until(lambda: issues.async_get_issue(DOMAIN, critical_issue_id(subentry_id)))
+    entity_ids = [
+        e.entity_id
+        for e in er.async_entries_for_config_entry(er.async_get(hass), loaded.entry_id)
+        if e.config_subentry_id == subentry_id
+    ]
+    assert entity_ids
+
+    assert hass.config_entries.async_remove_subentry(loaded, subentry_id)
+    await hass.async_block_till_done()
+    assert loaded.state is ConfigEntryState.LOADED
+    assert loaded.runtime_data.containers == {}
+    assert energy_key(loaded, subentry_id) not in hass_storage
+    assert issues.async_get_issue(DOMAIN, critical_issue_id(subentry_id)) is None
+    identifier = (DOMAIN, container_identifier(subentry_id))
+    assert async_get_device_by_identifier(hass, identifier, loaded.entry_id) is None
+    assert all(er.async_get(hass).async_get(e) is None for e in entity_ids)
+    assert all(hass.states.get(e) is None for e in entity_ids)
+
+
+async def test_a_container_removed_while_the_site_is_unloaded_is_forgotten_at_setup(
+    hass: HomeAssistant, hass_storage: dict[str, Any], site: Site, loaded: MockConfigEntry
+) -> None:
+    """Nothing runs while the site is unloaded: its next setup removes what is left."""
+    kehua, wonderint = site.containers
+    await add_container(hass, loaded, form(kehua))
+    await add_container(hass, loaded, form(wonderint))
+    gone, kept = list(loaded.subentries)
+    await hass.config_entries.async_unload(loaded.entry_id)
+    await hass.async_block_till_done()
+    assert energy_key(loaded, gone) in hass_storage
+    assert hass.config_entries.async_remove_subentry(loaded, gone)
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_setup(loaded.entry_id)
+    await hass.async_block_till_done()
+    assert energy_key(loaded, gone) not in hass_storage
+    assert energy_key(loaded, kept) in hass_storage
+    assert list(loaded.runtime_data.containers) == [kept]
+
+
+async def test_a_removed_site_takes_its_containers_stores(
+    hass: HomeAssistant, hass_storage: dict[str, Any], site: Site, loaded: MockConfigEntry
+) -> None:
+    """Removing the whole site removes each container's energy total too."""
+    await add_container(hass, loaded, form(site.containers[0]))
+    subentry_id = next(iter(loaded.subentries))
+    await hass.config_entries.async_reload(loaded.entry_id)
+    await hass.async_block_till_done()
+    assert energy_key(loaded, subentry_id) in hass_storage
+    await hass.config_entries.async_remove(loaded.entry_id)
+    await hass.async_block_till_done()
+    assert energy_key(loaded, subentry_id) not in hass_storage
+    assert f"{DOMAIN}.{loaded.entry_id}" not in hass_storage
+
+
+async def test_the_energy_total_survives_a_reload(
+    hass: HomeAssistant, hass_storage: dict[str, Any], site: Site, loaded: MockConfigEntry
+) -> None:
+    """The stored total is where the next setup counts on from (it never goes back to 0)."""
+    await add_container(hass, loaded, form(site.containers[0]))
+    subentry_id = next(iter(loaded.subentries))
+    await hass.config_entries.async_unload(loaded.entry_id)
+    await hass.async_block_till_done()
+    stored = hass_storage[energy_key(loaded, subentry_id)]["data"]
+    hass_storage[energy_key(loaded, subentry_id)]["data"] = {**stored, "total_kwh": 1234.5}
+    assert await hass.config_entries.async_setup(loaded.entry_id)
+    await hass.async_block_till_done()
+    coordinator = loaded.runtime_data.containers[subentry_id]
+    assert coordinator.data.energy_kwh is not None
+    assert coordinator.data.energy_kwh >= 1234.5
+    energy = hass.states.get(entity(hass, "sensor", loaded, "energy"))
+    assert energy is not None
+    assert float(energy.state) >= 1234.5
+
+
+async def test_the_alarms_step_over_rest_as_the_frontend_sees_it(
+    hass: HomeAssistant, hass_client: Any, site: Site, loaded: MockConfigEntry
+) -> None:
+    """Both steps over REST, as the UI and scripts/develop take them.
+
+    The Alarms form serializes with its sections (inlet open, the rest collapsed), units
+    and options; an empty answer takes the defaults.
+    """
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    base = "/api/config/config_entries/subentries/flow"
+    response = await client.post(
+        base,
+        json={"handler": [loaded.entry_id, SUBENTRY_CONTAINER], "show_advanced_options": False},
+    )
+    assert response.status == 200
+    flow = await response.json()
+    response = await client.post(f"{base}/{flow['flow_id']}", json=form(site.containers[0]))
+    assert response.status == 200
+    step = await response.json()
+    assert step["step_id"] == "alarms"
+    sections = {field["name"]: field for field in step["data_schema"]}
+    assert list(sections) == [
+        "inlet",
+        "pressure",
+        "severity_faults",
+        "severity_sensors",
+        "severity_thresholds",
+    ]
+    assert all(field["type"] == "expandable" for field in sections.values())
+    assert [name for name, field in sections.items() if field["expanded"]] == ["inlet"]
+    inlet = {field["name"]: field for field in sections["inlet"]["schema"]}
+    assert inlet["inlet_warm_c"]["default"] == 37.0
+    assert inlet["inlet_warm_c"]["selector"]["number"]["unit_of_measurement"] == "°C"
+    pressure = {field["name"]: field for field in sections["pressure"]["schema"]}
+    assert pressure["pressure_max_bar"]["selector"]["number"]["unit_of_measurement"] == "bar"
+    faults = {field["name"]: field for field in sections["severity_faults"]["schema"]}
+    assert faults["smoke_detected"]["default"] == "critical"
+    assert faults["smoke_detected"]["selector"]["select"]["options"] == [
+        "warning",
+        "medium",
+        "high",
+        "critical",
+    ]
+    response = await client.post(f"{base}/{flow['flow_id']}", json={})
+    assert response.status == 200
+    assert (await response.json())["type"] == "create_entry"

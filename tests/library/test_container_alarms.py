@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings, strategies as st
 import pytest
 
 from custom_components.bitcoin_mining.miningsite.containers.alarms import (
+    ALARM_NAMES,
     DEFAULT_SEVERITIES,
     INLET_HOT,
     INLET_TOO_COLD,
@@ -14,6 +17,7 @@ from custom_components.bitcoin_mining.miningsite.containers.alarms import (
     WATER_INGRESS,
     AlarmInputs,
     AlarmSettings,
+    AlarmSettingsError,
     AlarmState,
     Severity,
     evaluate,
@@ -250,3 +254,56 @@ def test_no_flap_within_hysteresis(hysteresis: float) -> None:
         events += len(raised) + len(cleared)
     assert events == 1
     assert INLET_WARM in state.active
+
+
+def test_overrides_round_trip() -> None:
+    """Only what differs from the defaults is kept, and gives the same settings back."""
+    assert AlarmSettings().overrides() == {}
+    changed = AlarmSettings(
+        inlet_warm_c=30.0,
+        pressure_max_bar=4.0,
+        severities={"fan_fault": Severity.CRITICAL, "power_fault": Severity.MEDIUM},
+    )
+    overrides = changed.overrides()
+    # power_fault is medium by default: not an override.
+    assert overrides == {
+        "inlet_warm_c": 30.0,
+        "pressure_max_bar": 4.0,
+        "severities": {"fan_fault": "critical"},
+    }
+    back = AlarmSettings.from_overrides(overrides)
+    assert back.overrides() == overrides
+    assert back.severity("fan_fault") is Severity.CRITICAL
+    assert back.inlet_warm_c == 30.0
+
+
+def test_effective_settings_name_every_alarm() -> None:
+    """as_dict gives every limit and the severity of every alarm a container can raise."""
+    effective = AlarmSettings(severities={"fan_fault": Severity.WARNING}).as_dict()
+    assert set(effective["severities"]) == set(ALARM_NAMES)
+    assert effective["severities"]["fan_fault"] == "warning"
+    assert effective["severities"]["smoke_detected"] == "critical"
+    assert effective["inlet_hot_c"] == 39.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason", "field"),
+    [
+        ({"inlet_min_c": 38.0}, "inlet_min_not_below_warm", "inlet_min_c"),
+        ({"inlet_warm_c": 40.0}, "inlet_warm_above_hot", "inlet_warm_c"),
+        ({"pressure_min_bar": 6.0}, "pressure_min_not_below_max", "pressure_min_bar"),
+        ({"temperature_hysteresis_c": -1}, "negative_hysteresis", "temperature_hysteresis_c"),
+        ({"pressure_hysteresis_bar": -0.1}, "negative_hysteresis", "pressure_hysteresis_bar"),
+        ({"inlet_hot_c": float("nan")}, "not_a_number", "inlet_hot_c"),
+        ({"inlet_hot_c": "39"}, "not_a_number", "inlet_hot_c"),
+        ({"inlet_hot_c": True}, "not_a_number", "inlet_hot_c"),
+        ({"inlet_max_c": 50.0}, "unknown_setting", "inlet_max_c"),
+        ({"severities": {"fan_fault": "fatal"}}, "unknown_severity", "fan_fault"),
+        ({"severities": {"fan_fault": "none"}}, "unknown_severity", "fan_fault"),
+    ],
+)
+def test_bad_overrides_say_why(overrides: dict[str, Any], reason: str, field: str) -> None:
+    """Stored settings that cannot be used: an AlarmSettingsError naming reason and setting."""
+    with pytest.raises(AlarmSettingsError) as refused:
+        AlarmSettings.from_overrides(overrides)
+    assert (refused.value.reason, refused.value.field) == (reason, field)

@@ -12,9 +12,11 @@ out of physical range) neither raises nor clears anything: unknown is not eviden
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
+import math
 from types import MappingProxyType
+from typing import Any
 
 from . import registers
 from .models import ContainerReading
@@ -119,6 +121,30 @@ EMERGENCY_ALARMS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
+# Every alarm a container can raise: its raw errors, its detectors, the threshold alarms.
+ALARM_NAMES: tuple[str, ...] = (
+    *RAW_ERRORS,
+    SMOKE,
+    WATER_INGRESS,
+    INLET_TOO_COLD,
+    INLET_WARM,
+    INLET_HOT,
+    *(name.format(p) for p in PRESSURES for name in (PRESSURE_LOW, PRESSURE_HIGH)),
+)
+# The severities an alarm may be given (none is the state of a container without alarms).
+ALARM_SEVERITIES: tuple[Severity, ...] = tuple(s for s in Severity if s is not Severity.NONE)
+
+
+class AlarmSettingsError(ValueError):
+    """Alarm settings that cannot hold: `reason` says why, `field` which setting."""
+
+    def __init__(self, reason: str, field_name: str, message: str) -> None:
+        """Keep the reason (a stable code) and the setting with the message."""
+        super().__init__(message)
+        self.reason = reason
+        self.field = field_name
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmSettings:
     """Limits and severities; the defaults are the fact sheet's (upstream config, UI bands)."""
@@ -137,16 +163,91 @@ class AlarmSettings:
 
     def __post_init__(self) -> None:
         """Refuse limits that contradict each other (they would raise and clear at once)."""
-        if min(self.temperature_hysteresis_c, self.pressure_hysteresis_bar) < 0:
-            raise ValueError("a hysteresis cannot be negative")
-        if not self.inlet_min_c < self.inlet_warm_c <= self.inlet_hot_c:
-            raise ValueError("inlet limits must rise: minimum < warm <= hot")
+        for name in THRESHOLDS:
+            if not math.isfinite(getattr(self, name)):
+                raise AlarmSettingsError("not_a_number", name, f"{name} is not a number")
+        for name in ("temperature_hysteresis_c", "pressure_hysteresis_bar"):
+            if getattr(self, name) < 0:
+                raise AlarmSettingsError(
+                    "negative_hysteresis", name, "a hysteresis cannot be negative"
+                )
+        if not self.inlet_min_c < self.inlet_warm_c:
+            raise AlarmSettingsError(
+                "inlet_min_not_below_warm",
+                "inlet_min_c",
+                "inlet limits must rise: minimum < warm <= hot",
+            )
+        if not self.inlet_warm_c <= self.inlet_hot_c:
+            raise AlarmSettingsError(
+                "inlet_warm_above_hot",
+                "inlet_warm_c",
+                "inlet limits must rise: minimum < warm <= hot",
+            )
         if not self.pressure_min_bar < self.pressure_max_bar:
-            raise ValueError("the pressure minimum must be below the maximum")
+            raise AlarmSettingsError(
+                "pressure_min_not_below_max",
+                "pressure_min_bar",
+                "the pressure minimum must be below the maximum",
+            )
 
     def severity(self, name: str) -> Severity:
         """An alarm's severity: the override, else the default table, else high."""
         return self.severities.get(name, DEFAULT_SEVERITIES.get(name, UNKNOWN_SEVERITY))
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any]) -> AlarmSettings:
+        """Settings from what differs from the defaults (as `overrides()` gives it).
+
+        Raises AlarmSettingsError for an unknown key, a value that is not a number or
+        a severity, or limits that contradict each other.
+        """
+        limits: dict[str, float] = {}
+        for key, value in overrides.items():
+            if key == "severities":
+                continue
+            if key not in THRESHOLDS:
+                raise AlarmSettingsError("unknown_setting", key, f"no alarm setting {key!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AlarmSettingsError("not_a_number", key, f"{key} is not a number: {value!r}")
+            limits[key] = float(value)
+        severities: dict[str, Severity] = {}
+        for name, label in dict(overrides.get("severities") or {}).items():
+            try:
+                severity = Severity.parse(str(label))
+            except ValueError as err:
+                raise AlarmSettingsError("unknown_severity", name, str(err)) from None
+            if severity is Severity.NONE:
+                raise AlarmSettingsError("unknown_severity", name, "an alarm cannot be none")
+            severities[name] = severity
+        return cls(**limits, severities=MappingProxyType(severities))
+
+    def overrides(self) -> dict[str, Any]:
+        """What differs from the defaults: the limits, and severities as labels (JSON-ready)."""
+        defaults = AlarmSettings()
+        changed: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in THRESHOLDS
+            if getattr(self, name) != getattr(defaults, name)
+        }
+        severities = {
+            name: severity.label
+            for name, severity in sorted(self.severities.items())
+            if severity is not defaults.severity(name)
+        }
+        if severities:
+            changed["severities"] = severities
+        return changed
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every limit and every alarm's severity in effect (for diagnostics)."""
+        return {
+            **{name: getattr(self, name) for name in THRESHOLDS},
+            "severities": {name: self.severity(name).label for name in ALARM_NAMES},
+        }
+
+
+# The numeric limits of AlarmSettings (°C and bar), in the order the UI shows them.
+THRESHOLDS: tuple[str, ...] = tuple(f.name for f in fields(AlarmSettings) if f.name != "severities")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
