@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from functools import partial
 from pathlib import Path
 import sys
 from typing import Any
@@ -26,6 +27,8 @@ MQTT_ANSWERS = {"broker": "127.0.0.1", "port": 1883, "set_client_cert": False, "
 SUPPLY_ENTITY = "sensor.simulated_supply_supply_power"
 MINING_ENERGY = "sensor.simulated_site_mining_energy"
 SUPPLY_ENERGY = "sensor.simulated_site_supply_energy"
+# What the containers draw besides their miners: with Mining, the site's draw, no miner twice.
+OVERHEAD_ENERGY = "sensor.simulated_site_container_cooling_and_overhead_energy"
 DEV_OPTIONS = {
     "fleet_interval": 5,
     "min_on_s": 30,
@@ -71,17 +74,27 @@ async def has_state(api: HomeAssistantApi, entity_id: str) -> bool:
     return True
 
 
-async def add_site_energy(api: HomeAssistantApi) -> None:
-    """Put the site in the Energy dashboard: supply energy as the grid, mining as a device."""
+async def add_site_energy(api: HomeAssistantApi, devices_wanted: dict[str, str]) -> None:
+    """Put the site in the Energy dashboard: supply energy as the grid, the loads as devices.
+
+    `devices_wanted` are the individual devices' energy sensors and names (Mining, and the
+    containers' cooling and overhead: a container's own meters include its miners, so listing
+    them beside Mining would count every miner twice).
+    """
     reply = await api.ws_command({"type": "energy/get_prefs"})
     # Until preferences are first saved, Home Assistant answers not_found.
     prefs = reply.get("result") or {}
     devices = list(prefs.get("device_consumption", []))
     sources = list(prefs.get("energy_sources", []))
     changes: dict[str, Any] = {}
-    if not any(device["stat_consumption"] == MINING_ENERGY for device in devices):
-        mining = {"stat_consumption": MINING_ENERGY, "name": "Mining"}
-        changes["device_consumption"] = [*devices, mining]
+    listed = {device["stat_consumption"] for device in devices}
+    added = [
+        {"stat_consumption": stat, "name": name}
+        for stat, name in devices_wanted.items()
+        if stat not in listed
+    ]
+    if added:
+        changes["device_consumption"] = [*devices, *added]
     if not any(source.get("type") == "grid" for source in sources):
         grid = {"type": "grid", "stat_energy_from": SUPPLY_ENERGY, "cost_adjustment_day": 0}
         changes["energy_sources"] = [*sources, grid]
@@ -186,10 +199,12 @@ async def main(args: argparse.Namespace) -> None:
                 # Critical and high alerts go by SMS to the stand-in, told again every minute
                 # until acknowledged (a real site's default is 5 minutes).
                 await api.set_options(entry_id, ALERT_OPTIONS)
-        await poll_until(
-            lambda: has_value(api, MINING_ENERGY), 60, f"{MINING_ENERGY} to have a value", 0.5
-        )
-        await add_site_energy(api)
+        wanted = {MINING_ENERGY: "Mining"}
+        if (await SimulatorControl(session, args.simulator).state()).get("containers"):
+            wanted[OVERHEAD_ENERGY] = "Container cooling and overhead"
+        for stat in wanted:
+            await poll_until(partial(has_value, api, stat), 60, f"{stat} to have a value", 0.5)
+        await add_site_energy(api, wanted)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ HEADER = """\
 # (see README, "Site dashboard"), or replace "simulated_site" with your site's name.
 """
 MINER_SWITCH = re.compile(r"^switch\.(?P<model>.+)_(?P<host>\d+_\d+_\d+_\d+)(?:_\d+)?_mining$")
+# A container's device: its alarm severity sensor names it (the site has no such sensor).
+CONTAINER_SEVERITY = re.compile(r"^sensor\.(?P<container>.+)_alarm_severity$")
 
 
 def site_cards(site: str) -> list[dict[str, Any]]:
@@ -114,6 +116,76 @@ def site_cards(site: str) -> list[dict[str, Any]]:
     ]
 
 
+# A container's rows (entity key, row name); the first names the container's device.
+CONTAINER_ROWS = (
+    ("sensor", "alarm_severity", "Alarm severity"),
+    ("event", "alarm", "Last alarm"),
+    ("sensor", "status", "Status"),
+    ("switch", "cooling", "Cooling"),
+    ("sensor", "power", "Power"),
+    ("sensor", "inlet_water_temperature", "Inlet water"),
+    ("sensor", "outlet_water_temperature", "Outlet water"),
+    ("sensor", "inlet_pressure", "Inlet pressure"),
+    ("binary_sensor", "pump", "Pump"),
+    ("binary_sensor", "pump_fault", "Pump fault"),
+    ("binary_sensor", "smoke", "Smoke"),
+    ("binary_sensor", "water_ingress", "Water ingress"),
+    ("sensor", "ambient_temperature", "Ambient"),
+)
+# Any state at all: the filter only drops an entity that does not exist (a container not
+# configured on this site, or removed), instead of a "not found" warning.
+ANY_STATE = [{"operator": "regex", "value": ".*"}]
+
+
+def container_name(container: str, names: dict[str, str]) -> str:
+    """A container's device name: its alarm severity's friendly name without the sensor's."""
+    name = names.get(f"sensor.{container}_alarm_severity", "")
+    if name.endswith(" Alarm severity"):
+        return name.removesuffix(" Alarm severity")
+    return container.replace("_", " ").capitalize()
+
+
+def container_cards(entity_ids: list[str], names: dict[str, str]) -> list[dict[str, Any]]:
+    """A card per container (alarm, cooling, water, safety), and their inlet water history.
+
+    `names` are the friendly names by entity id (the containers' device names come from them).
+    """
+    containers = sorted(m["container"] for e in entity_ids if (m := CONTAINER_SEVERITY.match(e)))
+    cards: list[dict[str, Any]] = [
+        {
+            "type": "entity-filter",
+            "state_filter": ANY_STATE,
+            "show_empty": False,
+            "entities": [
+                {"entity": f"{domain}.{container}_{key}", "name": name}
+                for domain, key, name in CONTAINER_ROWS
+            ],
+            "card": {
+                "type": "entities",
+                "title": container_name(container, names),
+                "state_color": True,
+            },
+        }
+        for container in containers
+    ]
+    if containers:
+        cards.append(
+            {
+                "type": "history-graph",
+                "title": "Container inlet water",
+                "hours_to_show": 6,
+                "entities": [
+                    {
+                        "entity": f"sensor.{container}_inlet_water_temperature",
+                        "name": container_name(container, names),
+                    }
+                    for container in containers
+                ],
+            }
+        )
+    return cards
+
+
 # Every state a miner's switch has (on: mining, off: sleeping, unavailable: offline): the
 # filter only drops a miner that no longer exists, instead of a "not found" warning.
 MINER_STATES = ["on", "off", "unavailable", "unknown"]
@@ -152,8 +224,10 @@ def miner_cards(entity_ids: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def dashboard(site: str, entity_ids: list[str]) -> dict[str, Any]:
-    """The whole dashboard: the site view and the miners view."""
+def dashboard(
+    site: str, entity_ids: list[str], names: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The whole dashboard: the site view, the miners view and the containers view."""
     return {
         "title": "Mining site",
         "views": [
@@ -169,8 +243,22 @@ def dashboard(site: str, entity_ids: list[str]) -> dict[str, Any]:
                 "icon": "mdi:server",
                 "cards": miner_cards(entity_ids),
             },
+            {
+                "title": "Containers",
+                "path": "containers",
+                "icon": "mdi:train-car-container",
+                "cards": container_cards(entity_ids, names or {}),
+            },
         ],
     }
+
+
+class _PlainDumper(yaml.SafeDumper):  # type: ignore[misc, unused-ignore]
+    """Writes a repeated value out again instead of an anchor and alias (&id001 / *id001)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        """Never alias."""
+        return True
 
 
 def main() -> None:
@@ -185,8 +273,12 @@ def main() -> None:
     url = f"{args.url.rstrip('/')}/api/states"
     request = Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310 - http(s) only
     with urlopen(request, timeout=30) as response:  # noqa: S310
-        entity_ids = [state["entity_id"] for state in json.load(response)]
-    text = yaml.safe_dump(dashboard(args.site, entity_ids), sort_keys=False, width=120)
+        states = json.load(response)
+    entity_ids = [state["entity_id"] for state in states]
+    names = {s["entity_id"]: str(s["attributes"].get("friendly_name", "")) for s in states}
+    text = yaml.dump(
+        dashboard(args.site, entity_ids, names), Dumper=_PlainDumper, sort_keys=False, width=120
+    )
     args.output.write_text(HEADER + text)
     print(f"wrote {args.output}")
 

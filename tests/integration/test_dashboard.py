@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import yaml
 
 from custom_components.bitcoin_mining.const import (
+    CONF_CONTAINER_NAME,
     CONF_GRID_INTERVAL,
     CONF_MIN_OFF_S,
     CONF_MIN_ON_S,
@@ -17,9 +21,10 @@ from custom_components.bitcoin_mining.const import (
     DOMAIN,
 )
 from scripts.dev.make_dashboard import MINER_SWITCH, OUTPUT
-from simulator import Site
+from simulator import Site, SiteConfig
 
-from .conftest import entity_id, miner_key, miners_text, set_supply, site_data
+from .conftest import SIMULATED_SITE, entity_id, miner_key, miners_text, set_supply, site_data
+from .test_container import LOGIN, add_container, form
 
 DASHBOARD = Path(OUTPUT)
 # scripts/develop's fleet: 160 miners counting up from 127.0.1.1.
@@ -37,9 +42,23 @@ def named_entities(node: Any) -> list[str]:
     return found + [hit for value in node.values() for hit in named_entities(value)]
 
 
+@pytest.fixture
+async def simulated_with_containers(loopback_network: None) -> AsyncIterator[Site]:
+    """The simulated site with scripts/develop's two containers, a Kehua and a Wonderint."""
+    config = SiteConfig(
+        **SIMULATED_SITE,
+        containers=("kehua", "wonderint"),
+        container_address="127.0.0.1:0",
+        container_logins=(LOGIN,),
+    )
+    async with Site(config) as site:
+        yield site
+
+
 async def test_the_dashboard_names_only_entities_the_site_has(
-    hass: HomeAssistant, simulated: Site
+    hass: HomeAssistant, simulated_with_containers: Site
 ) -> None:
+    simulated = simulated_with_containers
     assert simulated.meter is not None
     assert simulated.pool is not None
     # The develop site's title, so the site's entity ids are the dashboard's.
@@ -59,6 +78,11 @@ async def test_the_dashboard_names_only_entities_the_site_has(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+    # Named as scripts/develop names them, so their entity ids are the dashboard's.
+    for number, server in enumerate(simulated.containers):
+        name = f"Container {number} ({server.kind.capitalize()})"
+        result = await add_container(hass, entry, form(server, **{CONF_CONTAINER_NAME: name}))
+        assert result["type"] is FlowResultType.CREATE_ENTRY, result
 
     named = named_entities(yaml.safe_load(DASHBOARD.read_text()))
     tiles = [entity for entity in named if MINER_SWITCH.match(entity)]
@@ -66,6 +90,8 @@ async def test_the_dashboard_names_only_entities_the_site_has(
     assert len(site_level) > 20
     missing = [entity for entity in site_level if hass.states.get(entity) is None]
     assert missing == []
+    containers = [entity for entity in site_level if ".container_" in entity]
+    assert len(containers) > 20, "the containers view names each container's entities"
 
     # The miner grid: one tile for each of the develop fleet's miners, each named the
     # way the integration names a miner's mining switch (seen on this site's miners).
