@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from homeassistant.core import callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -14,8 +16,29 @@ from .compat import set_parent_device
 from .const import DOMAIN
 from .container import ContainerCoordinator, container_identifier
 from .entity import site_identifier
-from .miningsite.containers import ContainerReading
+from .miningsite.containers import ContainerKind, ContainerReading
 from .models import BitcoinMiningConfigEntry
+
+
+def container_unique_id(coordinator: ContainerCoordinator, key: str) -> str:
+    """The unique id of a container's entity."""
+    return f"{site_identifier(coordinator.config_entry)}_{coordinator.subentry_id}_{key}"
+
+
+@callback
+def async_remove_absent_entities(
+    coordinator: ContainerCoordinator,
+    platform: str,
+    descriptions: Iterable[ContainerEntityDescription],
+) -> None:
+    """Forget the entities a container of its kind does not have (made before we knew)."""
+    registry = er.async_get(coordinator.hass)
+    for description in descriptions:
+        if description.exists_fn(coordinator.client.kind):
+            continue
+        unique_id = container_unique_id(coordinator, description.key)
+        if entity_id := registry.async_get_entity_id(platform, DOMAIN, unique_id):
+            registry.async_remove(entity_id)
 
 
 def container_device_info(coordinator: ContainerCoordinator) -> DeviceInfo:
@@ -37,8 +60,8 @@ def container_device_info(coordinator: ContainerCoordinator) -> DeviceInfo:
 class ContainerEntityDescription(EntityDescription):
     """What every container entity description adds."""
 
-    # Whether the container has this entity at all (a Kehua lacks the outlet sensor).
-    exists_fn: Callable[[ContainerReading | None], bool] = lambda _: True
+    # Whether a container of this kind (None: not known yet) has the entity at all.
+    exists_fn: Callable[[ContainerKind | None], bool] = lambda kind: True
 
 
 class ContainerEntity(CoordinatorEntity[ContainerCoordinator]):
@@ -50,10 +73,7 @@ class ContainerEntity(CoordinatorEntity[ContainerCoordinator]):
         """Attach the entity to its container's coordinator and device."""
         super().__init__(coordinator)
         self.entity_description = description
-        entry = coordinator.config_entry
-        self._attr_unique_id = (
-            f"{site_identifier(entry)}_{coordinator.subentry_id}_{description.key}"
-        )
+        self._attr_unique_id = container_unique_id(coordinator, description.key)
         self._attr_device_info = container_device_info(coordinator)
 
     @property

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from homeassistant.components.sensor import (
+    DOMAIN as SENSOR_DOMAIN,
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
@@ -24,8 +25,18 @@ from homeassistant.const import (
 )
 
 from .container import ContainerCoordinator, ContainerData
-from .container_entity import ContainerEntity
-from .miningsite.containers import CduReading, ContainerReading, MeterReading, PduReading
+from .container_entity import (
+    ContainerEntity,
+    ContainerEntityDescription,
+    async_remove_absent_entities,
+)
+from .miningsite.containers import (
+    CduReading,
+    ContainerKind,
+    ContainerReading,
+    MeterReading,
+    PduReading,
+)
 from .miningsite.containers.alarms import Severity
 
 METERS = 4
@@ -33,7 +44,7 @@ PDUS = 12
 
 
 @dataclass(frozen=True, kw_only=True)
-class ContainerSensorDescription(SensorEntityDescription):
+class ContainerSensorDescription(ContainerEntityDescription, SensorEntityDescription):
     """A container sensor: its value from the coordinator's data."""
 
     value_fn: Callable[[ContainerData], float | str | None]
@@ -125,7 +136,11 @@ CONTAINER_SENSORS: tuple[ContainerSensorDescription, ...] = (
         value_fn=_reading(lambda r: r.ambient.humidity if r.ambient else None),
     ),
     _temperature("inlet_water_temperature", lambda c: c.inlet_temp_c),
-    _temperature("outlet_water_temperature", lambda c: c.outlet_temp_c),
+    # Only Wonderint has an outlet sensor (reg 211): on a Kehua it would be unknown for ever.
+    replace(
+        _temperature("outlet_water_temperature", lambda c: c.outlet_temp_c),
+        exists_fn=lambda kind: kind is not ContainerKind.KEHUA,
+    ),
     _temperature("cooling_water_temperature", lambda c: c.cooling_temp_c),
     _temperature("dew_point", lambda c: c.dew_point_c),
     _pressure("inlet_pressure", lambda c: c.inlet_pressure_bar),
@@ -256,7 +271,8 @@ class ContainerSensor(ContainerEntity, SensorEntity):
 
 def container_sensors(coordinator: ContainerCoordinator) -> Iterable[ContainerSensor]:
     """Every sensor of one container."""
-    descriptions = list(CONTAINER_SENSORS)
+    async_remove_absent_entities(coordinator, SENSOR_DOMAIN, CONTAINER_SENSORS)
+    descriptions = [d for d in CONTAINER_SENSORS if d.exists_fn(coordinator.client.kind)]
     for index in range(METERS):
         descriptions += meter_sensors(index)
     used = {pdu for pdu, _ in coordinator.sockets}

@@ -116,15 +116,38 @@ def wait(what: str, check: Callable[[], bool], seconds: float) -> None:
 
 # A miner the operator removed from the site, still named by a dashboard made before.
 REMOVED_MINER = "switch.cgminer_127_0_9_9_mining"
-CHECK_DASHBOARD = "check-removed-miner"
+# A container a dashboard names that the site does not have (not configured yet, or removed).
+MISSING_CONTAINER = "container_9_missing"
+CHECK_DASHBOARD = "check-missing-entities"
 
 
-def check_removed_miner(page: Any, check_page: Callable[..., float]) -> None:
-    """The shipped miner cards plus a removed miner, on a throw-away dashboard: no warning."""
-    shipped = yaml_miner_cards()
-    first = shipped[0]
+def check_missing_entities(page: Any, check_page: Callable[..., float]) -> None:
+    """The shipped cards with a removed miner and a container not configured: no warning card.
+
+    On a throw-away dashboard: the shipped miner cards plus a removed miner, the shipped
+    container cards plus the same cards for a container the site does not have.
+    """
+    miners = shipped_cards("miners")
+    first = miners[0]
     first["entities"] = [*first["entities"], {"entity": REMOVED_MINER, "name": "removed"}]
-    config = {"views": [{"title": "Miners", "path": "miners", "cards": shipped}]}
+    containers = shipped_cards("containers")
+    template = json.dumps(containers[0])
+    shown = re.search(r"\.([a-z0-9_]+)_alarm_severity", template)
+    if shown is None:
+        raise CheckError("the shipped dashboard has no container card to copy")
+    missing = json.loads(template.replace(shown[1], MISSING_CONTAINER))
+    missing["card"]["title"] = "Not configured"
+    history = {
+        "type": "history-graph",
+        "title": "Missing container's water",
+        "entities": [f"sensor.{MISSING_CONTAINER}_inlet_water_temperature"],
+    }
+    config = {
+        "views": [
+            {"title": "Miners", "path": "miners", "cards": miners},
+            {"title": "Containers", "path": "containers", "cards": [*containers, missing, history]},
+        ]
+    }
     # The page's own connection (logged in) creates it: storage dashboards need no restart.
     created = page.evaluate(
         """async ([path, config]) => {
@@ -141,6 +164,11 @@ def check_removed_miner(page: Any, check_page: Callable[..., float]) -> None:
         if page.locator("hui-glance-card .entity", has_text="removed").count():
             raise CheckError("dashboard-removed-miner: the removed miner still has a tile")
         print("check_ui: a removed miner drops out of the grid, no warning card")
+        containers_path = f"/{CHECK_DASHBOARD}/containers"
+        check_page(page, "dashboard-missing-container", containers_path, "hui-entities-card")
+        if page.locator("hui-entities-card", has_text="Not configured").count():
+            raise CheckError("dashboard-missing-container: the missing container has a card")
+        print("check_ui: a container the site does not have shows no card, no warning card")
     finally:
         page.evaluate(
             """async (id) => document.querySelector("home-assistant").hass.callWS(
@@ -149,12 +177,12 @@ def check_removed_miner(page: Any, check_page: Callable[..., float]) -> None:
         )
 
 
-def yaml_miner_cards() -> list[dict[str, Any]]:
-    """The shipped dashboard's miner cards."""
+def shipped_cards(view: str) -> list[dict[str, Any]]:
+    """The shipped dashboard's cards of one view (by its path)."""
     import yaml  # type: ignore[import-untyped, unused-ignore]  # in .dev/ui-venv only
 
     views = yaml.safe_load(DASHBOARD.read_text())["views"]
-    cards: list[dict[str, Any]] = next(v["cards"] for v in views if v["path"] == "miners")
+    cards: list[dict[str, Any]] = next(v["cards"] for v in views if v["path"] == view)
     return cards
 
 
@@ -175,7 +203,7 @@ def run(args: argparse.Namespace) -> None:
     miners = sum(1 for entity_id in states if MINER_SWITCH.match(entity_id))
     offline_tile = next(
         card_entity.get("name", "")
-        for card in yaml_miner_cards()
+        for card in shipped_cards("miners")
         for card_entity in card["entities"]
         if card_entity["entity"] == offline
     )
@@ -246,7 +274,13 @@ def run(args: argparse.Namespace) -> None:
                 text = tile.inner_text()
                 raise CheckError(f"dashboard-miners: the offline miner's tile reads {text!r}")
             print(f"check_ui: {tiles} miner tiles in {took:.1f} s, the offline one unavailable")
-            check_removed_miner(page, check_page)
+            check_page(
+                page, "dashboard-containers", "/bitcoin-mining/containers", "hui-entities-card"
+            )
+            cards = page.locator("hui-entities-card").count()
+            if cards < len(shipped_cards("containers")) - 1:  # the last is the water history
+                raise CheckError(f"dashboard-containers: {cards} container cards")
+            check_missing_entities(page, check_page)
             check_page(
                 page,
                 "integration",

@@ -151,14 +151,17 @@ def container_cards(entity_ids: list[str], names: dict[str, str]) -> list[dict[s
     `names` are the friendly names by entity id (the containers' device names come from them).
     """
     containers = sorted(m["container"] for e in entity_ids if (m := CONTAINER_SEVERITY.match(e)))
+    existing = set(entity_ids)
     cards: list[dict[str, Any]] = [
         {
             "type": "entity-filter",
             "state_filter": ANY_STATE,
             "show_empty": False,
+            # Only what this container has (a Kehua has no outlet water sensor).
             "entities": [
                 {"entity": f"{domain}.{container}_{key}", "name": name}
                 for domain, key, name in CONTAINER_ROWS
+                if f"{domain}.{container}_{key}" in existing
             ],
             "card": {
                 "type": "entities",

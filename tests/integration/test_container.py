@@ -978,3 +978,34 @@ async def test_the_alarms_step_over_rest_as_the_frontend_sees_it(
     response = await client.post(f"{base}/{flow['flow_id']}", json={})
     assert response.status == 200
     assert (await response.json())["type"] == "create_entry"
+
+
+async def test_only_a_wonderint_has_an_outlet_water_sensor(
+    hass: HomeAssistant, site: Site, loaded: MockConfigEntry
+) -> None:
+    """A Kehua has no outlet temperature register: no sensor that would be unknown for ever."""
+    for server in site.containers:
+        result = await add_container(hass, loaded, form(server))
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+    registry = er.async_get(hass)
+    outlet = {
+        subentry.data[CONF_CONTAINER_KIND]: registry.async_get_entity_id(
+            "sensor",
+            DOMAIN,
+            f"{site_identifier(loaded)}_{subentry.subentry_id}_outlet_water_temperature",
+        )
+        for subentry in loaded.subentries.values()
+    }
+    assert outlet["kehua"] is None
+    assert outlet["wonderint"] is not None
+    state = hass.states.get(outlet["wonderint"])
+    assert state is not None
+    assert float(state.state) > 0
+
+    # A Kehua's outlet sensor made by an earlier version is forgotten at the next setup.
+    kehua = next(s for s in loaded.subentries.values() if s.data[CONF_CONTAINER_KIND] == "kehua")
+    unique_id = f"{site_identifier(loaded)}_{kehua.subentry_id}_outlet_water_temperature"
+    registry.async_get_or_create("sensor", DOMAIN, unique_id, config_entry=loaded)
+    assert await hass.config_entries.async_reload(loaded.entry_id)
+    await hass.async_block_till_done()
+    assert registry.async_get_entity_id("sensor", DOMAIN, unique_id) is None

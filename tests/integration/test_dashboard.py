@@ -55,13 +55,18 @@ async def simulated_with_containers(loopback_network: None) -> AsyncIterator[Sit
         yield site
 
 
-async def test_the_dashboard_names_only_entities_the_site_has(
+@pytest.fixture
+async def develop_entry(
     hass: HomeAssistant, simulated_with_containers: Site
-) -> None:
+) -> AsyncIterator[MockConfigEntry]:
+    """The site set up as scripts/develop sets it up (same names, so the same entity ids).
+
+    Unloaded at teardown even when the test failed: the simulator must not close its
+    servers under a site still polling them.
+    """
     simulated = simulated_with_containers
     assert simulated.meter is not None
     assert simulated.pool is not None
-    # The develop site's title, so the site's entity ids are the dashboard's.
     entry = MockConfigEntry(
         domain=DOMAIN,
         title="Simulated site",
@@ -78,12 +83,21 @@ async def test_the_dashboard_names_only_entities_the_site_has(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    # Named as scripts/develop names them, so their entity ids are the dashboard's.
-    for number, server in enumerate(simulated.containers):
-        name = f"Container {number} ({server.kind.capitalize()})"
-        result = await add_container(hass, entry, form(server, **{CONF_CONTAINER_NAME: name}))
-        assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    try:
+        for number, server in enumerate(simulated.containers):
+            name = f"Container {number} ({server.kind.capitalize()})"
+            result = await add_container(hass, entry, form(server, **{CONF_CONTAINER_NAME: name}))
+            assert result["type"] is FlowResultType.CREATE_ENTRY, result
+        yield entry
+    finally:
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
 
+
+async def test_the_dashboard_names_only_entities_the_site_has(
+    hass: HomeAssistant, simulated_with_containers: Site, develop_entry: MockConfigEntry
+) -> None:
+    simulated = simulated_with_containers
     named = named_entities(yaml.safe_load(DASHBOARD.read_text()))
     tiles = [entity for entity in named if MINER_SWITCH.match(entity)]
     site_level = [entity for entity in named if entity not in tiles]
@@ -101,9 +115,6 @@ async def test_the_dashboard_names_only_entities_the_site_has(
         switch = entity_id(hass, "switch", miner_key(miner), "mining")
         assert MINER_SWITCH.match(switch), switch
         assert hass.states.get(switch) is not None
-
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await hass.async_block_till_done()
 
 
 def test_named_entities_reads_every_card_shape() -> None:
