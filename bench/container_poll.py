@@ -18,6 +18,8 @@ machine whatever the client does, one wakeup per reply.
 Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python -m bench.container_poll"
 Options: --containers 10  --latency-ms 20  --polls 5
          --in-flight N: requests in flight per container (default: the client's; 1 to compare)
+         --in-turn: each container answers its requests in turn, each taking the latency
+                    (a TCP-to-RTU gateway: requests in flight save the round trips only)
          --profile [FILE]: cProfile the measured reads (slower; prints the top functions)
          --floor: also the bare-protocol floor of the same requests
 """
@@ -69,9 +71,11 @@ class _Container(asyncio.Protocol):
     simulator's registers computed once. Writes (the login) are acknowledged.
     """
 
-    def __init__(self, registers: dict[int, list[int]], delay_s: float) -> None:
+    def __init__(self, registers: dict[int, list[int]], delay_s: float, in_turn: bool) -> None:
         self.registers = registers
         self.delay_s = delay_s
+        self.in_turn = in_turn
+        self.free_at = 0.0  # in turn: when the request before is answered
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -95,17 +99,20 @@ class _Container(asyncio.Protocol):
                 reply = pdu[:5]  # FC06 / FC16 acknowledged
             frame = struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
             assert self.transport is not None
-            loop.call_later(self.delay_s, self.transport.write, frame)
+            at = loop.time() + self.delay_s
+            if self.in_turn:  # a gateway: one request on its serial line at a time
+                at = self.free_at = max(at, self.free_at + self.delay_s)
+            loop.call_at(at, self.transport.write, frame)
 
 
-async def serve(count: int, latency_ms: float) -> None:
+async def serve(count: int, latency_ms: float, in_turn: bool) -> None:
     """Run count containers; print their ports, then wait."""
     loop = asyncio.get_running_loop()
     ports = []
     for index in range(count):
         registers = _registers(KINDS[index % 2])
         server = await loop.create_server(
-            partial(_Container, registers, latency_ms / 1000), HOST, 0
+            partial(_Container, registers, latency_ms / 1000, in_turn), HOST, 0
         )
         ports.append(server.sockets[0].getsockname()[1])
     print(" ".join(map(str, ports)), flush=True)
@@ -153,7 +160,13 @@ async def bare_floor(ports: list[int], polls: int) -> list[float]:
 
 
 async def measure(
-    count: int, latency_ms: float, polls: int, profile: str | None, floor: bool, in_flight: int
+    count: int,
+    latency_ms: float,
+    polls: int,
+    profile: str | None,
+    floor: bool,
+    in_flight: int,
+    in_turn: bool,
 ) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -162,6 +175,7 @@ async def measure(
         "--serve",
         f"--containers={count}",
         f"--latency-ms={latency_ms}",
+        *(["--in-turn"] if in_turn else []),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -182,7 +196,8 @@ async def measure(
         cpu, wall = time.process_time(), time.perf_counter()
         first = await asyncio.gather(*(client.read() for client in clients))
         print(
-            f"{count} containers, latency {latency_ms:g} ms, {in_flight} requests in flight:"
+            f"{count} containers, latency {latency_ms:g} ms"
+            f"{' (answered in turn)' if in_turn else ''}, {in_flight} requests in flight:"
             f" first read (connect, login,"
             f" kind detection) {(time.perf_counter() - wall) * 1000:.0f} ms wall,"
             f" {(time.process_time() - cpu) * 1000:.1f} ms CPU"
@@ -249,10 +264,11 @@ def main() -> None:
     parser.add_argument("--profile", nargs="?", const="/tmp/container_poll.pstats", default=None)
     parser.add_argument("--floor", action="store_true")
     parser.add_argument("--in-flight", type=int, default=DEFAULT_REQUESTS_IN_FLIGHT)
+    parser.add_argument("--in-turn", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.containers, args.latency_ms))
+        asyncio.run(serve(args.containers, args.latency_ms, args.in_turn))
     else:
         asyncio.run(
             measure(
@@ -262,6 +278,7 @@ def main() -> None:
                 args.profile,
                 args.floor,
                 args.in_flight,
+                args.in_turn,
             )
         )
 

@@ -366,6 +366,7 @@ class ContainerClient:
         evidence: set[int] = set()  # units whose failure a read alone tells apart
         again: set[int] = set()  # units to read again one request at a time
         sent = 0
+        answered = False
         try:
             while True:
                 # Refill when the oldest is still out: the replies in already are taken
@@ -392,7 +393,7 @@ class ContainerClient:
                     failure = self._failure(f"unit {unit} regs {first}..{first + count - 1}", err)
                 else:
                     assert got is not None
-                    self.last_success = time.monotonic()
+                    answered = True
                     if len(got) == count:
                         values[unit].update(zip(range(first, first + count), got, strict=True))
                         continue
@@ -419,6 +420,8 @@ class ContainerClient:
         finally:
             for *_, future in in_flight:
                 future.cancel()
+            if answered:
+                self.last_success = time.monotonic()
         rest = []
         for unit, blocks in plan:
             missing = tuple(block for block in blocks if block[0] not in values[unit])

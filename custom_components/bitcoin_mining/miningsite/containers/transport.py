@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+import functools
 import struct
 
 from ..exceptions import DeviceProtocolError
@@ -36,6 +37,9 @@ _MBAP = struct.Struct(">HHH")
 # A request: the MBAP header, unit id, function code, then two 16-bit fields.
 _REQUEST = struct.Struct(">HHHBBHH")
 _WRITE_MANY = struct.Struct(">HHHBBHHB")
+
+# The registers of a read reply, by count (a cached Struct skips struct's format lookup).
+_registers = functools.cache(lambda count: struct.Struct(f">{count}H"))
 
 type Reply = list[int] | None
 # A request in flight: its future, unit id, function, registers asked (reads), deadline.
@@ -249,7 +253,7 @@ class ModbusTcpConnection(asyncio.Protocol):
             elif got > 2 * count:
                 self._malformed(f"{got // 2} registers in reply to a read of {count}", future)
             else:
-                future.set_result(list(struct.unpack_from(f">{got // 2}H", buffer, start + 3)))
+                future.set_result(list(_registers(got // 2).unpack_from(buffer, start + 3)))
         elif size != 4:
             self._malformed(f"a write acknowledgement of {size} bytes", future)
         else:
