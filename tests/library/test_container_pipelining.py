@@ -44,9 +44,11 @@ _HEADER = struct.Struct(">HHHB")
 class Misbehaving(asyncio.Protocol):
     """A container (a ContainerPeer's registers and answers) that mishandles requests in flight.
 
-    "drop" takes one request at a time and discards what arrives while it is busy, "busy"
-    answers a second one with exception 6, "close" closes the connection on it, "reverse"
-    answers the requests that arrive together in reverse order.
+    "drop" takes one request at a time and discards what arrives while it is busy, "latest"
+    answers only the last of the requests that arrive together (a gateway option that
+    discards the older ones), "busy" answers a second one with exception 6, "close" closes
+    the connection on it, "reverse" answers the requests that arrive together in reverse
+    order.
     """
 
     def __init__(self, core: ContainerPeer, mode: str) -> None:
@@ -66,15 +68,19 @@ class Misbehaving(asyncio.Protocol):
         if self.mode == "drop" and self.outstanding:
             return  # busy: what arrives now is lost
         self.buffer += data
+        requests = []
         while len(self.buffer) >= _HEADER.size:
             tid, _protocol, length, unit = _HEADER.unpack_from(self.buffer)
             if len(self.buffer) < 6 + length:
-                return
+                break
             pdu, self.buffer = self.buffer[7 : 6 + length], self.buffer[6 + length :]
-            self.request(tid, unit, pdu)
+            requests.append((tid, unit, pdu))
             if self.mode == "drop":
                 self.buffer = b""  # the rest arrived with it, while busy
-                return
+        if self.mode == "latest":
+            requests = requests[-1:]
+        for request in requests:
+            self.request(*request)
 
     def request(self, tid: int, unit: int, pdu: bytes) -> None:
         assert self.transport is not None
@@ -169,6 +175,7 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ("mode", "reason"),
     [
         ("drop", f"no answer within {TIMEOUT:g} s"),
+        ("latest", f"no answer within {TIMEOUT:g} s"),
         ("busy", "server device busy (6)"),
         ("close", "closed the connection"),
     ],
@@ -254,8 +261,8 @@ async def test_one_request_at_a_time_when_asked(core: ContainerPeer) -> None:
         await client.close()
         server.close()
     assert client.pipelining_failure is None
-    for bad in (0, 17, 2.0, True):
-        with pytest.raises(ContainerValueError, match="requests in flight must be 1..16"):
+    for bad in (0, 33, 2.0, True):
+        with pytest.raises(ContainerValueError, match="requests in flight must be 1..32"):
             client_for(core.port, core, requests_in_flight=bad)
 
 

@@ -1,11 +1,17 @@
 """The MicroBT container client: one Modbus TCP connection, the unit id per request.
 
-Reads: every unit's blocks in turn (FC03). A unit that times out, refuses a block (illegal
+Reads: every unit's blocks (FC03), the first alone, then up to `requests_in_flight` at once
+(Modbus TCP matches replies by transaction id). A container that cannot take several in
+flight (drops them, answers "busy", closes the connection) is found out on the first read,
+what failed read again one at a time, and read one request at a time from then on (logged
+once, `pipelining_failure` says why). A unit that times out, refuses a block (illegal
 address or function), answers short or empty leaves only its own block None, with the
 reason in `unit_errors`; only when no unit answers does read() raise. Three units in a row
 timing out with nothing read yet mean the container is not answering: the read stops there
 rather than wait out every unit. A timed-out unit is not retried within the read (the next
-read is its retry), so one silent unit costs one timeout per poll, not three.
+read is its retry), so one silent unit costs one timeout per poll, not three; with requests
+in flight, the first read it times out in retries it once alone, to tell its own fault from
+the pipelining's.
 
 Login (challenge, then SHA-256(challenge ‖ MD5(user) ‖ MD5(password)) written to reg 305) on
 every new connection. Reads do not need it: a refused login is noted in `unit_errors["login"]`
@@ -43,12 +49,16 @@ DEFAULT_PORT = 502
 DEFAULT_FAN_THRESHOLD_REGISTERS = r.DEFAULT_FAN_THRESHOLD_REGISTERS
 # Units timing out in a row, with nothing read yet, after which the container is offline.
 MAX_SILENT_UNITS = 3
-# Read requests in flight at once on a container's connection (bench/container_poll.py:
-# 1 costs ~40-56 ms of CPU per 10 containers, 4 about a third of it, 8 and more about the
-# same as 4 while a window larger than a unit's blocks gains nothing on a gateway that works
-# the requests off one by one). 1 reads one request at a time, as before pipelining.
-DEFAULT_REQUESTS_IN_FLIGHT = 8
-MAX_REQUESTS_IN_FLIGHT = 16
+# Read requests in flight at once on a container's connection. bench/container_poll.py, 10
+# containers whose replies each take 20 ms: 1 costs 40-60 ms of CPU a read, 8 about 21 ms
+# on Python 3.13 (14-17 on 3.14), 16 about 18 ms (12-15): a reply wakes the client once
+# for all the replies in by then, and the requests go out several to a write. A container
+# (a TCP-to-RTU gateway) that answers them in turn saves little CPU with any window (one
+# wakeup a reply), only round trips; it still must take them: a window it cannot take is
+# found out on the first read and costs one request at a time from then on (see
+# _read_pipelined). 1 reads one request at a time, as before pipelining.
+DEFAULT_REQUESTS_IN_FLIGHT = 16
+MAX_REQUESTS_IN_FLIGHT = 32
 # Modbus exception codes, for the reasons we give.
 _EXCEPTION_NAMES = {
     1: "illegal function",
@@ -287,14 +297,14 @@ class ContainerClient:
     ) -> tuple[dict[int, dict[int, int]], dict[int, _UnitError]]:
         """Each unit's registers, or why not; a dropped connection is reopened (and logged into).
 
-        One request at a time until a first unit is read (a container that answers nothing
+        One request at a time until a first block is read (a container that answers nothing
         is told by its silent units as before), then the rest with requests in flight.
         """
         regs: dict[int, dict[int, int]] = {}
         failures: dict[int, _UnitError] = {}
-        rest = await self._read_serial(plan, regs, failures, unit_errors, self._window > 1)
+        rest, first = await self._read_serial(plan, regs, failures, unit_errors, self._window > 1)
         if rest:
-            await self._read_pipelined(rest, regs, failures, unit_errors)
+            await self._read_pipelined(rest, first, regs, failures, unit_errors)
         self._faulty_units -= regs.keys()
         return regs, failures
 
@@ -305,19 +315,24 @@ class ContainerClient:
         failures: dict[int, _UnitError],
         unit_errors: dict[str, str],
         until_read: bool = False,
-    ) -> tuple[tuple[int, tuple[r.Block, ...]], ...]:
-        """Read the plan one request at a time (until_read: until a unit is read; the rest)."""
+    ) -> tuple[tuple[tuple[int, tuple[r.Block, ...]], ...], dict[int, int]]:
+        """Read the plan one request at a time.
+
+        until_read: only until a first block is read; then the rest of the plan (that unit's
+        other blocks first) and what was read of the unit.
+        """
         silent = 0
         stop: _UnitError | None = None
         for index, (unit, blocks) in enumerate(plan):
             if stop is not None:
                 failures[unit] = stop
                 continue
-            if until_read and regs:
-                return plan[index:]
             try:
                 if self._client is None:  # dropped under the last unit
                     await self._open(unit_errors)
+                if until_read:
+                    first = await self._read_blocks(unit, blocks[:1])
+                    return ((unit, blocks[1:]), *plan[index + 1 :]), first
                 regs[unit] = await self._read_blocks(unit, blocks)
             except _UnitError as failure:
                 failures[unit] = failure
@@ -331,11 +346,12 @@ class ContainerClient:
                 stop.unread = True
             else:
                 silent = 0
-        return ()
+        return (), {}
 
     async def _read_pipelined(
         self,
         plan: tuple[tuple[int, tuple[r.Block, ...]], ...],
+        first_values: dict[int, int],
         regs: dict[int, dict[int, int]],
         failures: dict[int, _UnitError],
         unit_errors: dict[str, str],
@@ -353,12 +369,16 @@ class ContainerClient:
         pipelining for good: acceptable, the price is CPU time (and wall time well within
         the target), never a value, and the log says so once.
         """
-        client = self._client
-        if client is None or not client.connected:
-            await self._read_serial(plan, regs, failures, unit_errors)
-            return
         values: dict[int, dict[int, int]] = {unit: {} for unit, _ in plan}
+        values[plan[0][0]] = first_values  # the first unit's block read alone
+        client = self._client
+        if client is None or not client.connected:  # closed right after that block
+            await self._read_serial(plan, regs, failures, unit_errors)
+            if plan[0][0] in regs:
+                regs[plan[0][0]] = first_values | regs[plan[0][0]]
+            return
         requests = [(unit, first, count) for unit, blocks in plan for first, count in blocks]
+        total = len(requests)
         window = self._window
         timeout = self.timeout
         in_flight: deque[tuple[int, int, int, asyncio.Future[Reply]]] = deque()
@@ -372,12 +392,13 @@ class ContainerClient:
                 # Refill when the oldest is still out: the replies in already are taken
                 # first, and what goes out then goes in one write.
                 if (
-                    suspect is None
-                    and sent < len(requests)
+                    sent < total
+                    and suspect is None
                     and (not in_flight or not in_flight[0][3].done())
                 ):
                     batch: list[tuple[int, int, int]] = []
-                    while len(in_flight) + len(batch) < window and sent < len(requests):
+                    room = window - len(in_flight)
+                    while len(batch) < room and sent < total:
                         request = requests[sent]
                         sent += 1
                         if request[0] not in failures:  # else an earlier block failed

@@ -34,6 +34,7 @@ MAX_WRITE_COUNT = 123  # registers per FC16 request
 
 # MBAP header: transaction id, protocol id (0), length of what follows (unit id + PDU).
 _MBAP = struct.Struct(">HHH")
+_MBAP_SIZE = _MBAP.size
 # A request: the MBAP header, unit id, function code, then two 16-bit fields.
 _REQUEST = struct.Struct(">HHHBBHH")
 _WRITE_MANY = struct.Struct(">HHHBBHHB")
@@ -214,20 +215,21 @@ class ModbusTcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         """Frame the replies: each MBAP header says how long its frame is."""
         buffer = self._buffer + data if self._buffer else data
+        size = len(buffer)
         used = 0
-        while len(buffer) - used >= _MBAP.size:
+        while size - used >= _MBAP_SIZE:
             tid, protocol, length = _MBAP.unpack_from(buffer, used)
             if protocol != 0 or length < 2:
                 # Not Modbus TCP: nothing after it can be framed.
                 what = f"protocol id {protocol}" if protocol else f"a frame of length {length}"
                 self._malformed(what)
                 return
-            end = used + _MBAP.size + length
-            if end > len(buffer):
+            end = used + _MBAP_SIZE + length
+            if end > size:
                 break  # the rest of the frame is still on its way
             pending = self._pending.pop(tid, None)
             if pending is not None and not pending[0].done():
-                self._answer(pending, buffer, used + _MBAP.size, end)
+                self._answer(pending, buffer, used + _MBAP_SIZE, end)
                 if self._lost is not None:
                     return
             used = end  # else a stray reply: the request it answers is over
