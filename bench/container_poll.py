@@ -4,8 +4,11 @@ Target: 10 containers <= 1 s wall and <= 20 ms CPU per read, at 20 ms Modbus lat
 The containers (half Kehua, half Wonderint) serve the simulator's registers from a
 subprocess (its CPU is not counted), each reply held back for the latency. One
 read is 40 requests per container (CDU 5, ambient, environment, 4 meters x 2, diagnostics,
-12 PDUs x 2), one after another on the container's one connection; the containers are read
-in parallel, so 40 x the latency is the floor of the wall time. CPU is this process's
+12 PDUs x 2) on the container's one connection: the CDU's one at a time, the rest with up
+to --in-flight requests out at once (the client's default; 1: one after another, 40 x the
+latency the floor of the wall time); the containers are read in parallel, each reply held
+back for the latency on its own (a controller that answers requests in flight at once).
+CPU is this process's
 time.process_time over the read: the containers' Modbus TCP connection (transport.py),
 the event loop, our decoding, and the kernel's loopback TCP work ("in the kernel" says about
 how much). --floor also measures the same 400 requests from a bare asyncio Protocol (one
@@ -14,6 +17,9 @@ machine whatever the client does, one wakeup per reply.
 
 Run in a lane: bash -c "source scripts/lanes.sh; lane_exec min python -m bench.container_poll"
 Options: --containers 10  --latency-ms 20  --polls 5
+         --in-flight N: requests in flight per container (default: the client's; 1 to compare)
+         --in-turn: each container answers its requests in turn, each taking the latency
+                    (a TCP-to-RTU gateway: requests in flight save the round trips only)
          --profile [FILE]: cProfile the measured reads (slower; prints the top functions)
          --floor: also the bare-protocol floor of the same requests
 """
@@ -34,6 +40,9 @@ import sys
 import time
 
 from custom_components.bitcoin_mining.miningsite.containers import ContainerClient
+from custom_components.bitcoin_mining.miningsite.containers.client import (
+    DEFAULT_REQUESTS_IN_FLIGHT,
+)
 from simulator.container_maps import ContainerMap
 from simulator.container_state import ContainerState
 
@@ -62,9 +71,11 @@ class _Container(asyncio.Protocol):
     simulator's registers computed once. Writes (the login) are acknowledged.
     """
 
-    def __init__(self, registers: dict[int, list[int]], delay_s: float) -> None:
+    def __init__(self, registers: dict[int, list[int]], delay_s: float, in_turn: bool) -> None:
         self.registers = registers
         self.delay_s = delay_s
+        self.in_turn = in_turn
+        self.free_at = 0.0  # in turn: when the request before is answered
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -88,17 +99,20 @@ class _Container(asyncio.Protocol):
                 reply = pdu[:5]  # FC06 / FC16 acknowledged
             frame = struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply
             assert self.transport is not None
-            loop.call_later(self.delay_s, self.transport.write, frame)
+            at = loop.time() + self.delay_s
+            if self.in_turn:  # a gateway: one request on its serial line at a time
+                at = self.free_at = max(at, self.free_at + self.delay_s)
+            loop.call_at(at, self.transport.write, frame)
 
 
-async def serve(count: int, latency_ms: float) -> None:
+async def serve(count: int, latency_ms: float, in_turn: bool) -> None:
     """Run count containers; print their ports, then wait."""
     loop = asyncio.get_running_loop()
     ports = []
     for index in range(count):
         registers = _registers(KINDS[index % 2])
         server = await loop.create_server(
-            partial(_Container, registers, latency_ms / 1000), HOST, 0
+            partial(_Container, registers, latency_ms / 1000, in_turn), HOST, 0
         )
         ports.append(server.sockets[0].getsockname()[1])
     print(" ".join(map(str, ports)), flush=True)
@@ -146,7 +160,13 @@ async def bare_floor(ports: list[int], polls: int) -> list[float]:
 
 
 async def measure(
-    count: int, latency_ms: float, polls: int, profile: str | None, floor: bool
+    count: int,
+    latency_ms: float,
+    polls: int,
+    profile: str | None,
+    floor: bool,
+    in_flight: int,
+    in_turn: bool,
 ) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -155,6 +175,7 @@ async def measure(
         "--serve",
         f"--containers={count}",
         f"--latency-ms={latency_ms}",
+        *(["--in-turn"] if in_turn else []),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -162,13 +183,22 @@ async def measure(
         line = await asyncio.wait_for(child.stdout.readline(), 30)
         ports = [int(port) for port in line.split()]
         clients = [
-            ContainerClient(HOST, port, kind=None, username="admin", password="admin")
+            ContainerClient(
+                HOST,
+                port,
+                kind=None,
+                username="admin",
+                password="admin",
+                requests_in_flight=in_flight,
+            )
             for port in ports
         ]
         cpu, wall = time.process_time(), time.perf_counter()
         first = await asyncio.gather(*(client.read() for client in clients))
         print(
-            f"{count} containers, latency {latency_ms:g} ms: first read (connect, login,"
+            f"{count} containers, latency {latency_ms:g} ms"
+            f"{' (answered in turn)' if in_turn else ''}, {in_flight} requests in flight:"
+            f" first read (connect, login,"
             f" kind detection) {(time.perf_counter() - wall) * 1000:.0f} ms wall,"
             f" {(time.process_time() - cpu) * 1000:.1f} ms CPU"
         )
@@ -189,6 +219,9 @@ async def measure(
                 profiler.disable()
             unknown = sum(len(reading.unit_errors) for reading in readings)
         requests = 40 * count
+        windows = sorted({client.requests_in_flight for client in clients})
+        if windows != [in_flight]:
+            print(f"  fell back to {windows} requests in flight:", clients[0].pipelining_failure)
         print(f"  kinds {', '.join(kinds)}; unknown values on the last read: {unknown}")
         print(
             f"  read wall   median {statistics.median(walls) * 1000:6.0f} ms"
@@ -200,10 +233,11 @@ async def measure(
             f" {statistics.median(cpus) / requests * 1e6:.0f} us per request, {requests} requests,"
             f" {statistics.median(kernel) * 1000:.1f} ms of it in the kernel)"
         )
-        print(
-            f"  floor: {requests // count} requests in turn per container x {latency_ms:g} ms ="
-            f" {requests // count * latency_ms:.0f} ms wall"
-        )
+        if in_flight == 1:
+            print(
+                f"  floor: {requests // count} requests in turn per container x"
+                f" {latency_ms:g} ms = {requests // count * latency_ms:.0f} ms wall"
+            )
         if floor:
             floors = await bare_floor(ports, polls)
             print(
@@ -229,12 +263,24 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=5)
     parser.add_argument("--profile", nargs="?", const="/tmp/container_poll.pstats", default=None)
     parser.add_argument("--floor", action="store_true")
+    parser.add_argument("--in-flight", type=int, default=DEFAULT_REQUESTS_IN_FLIGHT)
+    parser.add_argument("--in-turn", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.containers, args.latency_ms))
+        asyncio.run(serve(args.containers, args.latency_ms, args.in_turn))
     else:
-        asyncio.run(measure(args.containers, args.latency_ms, args.polls, args.profile, args.floor))
+        asyncio.run(
+            measure(
+                args.containers,
+                args.latency_ms,
+                args.polls,
+                args.profile,
+                args.floor,
+                args.in_flight,
+                args.in_turn,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -21,13 +21,16 @@ The container's state and physics are in container_state.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 import inspect
+import logging
 import math
 import secrets
+import struct
 import time
 from typing import Any, cast
 
@@ -79,6 +82,8 @@ from .container_state import (
     ContainerState,
 )
 from .state import SiteState
+
+_LOGGER = logging.getLogger(__name__)
 
 # Raised from a request handler, pymodbus sends no answer (the server ignores unknown units);
 # the exception was renamed in pymodbus 3.10.
@@ -239,23 +244,69 @@ _UNSUPPORTED: list[type[ModbusPDU]] = [
 ]
 
 
+_DEVICE_FAILURE = 4  # the Modbus exception for a request the container could not do
+# A request's MBAP header and unit id: transaction id, protocol id, length, unit id.
+_MBAP = struct.Struct(">HHHB")
+
+
 class _SessionServer(ModbusTcpServer):
-    """A Modbus TCP server that gives each connection a session (its login)."""
+    """A Modbus TCP server that gives each connection a session (its login).
+
+    It answers every request of a connection, however many arrive together: Modbus TCP lets
+    a client send several before the first is answered (matched by transaction id), and
+    pymodbus' own server takes one request per TCP segment and drops what follows it when it
+    answers. So the requests are framed here and each answered by its own task, in order
+    (the PDUs never wait).
+    """
 
     def callback_new_connection(self) -> Any:
-        """The pymodbus handler of a new connection, its requests run in its session."""
+        """The pymodbus handler of a new connection, its requests framed and run here."""
         handler: Any = super().callback_new_connection()  # type: ignore[no-untyped-call,unused-ignore]
         session = _Session(secrets.token_bytes(8))
-        handle = handler.handle_request
+        buffer = bytearray()
+        tasks: set[asyncio.Task[None]] = set()
 
-        # pymodbus runs each request's handle_request as a task of its own: the variable set
-        # there is what the request's update_datastore sees.
-        async def handle_request() -> None:
-            _SESSION.set(session)
-            await handle()
+        def callback_data(data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+            buffer.extend(data)
+            while len(buffer) >= _MBAP.size:
+                tid, protocol, length, unit = _MBAP.unpack_from(buffer)
+                if protocol != 0 or not 2 <= length <= 254:
+                    _LOGGER.debug("Container: not a Modbus TCP request, dropped: %s", buffer)
+                    buffer.clear()
+                    break
+                end = 6 + length
+                if len(buffer) < end:
+                    break  # the rest of the request is on its way
+                request = bytes(buffer[_MBAP.size : end])
+                del buffer[:end]
+                task = asyncio.create_task(self._answer(handler, session, tid, unit, request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            return len(data)  # all taken: what is left of a request waits in buffer
 
-        handler.handle_request = handle_request
+        handler.callback_data = callback_data
         return handler
+
+    async def _answer(
+        self, handler: Any, session: _Session, tid: int, unit: int, frame: bytes
+    ) -> None:
+        """Run one request in its connection's session and send its reply (if any)."""
+        _SESSION.set(session)
+        request: ModbusPDU | None = handler.framer.decoder.decode(frame)
+        response: ModbusPDU
+        if request is None:
+            response = ExceptionResponse(frame[0], ILLEGAL_FUNCTION)
+        else:
+            request.transaction_id, request.dev_id = tid, unit
+            try:
+                response = await request.update_datastore(self.context[unit])
+            except _NoAnswer:
+                return  # a unit the container does not have, or one made to time out
+            except Exception:
+                _LOGGER.exception("Container: request %s failed", request)
+                response = ExceptionResponse(request.function_code, _DEVICE_FAILURE)
+        response.transaction_id, response.dev_id = tid, unit
+        handler.server_send(response, None)
 
 
 class ContainerServer:
