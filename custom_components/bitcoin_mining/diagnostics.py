@@ -178,6 +178,9 @@ def _containers(entry: BitcoinMiningConfigEntry) -> dict[str, Any]:
             "config": async_redact_data(config, SECRETS),
             "last_update_success": coordinator.last_update_success,
             "kind": coordinator.client.kind,
+            # Read requests in flight at once, and why it fell back to one (if it did).
+            "requests_in_flight": coordinator.client.requests_in_flight,
+            "pipelining_failure": coordinator.client.pipelining_failure,
             "unit_errors": dict(reading.unit_errors) if reading else None,
             "reading": _plain(asdict(reading)) if reading else None,
             "alarms": [

@@ -413,6 +413,9 @@ async def test_diagnostics_show_the_container_without_its_login(
     assert container["config"]["username"] == REDACTED
     assert container["kind"] == "kehua"
     assert container["reading"]["cdu"]["inlet_temp_c"] is not None
+    # The simulator takes requests in flight: the client kept them.
+    assert container["requests_in_flight"] > 1
+    assert container["pipelining_failure"] is None
     assert "container-secret" not in str(result)
 
 
