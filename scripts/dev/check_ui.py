@@ -58,7 +58,11 @@ def ensure_environment() -> None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             raise SystemExit("check_ui: install Debian's chromium (apt-get install chromium)")
         print("check_ui: installing chromium (apt-get)", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)  # noqa: S603, S607
+        install = ["apt-get", "install", "-y", "-qq", "chromium"]
+        if subprocess.run(install, check=False).returncode != 0:  # noqa: S603
+            # A fresh machine's package lists may be empty or stale: refresh them once.
+            subprocess.run(["apt-get", "update", "-qq"], check=True)  # noqa: S603, S607
+            subprocess.run(install, check=True)  # noqa: S603
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
     python = VENV / "bin" / "python"
