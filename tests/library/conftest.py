@@ -1,4 +1,4 @@
-"""Fixtures of the Stratum proxy tests: the simulator's pool upstream, proxies, miner clients."""
+"""Library test fixtures: a container peer; the Stratum proxy's upstream, proxies, clients."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from custom_components.bitcoin_mining.miningsite.stratum import (
 )
 from devtools.stratum import StratumClient
 from simulator.pool import StratumPool
+from tests.support.container_peer import ContainerPeer
 
 # One hash in 256 meets it: a share costs the test client about a millisecond.
 TINY = 2.0**-24
@@ -25,6 +26,18 @@ STILL = VardiffConfig(
     retarget_shares=100_000,
     retarget_seconds=3600,
 )
+
+
+@pytest.fixture
+async def peer(loopback_network: None) -> AsyncIterator[ContainerPeer]:
+    """A well-behaved Kehua container on loopback (the container client's tests)."""
+    running = ContainerPeer("kehua")
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
 
 type MakeProxy = Callable[..., Awaitable[StratumProxy]]
 type Connect = Callable[..., Awaitable[StratumClient]]

@@ -47,16 +47,6 @@ def client_for(peer: ContainerPeer, **options: object) -> ContainerClient:
 
 
 @pytest.fixture
-async def peer(loopback_network: None) -> AsyncIterator[ContainerPeer]:
-    running = ContainerPeer("kehua")
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest.fixture
 async def client(peer: ContainerPeer) -> AsyncIterator[ContainerClient]:
     running = client_for(peer)
     try:

@@ -22,16 +22,6 @@ FCDU, GTEMP, HENV, PDU1 = 1, 2, 3, 9
 
 
 @pytest.fixture
-async def peer(loopback_network: None) -> AsyncIterator[ContainerPeer]:
-    running = ContainerPeer("kehua")
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest.fixture
 async def connection(peer: ContainerPeer) -> AsyncIterator[ModbusTcpConnection]:
     opened = await ModbusTcpConnection.open(HOST, peer.port)
     try:
