@@ -237,7 +237,12 @@ def run(args: argparse.Namespace) -> None:
             raise CheckError(f"{name} ({path}) did not load: {err}") from err
         took = time.monotonic() - started
         page.wait_for_timeout(1500)  # late renders and console messages
-        page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+        try:
+            page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+        except Exception as err:
+            # A page still busy rendering (Home Assistant's integration page lists every
+            # device: minutes with 1000 miners) fails its screenshot, not this script.
+            raise CheckError(f"{name} ({path}) did not settle for its screenshot: {err}") from err
         # A missing entity shows as "Entity not found" in a warning card (hui-error-card);
         # its text lives in the element's shadow root.
         cards = page.locator("hui-error-card, hui-warning, hui-warning-element").all()
