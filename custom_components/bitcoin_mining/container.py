@@ -104,13 +104,20 @@ def energy_store(hass: HomeAssistant, entry_id: str, subentry_id: str) -> Store[
     return Store(hass, STORE_VERSION, f"{DOMAIN}.{entry_id}.container.{subentry_id}")
 
 
-async def async_forget_container(hass: HomeAssistant, entry_id: str, subentry_id: str) -> None:
+async def async_forget_container(
+    hass: HomeAssistant,
+    entry_id: str,
+    subentry_id: str,
+    store: Store[dict[str, Any]] | None = None,
+) -> None:
     """Remove what a container left behind: its energy total and its repair issue.
 
-    Its device and entities belong to its subentry: Home Assistant removes those itself.
+    `store`: the container's own open store, if it has one (removing that very store also
+    cancels a save it still has pending). Its device and entities belong to its subentry:
+    Home Assistant removes those itself.
     """
     ir.async_delete_issue(hass, DOMAIN, critical_issue_id(subentry_id))
-    await energy_store(hass, entry_id, subentry_id).async_remove()
+    await (store or energy_store(hass, entry_id, subentry_id)).async_remove()
 
 
 class EnergyTotal:
@@ -241,9 +248,9 @@ class ContainerCoordinator(DataUpdateCoordinator[ContainerData]):
         if self.subentry_id in self.config_entry.subentries:
             await self._store.async_save(self._energy.as_dict())
         else:
-            # This very store: removing it also cancels a save it still has pending.
-            await self._store.async_remove()
-            ir.async_delete_issue(self.hass, DOMAIN, critical_issue_id(self.subentry_id))
+            await async_forget_container(
+                self.hass, self.config_entry.entry_id, self.subentry_id, self._store
+            )
         await self.client.close()
 
     @property
